@@ -1,0 +1,184 @@
+//! The error classes of product.md and what the runner does with each.
+//!
+//! Every failed call is turned into a [`CallError`] whose [`ErrorClass`] decides, by a
+//! `match`, whether the row is retried, fails for good, or stops the whole run.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The classes a failed call falls into (product.md, "Errors and what happens").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorClass {
+    Timeout,
+    Network,
+    RateLimited,
+    Overloaded,
+    Server,
+    BadResponse,
+    Download,
+    Refused,
+    InvalidRequest,
+    Auth,
+    Quota,
+    NotFound,
+}
+
+/// What the runner does after an error of a given class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Transient: wait (backoff or the server's advice) and try again.
+    Retry,
+    /// Final for this row only; the run goes on.
+    FailRow,
+    /// Retrying cannot help and every row would fail the same way: stop the run.
+    StopRun,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 12] = [
+        ErrorClass::Timeout,
+        ErrorClass::Network,
+        ErrorClass::RateLimited,
+        ErrorClass::Overloaded,
+        ErrorClass::Server,
+        ErrorClass::BadResponse,
+        ErrorClass::Download,
+        ErrorClass::Refused,
+        ErrorClass::InvalidRequest,
+        ErrorClass::Auth,
+        ErrorClass::Quota,
+        ErrorClass::NotFound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Network => "network",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Overloaded => "overloaded",
+            ErrorClass::Server => "server",
+            ErrorClass::BadResponse => "bad_response",
+            ErrorClass::Download => "download",
+            ErrorClass::Refused => "refused",
+            ErrorClass::InvalidRequest => "invalid_request",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Quota => "quota",
+            ErrorClass::NotFound => "not_found",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ErrorClass> {
+        ErrorClass::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    pub fn disposition(self) -> Disposition {
+        match self {
+            ErrorClass::Timeout
+            | ErrorClass::Network
+            | ErrorClass::RateLimited
+            | ErrorClass::Overloaded
+            | ErrorClass::Server
+            | ErrorClass::BadResponse
+            | ErrorClass::Download => Disposition::Retry,
+            ErrorClass::Refused | ErrorClass::InvalidRequest => Disposition::FailRow,
+            ErrorClass::Auth | ErrorClass::Quota | ErrorClass::NotFound => Disposition::StopRun,
+        }
+    }
+
+    /// What the user should do when this class stops the run.
+    pub fn advice(self) -> &'static str {
+        match self {
+            ErrorClass::Auth => {
+                "check the API key in the environment variable named by --api-key-env, and that it may use this model"
+            }
+            ErrorClass::Quota => {
+                "the account's quota or billing is exhausted: add credit or wait for the quota to reset, then run the same command again"
+            }
+            ErrorClass::NotFound => {
+                "check --model / the manifest's model column and --base-url: the provider does not know this model or endpoint"
+            }
+            _ => "",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failed call, classified. The message is already free of the API key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{class}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+pub struct CallError {
+    pub class: ErrorClass,
+    pub status: Option<u16>,
+    pub message: String,
+    /// The server's advice on when to try again (Retry-After, retry-after-ms, RetryInfo).
+    pub retry_after: Option<Duration>,
+}
+
+impl CallError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        CallError {
+            class,
+            status: None,
+            message: truncate(message.into(), 500),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, after: Option<Duration>) -> Self {
+        self.retry_after = after;
+        self
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_round_trips_through_its_name() {
+        for class in ErrorClass::ALL {
+            assert_eq!(ErrorClass::parse(class.as_str()), Some(class));
+        }
+        assert_eq!(ErrorClass::parse("nope"), None);
+    }
+
+    #[test]
+    fn fatal_classes_stop_the_run_and_final_ones_fail_the_row() {
+        assert_eq!(ErrorClass::Auth.disposition(), Disposition::StopRun);
+        assert_eq!(ErrorClass::Quota.disposition(), Disposition::StopRun);
+        assert_eq!(ErrorClass::NotFound.disposition(), Disposition::StopRun);
+        assert_eq!(ErrorClass::Refused.disposition(), Disposition::FailRow);
+        assert_eq!(ErrorClass::InvalidRequest.disposition(), Disposition::FailRow);
+        assert_eq!(ErrorClass::RateLimited.disposition(), Disposition::Retry);
+        assert_eq!(ErrorClass::Download.disposition(), Disposition::Retry);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_char_boundary() {
+        let e = CallError::new(ErrorClass::Server, "é".repeat(400));
+        assert!(e.message.len() <= 504);
+        assert!(e.message.ends_with('…'));
+    }
+}

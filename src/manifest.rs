@@ -1,0 +1,354 @@
+//! The manifest: a CSV of prompts, read as a stream.
+//!
+//! [`validate`] reads the whole file once and collects every bad row before anything is
+//! sent; [`ManifestReader`] then yields the rows one by one for the checkpoint to take in.
+//! Neither holds the file in memory (duplicate ids are found through 128-bit hashes).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use crate::size::{AspectRatio, Resolution, Size};
+
+/// One data row, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRow {
+    /// Line of the file where the record starts (1 = the header).
+    pub line: u64,
+    /// Data row number, from 1.
+    pub index: u64,
+    pub id: String,
+    pub prompt: String,
+    pub size: Option<Size>,
+    pub aspect_ratio: Option<AspectRatio>,
+    pub model: Option<String>,
+    /// Values of the columns bulkgen does not know, in header order.
+    pub extra: Vec<String>,
+}
+
+/// A bad row: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("manifest {path}: {reason}")]
+    Header { path: PathBuf, reason: String },
+    #[error("manifest {path} has {} bad row(s); nothing was sent:\n{}", problems.len(), list(problems))]
+    Rows { path: PathBuf, problems: Vec<Problem> },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// What a valid manifest holds, for the plan and the progress display.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ManifestStats {
+    pub rows: u64,
+    /// Rows per resolution class, in `Resolution::ALL` order, with `default_size` applied.
+    pub per_class: [u64; 3],
+}
+
+const MAX_ID_LEN: usize = 128;
+
+/// Reads every row and reports all problems at once: empty prompts, unknown sizes, bad
+/// aspect ratios, unsafe or duplicate ids, undecodable text.
+pub fn validate(path: &Path, default_size: Size) -> Result<ManifestStats, ManifestError> {
+    let mut reader = ManifestReader::open(path)?;
+    let mut stats = ManifestStats::default();
+    let mut problems = Vec::new();
+    let mut seen: HashMap<u128, u64> = HashMap::new();
+    for row in &mut reader {
+        match row {
+            Err(ReadError::Io(source)) => return Err(ManifestError::Io { path: path.to_owned(), source }),
+            Err(ReadError::Row(p)) => problems.push(p),
+            Ok(row) => {
+                if let Some(first) = seen.insert(id_hash(&row.id), row.line) {
+                    problems.push(Problem {
+                        line: row.line,
+                        reason: format!("duplicate id {:?} (first used on line {first})", row.id),
+                    });
+                    continue;
+                }
+                stats.rows += 1;
+                let class = row.size.unwrap_or(default_size).resolution();
+                stats.per_class[Resolution::ALL.iter().position(|r| *r == class).unwrap_or(0)] += 1;
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ManifestError::Rows { path: path.to_owned(), problems });
+    }
+    if stats.rows == 0 {
+        return Err(ManifestError::Header { path: path.to_owned(), reason: "has no data rows".into() });
+    }
+    Ok(stats)
+}
+
+/// Two independent 64-bit hashes: a false "duplicate" would need a 128-bit collision.
+fn id_hash(id: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    (0u8, id).hash(&mut a);
+    let mut b = DefaultHasher::new();
+    (1u8, id).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Where each known column sits in a record.
+#[derive(Debug, Clone)]
+struct Layout {
+    width: usize,
+    prompt: usize,
+    id: Option<usize>,
+    size: Option<usize>,
+    aspect_ratio: Option<usize>,
+    model: Option<usize>,
+    extra: Vec<usize>,
+}
+
+pub enum ReadError {
+    Io(std::io::Error),
+    Row(Problem),
+}
+
+/// Streams checked rows (ids are checked for form here, for uniqueness by [`validate`]).
+pub struct ManifestReader {
+    records: csv::ByteRecordsIntoIter<BufReader<File>>,
+    layout: Layout,
+    extra_columns: Vec<String>,
+    index: u64,
+}
+
+impl ManifestReader {
+    pub fn open(path: &Path) -> Result<ManifestReader, ManifestError> {
+        let io = |source| ManifestError::Io { path: path.to_owned(), source };
+        let header_err = |reason: String| ManifestError::Header { path: path.to_owned(), reason };
+        let file = File::open(path).map_err(io)?;
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(file));
+        let header = rdr.byte_headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
+        if header.is_empty() {
+            return Err(header_err("is empty: it needs a header row with at least a `prompt` column".into()));
+        }
+        let mut names = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+            let name = std::str::from_utf8(raw)
+                .map_err(|_| header_err(format!("header column {} is not UTF-8 text", i + 1)))?;
+            names.push(name.trim().to_owned());
+        }
+        let mut layout = Layout {
+            width: names.len(),
+            prompt: usize::MAX,
+            id: None,
+            size: None,
+            aspect_ratio: None,
+            model: None,
+            extra: Vec::new(),
+        };
+        let mut extra_columns = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let slot = match name.to_ascii_lowercase().as_str() {
+                "prompt" => {
+                    if layout.prompt != usize::MAX {
+                        return Err(header_err("has two `prompt` columns".into()));
+                    }
+                    layout.prompt = i;
+                    continue;
+                }
+                "id" => &mut layout.id,
+                "size" => &mut layout.size,
+                "aspect_ratio" => &mut layout.aspect_ratio,
+                "model" => &mut layout.model,
+                _ => {
+                    layout.extra.push(i);
+                    extra_columns.push(name.clone());
+                    continue;
+                }
+            };
+            if slot.replace(i).is_some() {
+                return Err(header_err(format!("has two `{}` columns", name.to_ascii_lowercase())));
+            }
+        }
+        if layout.prompt == usize::MAX {
+            return Err(header_err(format!(
+                "has no `prompt` column (columns found: {})",
+                names.join(", ")
+            )));
+        }
+        Ok(ManifestReader { records: rdr.into_byte_records(), layout, extra_columns, index: 0 })
+    }
+
+    /// Names of the columns carried through to results.csv, in header order.
+    pub fn extra_columns(&self) -> &[String] {
+        &self.extra_columns
+    }
+
+    fn check(&self, record: &csv::ByteRecord, line: u64, index: u64) -> Result<ManifestRow, Problem> {
+        let problem = |reason: String| Problem { line, reason };
+        if record.len() > self.layout.width {
+            return Err(problem(format!(
+                "has {} fields but the header has {} columns (an unquoted comma?)",
+                record.len(),
+                self.layout.width
+            )));
+        }
+        let text = |col: usize| -> Result<&str, Problem> {
+            let raw = record.get(col).unwrap_or(b"");
+            std::str::from_utf8(raw)
+                .map_err(|_| problem(format!("undecodable text in column {} (not UTF-8)", col + 1)))
+        };
+        let optional = |col: Option<usize>| -> Result<Option<&str>, Problem> {
+            match col {
+                Some(c) => text(c).map(|t| Some(t.trim()).filter(|t| !t.is_empty())),
+                None => Ok(None),
+            }
+        };
+        let prompt = text(self.layout.prompt)?;
+        if prompt.trim().is_empty() {
+            return Err(problem("empty prompt".into()));
+        }
+        let id = match optional(self.layout.id)? {
+            Some(id) => {
+                check_id(id).map_err(|why| problem(format!("unsafe id {id:?}: {why}")))?;
+                id.to_owned()
+            }
+            None => format!("row-{index}"),
+        };
+        let size = optional(self.layout.size)?.map(str::parse::<Size>).transpose().map_err(problem)?;
+        let aspect_ratio = match optional(self.layout.aspect_ratio)? {
+            Some(a) => Some(AspectRatio::parse(a).ok_or_else(|| {
+                problem(format!(
+                    "bad aspect ratio {a:?}: use one of {}",
+                    AspectRatio::all().collect::<Vec<_>>().join(" ")
+                ))
+            })?),
+            None => None,
+        };
+        let model = optional(self.layout.model)?.map(str::to_owned);
+        let extra = self.layout.extra.iter().map(|&c| text(c).map(str::to_owned)).collect::<Result<_, _>>()?;
+        Ok(ManifestRow { line, index, id, prompt: prompt.to_owned(), size, aspect_ratio, model, extra })
+    }
+}
+
+/// Ids become file names: only `A-Z a-z 0-9 . _ -`, 1 to 128 of them, no leading dot, so
+/// no id can name a hidden file, `..`, or a path outside the images folder.
+fn check_id(id: &str) -> Result<(), String> {
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("longer than {MAX_ID_LEN} characters"));
+    }
+    if id.starts_with('.') {
+        return Err("starts with '.'".into());
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("contains {c:?}; only A-Z a-z 0-9 . _ - are allowed"));
+    }
+    Ok(())
+}
+
+impl Iterator for ManifestReader {
+    type Item = Result<ManifestRow, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let record = match self.records.next()? {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                return Some(match e.into_kind() {
+                    csv::ErrorKind::Io(io) => Err(ReadError::Io(io)),
+                    other => Err(ReadError::Row(Problem { line, reason: format!("unreadable CSV: {other:?}") })),
+                });
+            }
+        };
+        self.index += 1;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        Some(self.check(&record, line, self.index).map_err(ReadError::Row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn manifest(text: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        f
+    }
+
+    fn rows(text: &[u8]) -> Vec<ManifestRow> {
+        let f = manifest(text);
+        ManifestReader::open(f.path()).unwrap().map(|r| r.ok().unwrap()).collect()
+    }
+
+    #[test]
+    fn reads_quoted_multiline_fields_bom_and_any_case_headers() {
+        let rows = rows(b"\xEF\xBB\xBFPrompt,ID,Size,Aspect_Ratio,Model,team\n\"a, \"\"quoted\"\"\nprompt\",x1,2k,16:9,m1,blue\nplain,,,,,red\n");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].prompt, "a, \"quoted\"\nprompt");
+        assert_eq!(rows[0].id, "x1");
+        assert_eq!(rows[0].size, Some(Size::Class(Resolution::K2)));
+        assert_eq!(rows[0].aspect_ratio.unwrap().as_str(), "16:9");
+        assert_eq!(rows[0].model.as_deref(), Some("m1"));
+        assert_eq!(rows[0].extra, vec!["blue"]);
+        assert_eq!(rows[1].id, "row-2");
+        assert_eq!(rows[1].line, 4, "the second record starts after the two-line field");
+        assert_eq!(rows[1].size, None);
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_line() {
+        let f = manifest(b"prompt,id,size,aspect_ratio\n ,a,1K,\nok,b,3K,\nok,c,1K,7:5\nok,b2,1K,\nok,b2,1K,\nok,../x,1K,\nok,.hid,1K,\nok,d,1K,,extra\n\xff\xfe,e,1K,\n");
+        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err();
+        let ManifestError::Rows { problems, .. } = err else { panic!("{err}") };
+        let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![2, 3, 4, 6, 7, 8, 9, 10], "{problems:?}");
+        assert!(problems[0].reason.contains("empty prompt"));
+        assert!(problems[1].reason.contains("unknown size"));
+        assert!(problems[2].reason.contains("bad aspect ratio"));
+        assert!(problems[3].reason.contains("duplicate id \"b2\" (first used on line 5)"));
+        assert!(problems[4].reason.contains("unsafe id"));
+        assert!(problems[5].reason.contains("starts with '.'"));
+        assert!(problems[6].reason.contains("fields"));
+        assert!(problems[7].reason.contains("undecodable"));
+    }
+
+    #[test]
+    fn a_default_id_that_collides_with_an_explicit_one_is_a_duplicate() {
+        let f = manifest(b"prompt,id\na,row-2\nb,\n");
+        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err();
+        assert!(err.to_string().contains("duplicate id \"row-2\""), "{err}");
+    }
+
+    #[test]
+    fn header_problems_are_named() {
+        let f = manifest(b"text,id\nhello,a\n");
+        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err().to_string();
+        assert!(err.contains("no `prompt` column") && err.contains("text, id"), "{err}");
+        let f = manifest(b"prompt\n");
+        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err().to_string();
+        assert!(err.contains("no data rows"), "{err}");
+    }
+
+    #[test]
+    fn stats_count_rows_per_class_with_the_default_size() {
+        let f = manifest(b"prompt,size\na,\nb,4K\nc,2048x2048\nd,1024x1024\n");
+        let stats = validate(f.path(), Size::Class(Resolution::K4)).unwrap();
+        assert_eq!(stats, ManifestStats { rows: 4, per_class: [1, 1, 2] });
+    }
+}

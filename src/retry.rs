@@ -1,0 +1,109 @@
+//! When to try again: full-jitter exponential backoff, and the server's own advice
+//! (`Retry-After` as seconds or an HTTP date, `retry-after-ms`).
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use reqwest::header::HeaderMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The wait before retry number `retry` (1 for the first retry): uniformly random in
+    /// `[0, min(max, base * 2^(retry-1))]` ("full jitter"), so that workers that failed
+    /// together do not come back together.
+    pub fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(retry);
+        if ceiling.is_zero() {
+            return Duration::ZERO;
+        }
+        ceiling.mul_f64(rng.random::<f64>())
+    }
+
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(30));
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// The wait before the next try: the server's advice when it gave one (never sooner),
+    /// otherwise the jittered backoff.
+    pub fn wait(&self, retry: u32, advised: Option<Duration>, rng: &mut impl Rng) -> Duration {
+        advised.unwrap_or_else(|| self.delay(retry, rng))
+    }
+}
+
+/// The server's advice on when to retry, from `retry-after-ms` (preferred: finer) or
+/// `Retry-After` (delta seconds, possibly fractional, or an HTTP date).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let value = header_str(headers, "retry-after")?;
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn backoff_grows_then_caps_and_stays_within_its_ceiling() {
+        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(60) };
+        assert_eq!(b.ceiling(1), Duration::from_secs(2));
+        assert_eq!(b.ceiling(3), Duration::from_secs(8));
+        assert_eq!(b.ceiling(10), Duration::from_secs(60));
+        assert_eq!(b.ceiling(200), Duration::from_secs(60));
+        let mut rng = StdRng::seed_from_u64(7);
+        let samples: Vec<Duration> = (0..1000).map(|_| b.delay(4, &mut rng)).collect();
+        assert!(samples.iter().all(|d| *d <= Duration::from_secs(16)));
+        let mean = samples.iter().sum::<Duration>() / 1000;
+        assert!(mean > Duration::from_secs(7) && mean < Duration::from_secs(9), "{mean:?}");
+    }
+
+    #[test]
+    fn server_advice_wins_over_backoff() {
+        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(60) };
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(b.wait(5, Some(Duration::from_millis(1500)), &mut rng), Duration::from_millis(1500));
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_dates_and_milliseconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(&headers(&[("retry-after", "38")]), now), Some(Duration::from_secs(38)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1.5")]), now), Some(Duration::from_millis(1500)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(120));
+        assert_eq!(retry_after(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(120)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(5));
+        assert_eq!(retry_after(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
+        let both = headers(&[("retry-after", "2"), ("retry-after-ms", "1250")]);
+        assert_eq!(retry_after(&both, now), Some(Duration::from_millis(1250)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+}
