@@ -1,0 +1,727 @@
+//! The SQLite checkpoint `DIR/bulkgen.db`: every row's state, every attempt, every run's
+//! settings (never the key). It is what makes a batch resumable.
+//!
+//! One thread owns the connection. Callers send it closures over a channel; it runs
+//! whatever has queued up in one transaction and answers each caller only after the
+//! commit, so an acknowledged write is durable (WAL, `synchronous=FULL`). Batching keeps
+//! the number of fsyncs far below the number of writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::error::ErrorClass;
+use crate::manifest::{ManifestReader, ReadError};
+use crate::output;
+use crate::size::{AspectRatio, Size};
+
+pub const DB_FILE: &str = "bulkgen.db";
+const SCHEMA_VERSION: i64 = 1;
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("checkpoint {path} was written by a newer bulkgen (schema {found}, this one knows {SCHEMA_VERSION})")]
+    Version { path: PathBuf, found: i64 },
+    #[error("checkpoint write failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("checkpoint: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("checkpoint writer stopped: {0}")]
+    Writer(String),
+}
+
+/// Where a row stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl RowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowState::Pending => "pending",
+            RowState::Running => "running",
+            RowState::Done => "done",
+            RowState::Failed => "failed",
+        }
+    }
+}
+
+/// A row to work on, as the dispatcher needs it.
+#[derive(Debug, Clone)]
+pub struct PendingRow {
+    pub rid: i64,
+    pub seq: i64,
+    pub id: String,
+    pub prompt: String,
+    pub size: Size,
+    pub aspect_ratio: Option<AspectRatio>,
+    pub model: String,
+    /// A generated image not yet downloaded: fetch it, never generate again.
+    pub result_url: Option<String>,
+    /// The file of an earlier generation (a changed row being regenerated).
+    pub old_file: Option<String>,
+    pub first_dispatch: Option<f64>,
+}
+
+/// Defaults for rows that name no size or model.
+#[derive(Debug, Clone)]
+pub struct RowDefaults {
+    pub size: Size,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncOptions {
+    pub retry_failed: bool,
+    pub regenerate_changed: bool,
+}
+
+/// How the manifest met the checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub rows: u64,
+    pub new: u64,
+    pub already_done: u64,
+    pub failed_kept: u64,
+    pub retried_failed: u64,
+    pub regenerated: u64,
+    /// Done rows whose prompt, size, aspect ratio or model changed, kept as they are.
+    pub changed_kept: u64,
+    /// The first few of those ids, to show the user.
+    pub changed_kept_ids: Vec<String>,
+}
+
+/// What recovery found among rows a dead process left `running`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub done_from_file: u64,
+    pub back_to_pending: u64,
+}
+
+/// Rows of the current manifest per state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub pending: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.pending + self.running + self.done + self.failed
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptKind {
+    Generate,
+    Download,
+}
+
+impl AttemptKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Generate => "generate",
+            AttemptKind::Download => "download",
+        }
+    }
+}
+
+/// One call, as it ended.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub rid: i64,
+    pub run_id: i64,
+    pub kind: AttemptKind,
+    pub model: String,
+    pub resolution: &'static str,
+    pub started_at: f64,
+    pub duration_s: f64,
+    pub wait_s: f64,
+    pub http_status: Option<u16>,
+    /// None: the call succeeded.
+    pub error: Option<(ErrorClass, String)>,
+}
+
+/// Inputs of the latency report: the current manifest's rows and their attempts.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInputs {
+    /// (resolution, state, e2e seconds if done and known)
+    pub rows: Vec<(String, String, Option<f64>)>,
+    /// (resolution, kind, ok, duration, wait, error class)
+    pub attempts: Vec<(String, String, bool, f64, f64, Option<String>)>,
+    /// Wall time of every run on this folder: (started, ended).
+    pub runs: Vec<(f64, Option<f64>)>,
+}
+
+type Reply = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Handle to the checkpoint; cheap to share behind an `Arc`.
+pub struct Checkpoint {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The first write error of a fire-and-forget write, reported by [`Checkpoint::flush`].
+    failure: Arc<Mutex<Option<String>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+}
+
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl Checkpoint {
+    /// Opens (or creates) `dir/bulkgen.db` and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Checkpoint, CheckpointError> {
+        let path = dir.join(DB_FILE);
+        let open_err = |source| CheckpointError::Open { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+        // WAL + FULL: a committed "done" survives a crash or power loss.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let found: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(open_err)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(CheckpointError::Version { path, found });
+        }
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(open_err)?;
+
+        let (tx, rx) = mpsc::channel::<Job>();
+        let failure = Arc::new(Mutex::new(None));
+        let writer_failure = failure.clone();
+        let thread = std::thread::Builder::new()
+            .name("bulkgen-checkpoint".into())
+            .spawn(move || writer(conn, rx, writer_failure))?;
+        Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, job: Job) -> bool {
+        match self.tx.lock().expect("checkpoint sender").as_ref() {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs `f` on the writer and waits until its transaction is committed.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, CheckpointError> + Send + 'static,
+    ) -> Result<R, CheckpointError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
+        });
+        if !self.send(job) {
+            return Err(self.writer_gone());
+        }
+        rx.await.map_err(|_| self.writer_gone())?
+    }
+
+    /// Queues a write without waiting; a failure is kept for [`Checkpoint::flush`].
+    fn post(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+        let failure = self.failure.clone();
+        let job: Job = Box::new(move |conn| {
+            if let Err(e) = f(conn) {
+                failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
+            }
+            Box::new(|| {})
+        });
+        if !self.send(job) {
+            self.failure.lock().expect("failure lock").get_or_insert_with(|| "the writer thread has stopped".into());
+        }
+    }
+
+    fn writer_gone(&self) -> CheckpointError {
+        let why = self.failure.lock().expect("failure lock").clone();
+        CheckpointError::Writer(why.unwrap_or_else(|| "the writer thread has stopped".into()))
+    }
+
+    /// Waits until every write queued so far is committed; reports the first failed one.
+    pub async fn flush(&self) -> Result<(), CheckpointError> {
+        self.call(|_| Ok(())).await?;
+        match self.failure.lock().expect("failure lock").clone() {
+            Some(why) => Err(CheckpointError::Writer(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the start of a run with its settings (JSON, without the key).
+    pub async fn begin_run(&self, settings: String) -> Result<i64, CheckpointError> {
+        self.call(move |c| {
+            c.execute("INSERT INTO runs(started_at, settings) VALUES (?1, ?2)", params![now_unix(), settings])?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    pub async fn end_run(&self, run_id: i64, exit_code: i32) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE runs SET ended_at = ?1, exit_code = ?2 WHERE run_id = ?3",
+                params![now_unix(), exit_code, run_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Settles rows a dead process left `running`: a complete image file means done
+    /// (files only ever appear complete), anything else goes back to pending, keeping
+    /// a result URL if one was saved. Also removes temporary files left half-written.
+    pub async fn recover(&self, images: PathBuf) -> Result<Recovered, CheckpointError> {
+        self.call(move |c| {
+            output::remove_temp_files(&images)?;
+            let running: Vec<(i64, String, Option<f64>)> = c
+                .prepare("SELECT rid, id, first_dispatch FROM rows WHERE state = 'running'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut found = Recovered::default();
+            for (rid, id, first) in running {
+                if let Some(file) = output::find_image(&images, &id) {
+                    let done_at = now_unix();
+                    c.execute(
+                        "UPDATE rows SET state='done', file=?1, done_at=?2, e2e_s=?3, error_class=NULL, error=NULL \
+                         WHERE rid=?4",
+                        params![file, done_at, first.map(|f| done_at - f), rid],
+                    )?;
+                    found.done_from_file += 1;
+                } else {
+                    c.execute("UPDATE rows SET state='pending' WHERE rid=?1", [rid])?;
+                    found.back_to_pending += 1;
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Takes the manifest in: new rows become pending, known rows keep their state. A done
+    /// row whose prompt, size, aspect ratio or model changed is listed and kept unless
+    /// `regenerate_changed`; a failed row is retried when `retry_failed` or when it changed.
+    /// The manifest must have been validated.
+    pub async fn sync_manifest(
+        &self,
+        manifest: PathBuf,
+        defaults: RowDefaults,
+        opts: SyncOptions,
+    ) -> Result<SyncReport, CheckpointError> {
+        self.call(move |c| sync(c, &manifest, &defaults, opts)).await
+    }
+
+    /// The next pending rows of the manifest after position `after_seq`.
+    pub async fn pending_page(&self, after_seq: i64, limit: usize) -> Result<Vec<PendingRow>, CheckpointError> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, first_dispatch \
+                 FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![after_seq, limit as i64], |r| {
+                    let size: String = r.get(4)?;
+                    let aspect: Option<String> = r.get(5)?;
+                    Ok(PendingRow {
+                        rid: r.get(0)?,
+                        seq: r.get(1)?,
+                        id: r.get(2)?,
+                        prompt: r.get(3)?,
+                        size: size.parse().unwrap_or(Size::Class(crate::size::Resolution::K1)),
+                        aspect_ratio: aspect.as_deref().and_then(AspectRatio::parse),
+                        model: r.get(6)?,
+                        result_url: r.get(7)?,
+                        old_file: r.get(8)?,
+                        first_dispatch: r.get(9)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Marks the row in flight before its call is sent, so that a crash can never leave
+    /// a paid-for call unaccounted for. Returns once committed.
+    pub async fn start_attempt(&self, rid: i64, at: f64) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            c.prepare_cached(
+                "UPDATE rows SET state='running', attempts = attempts + 1, \
+                 first_dispatch = COALESCE(first_dispatch, ?1) WHERE rid = ?2",
+            )?
+            .execute(params![at, rid])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub fn record_attempt(&self, a: AttemptRecord) {
+        self.post(move |c| {
+            let (class, message) = match &a.error {
+                Some((class, message)) => (Some(class.as_str()), Some(message.as_str())),
+                None => (None, None),
+            };
+            c.prepare_cached(
+                "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, \
+                 outcome, http_status, error_class, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+            )?
+            .execute(params![
+                a.rid,
+                a.run_id,
+                a.kind.as_str(),
+                a.model,
+                a.resolution,
+                a.started_at,
+                a.duration_s,
+                a.wait_s,
+                if a.error.is_none() { "ok" } else { "error" },
+                a.http_status,
+                class,
+                message
+            ])?;
+            Ok(())
+        });
+    }
+
+    /// Keeps a generated image's URL before downloading it, so that neither a failed
+    /// download nor a crash ever leads to generating the row again. Returns once committed.
+    pub async fn save_url(&self, rid: i64, url: String, latency_s: f64, model: String) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            c.prepare_cached("UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3 WHERE rid=?4")?
+                .execute(params![url, latency_s, model, rid])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The row's file is in place: the row is done.
+    pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, model: String) {
+        self.post(move |c| {
+            let done_at = now_unix();
+            c.prepare_cached(
+                "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), made_by=?3, \
+                 done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL WHERE rid=?5",
+            )?
+            .execute(params![file, latency_s, model, done_at, rid])?;
+            Ok(())
+        });
+    }
+
+    pub fn mark_failed(&self, rid: i64, class: ErrorClass, message: String) {
+        self.post(move |c| {
+            c.prepare_cached("UPDATE rows SET state='failed', error_class=?1, error=?2 WHERE rid=?3")?
+                .execute(params![class.as_str(), message, rid])?;
+            Ok(())
+        });
+    }
+
+    /// Back in the queue (the run stopped before this row could finish).
+    pub fn mark_pending(&self, rid: i64) {
+        self.post(move |c| {
+            c.prepare_cached("UPDATE rows SET state='pending' WHERE rid=?1")?.execute([rid])?;
+            Ok(())
+        });
+    }
+
+    pub async fn counts(&self) -> Result<Counts, CheckpointError> {
+        self.call(|c| {
+            let mut counts = Counts::default();
+            let mut st = c.prepare("SELECT state, COUNT(*) FROM rows WHERE seq IS NOT NULL GROUP BY state")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let n: i64 = r.get(1)?;
+                let state: String = r.get(0)?;
+                match state.as_str() {
+                    "pending" => counts.pending = n as u64,
+                    "running" => counts.running = n as u64,
+                    "done" => counts.done = n as u64,
+                    "failed" => counts.failed = n as u64,
+                    _ => {}
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    /// Writes results.csv, one line per manifest row in manifest order, atomically.
+    pub async fn write_results(&self, path: PathBuf) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            let extra_names: Vec<String> = c
+                .query_row("SELECT value FROM meta WHERE key='extra_columns'", [], |r| r.get::<_, String>(0))
+                .optional()?
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default();
+            let mut st = c.prepare(
+                "SELECT id, state, file, resolution, COALESCE(made_by, model), attempts, latency_s, e2e_s, \
+                 error_class, error, extra FROM rows WHERE seq IS NOT NULL ORDER BY seq",
+            )?;
+            let mut rows = st.query([])?;
+            output::write_atomically(&path, |w| {
+                let mut csv = csv::Writer::from_writer(w);
+                let mut header: Vec<&str> = vec![
+                    "id",
+                    "status",
+                    "file",
+                    "resolution",
+                    "model",
+                    "attempts",
+                    "latency_s",
+                    "end_to_end_s",
+                    "error_class",
+                    "error",
+                ];
+                header.extend(extra_names.iter().map(String::as_str));
+                csv.write_record(&header)?;
+                let secs = |v: Option<f64>| v.map(|s| format!("{s:.3}")).unwrap_or_default();
+                while let Some(r) = rows.next().map_err(std::io::Error::other)? {
+                    let get = |i: usize| -> std::io::Result<Option<String>> {
+                        r.get::<_, Option<String>>(i).map_err(std::io::Error::other)
+                    };
+                    let num = |i: usize| r.get::<_, Option<f64>>(i).map_err(std::io::Error::other);
+                    let file = get(2)?.map(|f| format!("images/{f}")).unwrap_or_default();
+                    let attempts: i64 = r.get(5).map_err(std::io::Error::other)?;
+                    let extra: Vec<String> =
+                        get(10)?.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
+                    let mut record = vec![
+                        get(0)?.unwrap_or_default(),
+                        get(1)?.unwrap_or_default(),
+                        file,
+                        get(3)?.unwrap_or_default(),
+                        get(4)?.unwrap_or_default(),
+                        attempts.to_string(),
+                        secs(num(6)?),
+                        secs(num(7)?),
+                        get(8)?.unwrap_or_default(),
+                        get(9)?.unwrap_or_default(),
+                    ];
+                    record.extend(extra);
+                    csv.write_record(&record)?;
+                }
+                csv.flush()?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn report_inputs(&self) -> Result<ReportInputs, CheckpointError> {
+        self.call(|c| {
+            let rows = c
+                .prepare("SELECT resolution, state, e2e_s FROM rows WHERE seq IS NOT NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let attempts = c
+                .prepare(
+                    "SELECT a.resolution, a.kind, a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
+                     FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+                .collect::<Result<_, _>>()?;
+            let runs = c
+                .prepare("SELECT started_at, ended_at FROM runs ORDER BY run_id")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(ReportInputs { rows, attempts, runs })
+        })
+        .await
+    }
+
+    /// Commits what is queued and stops the writer thread.
+    pub async fn close(&self) -> Result<(), CheckpointError> {
+        let flushed = self.flush().await;
+        self.tx.lock().expect("checkpoint sender").take();
+        if let Some(t) = self.thread.lock().expect("checkpoint thread").take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        flushed
+    }
+}
+
+fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
+            return;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => replies.into_iter().for_each(|reply| reply()),
+            Err(e) => {
+                // Dropping the replies tells every waiting caller the write did not land.
+                failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
+                let _ = conn.execute_batch("ROLLBACK");
+                return;
+            }
+        }
+    }
+}
+
+fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> Result<SyncReport, CheckpointError> {
+    let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
+    c.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES ('extra_columns', ?1)",
+        [serde_json::to_string(reader.extra_columns()).expect("strings serialize")],
+    )?;
+    c.execute("UPDATE rows SET seq = NULL WHERE seq IS NOT NULL", [])?;
+    let mut find = c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state FROM rows WHERE id = ?1")?;
+    let mut insert = c.prepare(
+        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
+    )?;
+    let mut keep = c.prepare("UPDATE rows SET seq=?1, extra=?2 WHERE rid=?3")?;
+    let mut requeue = c.prepare(
+        "UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3",
+    )?;
+    let mut replace = c.prepare(
+        "UPDATE rows SET seq=?1, extra=?2, prompt=?3, size=?4, resolution=?5, aspect_ratio=?6, model=?7, \
+         state='pending', result_url=NULL, error_class=NULL, error=NULL, first_dispatch=NULL, e2e_s=NULL \
+         WHERE rid=?8",
+    )?;
+    let mut report = SyncReport::default();
+    for row in reader {
+        let row = match row {
+            Ok(r) => r,
+            Err(ReadError::Io(e)) => return Err(e.into()),
+            Err(ReadError::Row(p)) => return Err(CheckpointError::Writer(format!("manifest changed while read: {p}"))),
+        };
+        report.rows += 1;
+        let size = row.size.unwrap_or(defaults.size);
+        let size_text = size.to_string();
+        let resolution = size.resolution().as_str();
+        let aspect = row.aspect_ratio.map(|a| a.as_str());
+        let model = row.model.as_deref().unwrap_or(&defaults.model);
+        let extra = serde_json::to_string(&row.extra).expect("strings serialize");
+        let seq = row.index as i64;
+        let known: Option<(i64, String, String, Option<String>, String, String)> = find
+            .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+            .optional()?;
+        let Some((rid, prompt, old_size, old_aspect, old_model, state)) = known else {
+            insert.execute(params![seq, row.id, row.prompt, size_text, resolution, aspect, model, extra])?;
+            report.new += 1;
+            continue;
+        };
+        let changed = prompt != row.prompt
+            || old_size != size_text
+            || old_aspect.as_deref() != aspect
+            || old_model != model;
+        match (state.as_str(), changed) {
+            ("done", false) => {
+                keep.execute(params![seq, extra, rid])?;
+                report.already_done += 1;
+            }
+            ("done", true) if !opts.regenerate_changed => {
+                keep.execute(params![seq, extra, rid])?;
+                report.changed_kept += 1;
+                if report.changed_kept_ids.len() < 20 {
+                    report.changed_kept_ids.push(row.id.clone());
+                }
+            }
+            (_, true) => {
+                replace.execute(params![seq, extra, row.prompt, size_text, resolution, aspect, model, rid])?;
+                if state == "done" {
+                    report.regenerated += 1;
+                }
+            }
+            ("failed", false) if opts.retry_failed => {
+                requeue.execute(params![seq, extra, rid])?;
+                report.retried_failed += 1;
+            }
+            ("failed", false) => {
+                keep.execute(params![seq, extra, rid])?;
+                report.failed_kept += 1;
+            }
+            (_, false) => {
+                keep.execute(params![seq, extra, rid])?;
+            }
+        }
+    }
+    Ok(report)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    exit_code INTEGER,
+    settings TEXT NOT NULL
+);
+-- seq: position in the current manifest (data row number); NULL for rows it no longer has.
+CREATE TABLE IF NOT EXISTS rows (
+    rid INTEGER PRIMARY KEY,
+    seq INTEGER,
+    id TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL,
+    size TEXT NOT NULL,
+    resolution TEXT NOT NULL,
+    aspect_ratio TEXT,
+    model TEXT NOT NULL,
+    extra TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    result_url TEXT,
+    file TEXT,
+    made_by TEXT,
+    error_class TEXT,
+    error TEXT,
+    latency_s REAL,
+    first_dispatch REAL,
+    done_at REAL,
+    e2e_s REAL
+);
+CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
+CREATE INDEX IF NOT EXISTS rows_pending ON rows(seq) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS attempts (
+    rid INTEGER NOT NULL REFERENCES rows(rid),
+    run_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    resolution TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_s REAL NOT NULL,
+    wait_s REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    http_status INTEGER,
+    error_class TEXT,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_rid ON attempts(rid);
+";

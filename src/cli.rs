@@ -1,0 +1,301 @@
+//! The command line: flags as clap parses them, and the commands that turn them into a
+//! run or a simulator. Validation of the flags lives in `config.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rand::RngCore;
+
+use crate::config::{Dialect, ResponseFormat, RunConfig, parse_duration};
+use crate::exit;
+use crate::report;
+use crate::runner::{self, Outcome};
+use crate::secret::ApiKey;
+use crate::sim::{self, SimConfig, SimServer};
+
+#[derive(Debug, Parser)]
+#[command(name = "bulkgen", version, about = "Turn a CSV of prompts into images through slow image-generation APIs: \
+bounded concurrency, exact rate limits, long timeouts, backoff, a resumable checkpoint and a latency report.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a batch, or resume it (same --out).
+    Run(RunArgs),
+    /// Serve the built-in simulated provider (OpenAI-compatible) on loopback.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model).
+    pub manifest: PathBuf,
+    /// Output folder: images, checkpoint, results.csv, reports.
+    #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
+    pub out: PathBuf,
+    /// API dialect.
+    #[arg(long, value_enum, env = "BULKGEN_PROVIDER", default_value = "openai")]
+    pub provider: Dialect,
+    /// API root [default: https://api.openai.com]; a trailing /v1 is accepted as is.
+    #[arg(long, env = "BULKGEN_BASE_URL")]
+    pub base_url: Option<String>,
+    /// Environment variable that holds the API key.
+    #[arg(long, default_value = "BULKGEN_API_KEY")]
+    pub api_key_env: String,
+    /// Model for rows that name none [default: gpt-image-1].
+    #[arg(long, env = "BULKGEN_MODEL")]
+    pub model: Option<String>,
+    /// Size for rows that name none: 1K, 2K, 4K or WxH.
+    #[arg(long, env = "BULKGEN_SIZE", default_value = "1K")]
+    pub size: String,
+    /// How the image comes back (openai dialect).
+    #[arg(long, value_enum, env = "BULKGEN_RESPONSE_FORMAT", default_value = "b64_json")]
+    pub response_format: ResponseFormat,
+    /// Most requests in flight at once.
+    #[arg(short = 'c', long, env = "BULKGEN_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Most request starts in any 60 s window, retries included (0: no cap).
+    #[arg(long, env = "BULKGEN_RPM", default_value_t = 60)]
+    pub rpm: u32,
+    /// TCP + TLS connect timeout.
+    #[arg(long, env = "BULKGEN_CONNECT_TIMEOUT", default_value = "10s")]
+    pub connect_timeout: String,
+    /// Deadline of one call by resolution, e.g. 4K=600s (repeatable, or comma-separated)
+    /// [default: 1K=300s,2K=300s,4K=600s].
+    #[arg(long = "timeout", value_name = "RES=DUR", env = "BULKGEN_TIMEOUT", value_delimiter = ',')]
+    pub timeouts: Vec<String>,
+    /// Deadline of one download of a result URL.
+    #[arg(long, env = "BULKGEN_DOWNLOAD_TIMEOUT", default_value = "60s")]
+    pub download_timeout: String,
+    /// Attempts per row for transient errors (and per download).
+    #[arg(long, env = "BULKGEN_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Base of the full-jitter exponential backoff.
+    #[arg(long, default_value = "2s")]
+    pub backoff_base: String,
+    /// Longest backoff wait.
+    #[arg(long, default_value = "60s")]
+    pub backoff_max: String,
+    /// Allow HTTP/2 (HTTP/1.1 only by default: long calls fare better on it through proxies).
+    #[arg(long)]
+    pub http2: bool,
+    /// Allow sending the key over plain http:// to a host that is not loopback.
+    #[arg(long)]
+    pub allow_plain_http: bool,
+    /// Run against the built-in simulator on loopback; no key needed. Time is compressed by
+    /// --time-scale: latencies, call deadlines, backoff and the --rpm window alike.
+    #[arg(long)]
+    pub simulate: bool,
+    /// With --simulate: simulated time multiplier [default: 0.01].
+    #[arg(long)]
+    pub time_scale: Option<f64>,
+    /// With --simulate: inject a fault at a rate, e.g. 429=0.05 (429, 503, 500, stall,
+    /// reset, badjson, refuse, download); repeatable.
+    #[arg(long = "sim-fault", value_name = "KIND=RATE")]
+    pub sim_faults: Vec<String>,
+    /// Put rows that failed for good in an earlier run back in the queue.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Generate again the done rows whose prompt, size, aspect ratio or model changed.
+    #[arg(long)]
+    pub regenerate_changed: bool,
+    /// No progress display.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// How often the plain progress line is printed when stderr is not a terminal.
+    #[arg(long, default_value = "10s")]
+    pub progress_interval: String,
+    /// Seed for the backoff jitter and the simulator (runs are repeatable with it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8900")]
+    pub listen: SocketAddr,
+    /// Latency multiplier: 1 is real time, 0.01 makes a 45 s call take 0.45 s, 0 answers at once.
+    #[arg(long, default_value_t = 0.01)]
+    pub time_scale: f64,
+    /// Inject a fault at a rate, e.g. 429=0.05 (429, 503, 500, stall, reset, badjson,
+    /// refuse, download); repeatable.
+    #[arg(long = "fault", value_name = "KIND=RATE")]
+    pub faults: Vec<String>,
+    /// Seed of the latency and fault draws.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Require the key held by this environment variable (otherwise any key is accepted).
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Size of each PNG in bytes (about).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub image_bytes: usize,
+    /// Retry-After advice sent with a 429, in simulated time.
+    #[arg(long, default_value = "20s")]
+    pub retry_after: String,
+    /// A fixed latency (simulated time) instead of the fitted distribution.
+    #[arg(long)]
+    pub latency: Option<String>,
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match cli.command {
+        Command::Run(args) => runtime.block_on(run_command(args)),
+        Command::Sim(args) => runtime.block_on(sim_command(args)),
+    }
+}
+
+async fn run_command(args: RunArgs) -> i32 {
+    let mut cfg = match RunConfig::from_args(&args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("bulkgen: {e}");
+            return exit::USAGE;
+        }
+    };
+    // --simulate: a private simulator with a random key, on a free loopback port.
+    let _sim = match &cfg.simulate {
+        Some(s) => {
+            let key = format!("sim-{:016x}", rand::rng().next_u64());
+            let sim_cfg = SimConfig {
+                time_scale: s.time_scale,
+                faults: s.faults.clone(),
+                seed: s.seed,
+                api_key: Some(key.clone()),
+                ..SimConfig::default()
+            };
+            let server = match SimServer::start(sim_cfg, "127.0.0.1:0".parse().expect("address")).await {
+                Ok(server) => server,
+                Err(e) => {
+                    eprintln!("bulkgen: cannot start the simulator on loopback: {e}");
+                    return exit::STOPPED;
+                }
+            };
+            cfg.base_url = server.base_url().parse().expect("the simulator's URL parses");
+            cfg.api_key = Some(ApiKey::new(key));
+            if !matches!(cfg.progress, crate::config::ProgressMode::Quiet) {
+                eprintln!(
+                    "bulkgen: simulating the provider at {} (time scale {}: a 45 s call takes {:.2} s)",
+                    server.base_url(),
+                    s.time_scale,
+                    45.0 * s.time_scale
+                );
+            }
+            Some(server)
+        }
+        None => None,
+    };
+    match runner::run(cfg).await {
+        Ok(outcome) => {
+            print_outcome(&outcome);
+            outcome.exit_code
+        }
+        Err(e) => {
+            eprintln!("bulkgen: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn print_outcome(o: &Outcome) {
+    print!("{}", report::render(&o.report, false));
+    println!(
+        "\nimages in {}, per-row results in {}, report in {} and {}",
+        o.out.join(crate::output::IMAGES_DIR).display(),
+        o.out.join(crate::output::RESULTS_FILE).display(),
+        o.out.join(report::MD_FILE).display(),
+        o.out.join(report::JSON_FILE).display()
+    );
+    if let Some(reason) = &o.stopped {
+        eprintln!(
+            "bulkgen: the run stopped: {reason}\n  {} row(s) left pending: fix the cause and run the same command again \
+             to finish them (done rows are not sent again)",
+            o.counts.pending + o.counts.running
+        );
+    } else if o.counts.failed > 0 {
+        eprintln!(
+            "bulkgen: {} row(s) failed for good (see error and error_class in results.csv); --retry-failed puts them \
+             back in the queue",
+            o.counts.failed
+        );
+    }
+}
+
+async fn sim_command(args: SimArgs) -> i32 {
+    let cfg = match sim_config(&args) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("bulkgen sim: {e}");
+            return exit::USAGE;
+        }
+    };
+    let server = match SimServer::start(cfg.clone(), args.listen).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("bulkgen sim: cannot listen on {}: {e}", args.listen);
+            return exit::STOPPED;
+        }
+    };
+    println!("bulkgen sim: listening on {}", server.base_url());
+    println!(
+        "  time scale {}; faults: {}; key: {}; stats at {}/_sim/stats; Ctrl-C to stop",
+        cfg.time_scale,
+        if cfg.faults.is_empty() {
+            "none".to_owned()
+        } else {
+            cfg.faults.iter().map(|(f, r)| format!("{}={r}", f.name())).collect::<Vec<_>>().join(" ")
+        },
+        if cfg.api_key.is_some() { "required" } else { "any" },
+        server.base_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    let st = server.stats();
+    println!(
+        "bulkgen sim: {} requests, {} images, {} downloads, at most {} in flight",
+        st.requests, st.successes, st.downloads, st.max_in_flight
+    );
+    exit::OK
+}
+
+fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
+        return Err(format!("--time-scale {}: must be a number >= 0", args.time_scale));
+    }
+    let api_key = match &args.api_key_env {
+        Some(var) => Some(
+            ApiKey::from_env(var)
+                .ok_or_else(|| format!("--api-key-env {var}: the variable is not set"))?
+                .expose()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    Ok(SimConfig {
+        time_scale: args.time_scale,
+        faults: args.faults.iter().map(|f| sim::parse_fault(f)).collect::<Result<_, _>>()?,
+        seed: args.seed,
+        api_key,
+        image_bytes: args.image_bytes,
+        retry_after: parse_duration(&args.retry_after).map_err(|e| format!("--retry-after: {e}"))?,
+        fixed_latency: args
+            .latency
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| format!("--latency: {e}"))?,
+    })
+}

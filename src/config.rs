@@ -1,0 +1,327 @@
+//! Run settings, validated once into a typed [`RunConfig`] before any work starts.
+//!
+//! Everything a user can get wrong on the command line (durations, timeouts, the base URL,
+//! a missing key, plain HTTP to a remote host) is caught here and reported with exit 2.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Serialize;
+
+use crate::cli::RunArgs;
+use crate::retry::Backoff;
+use crate::secret::ApiKey;
+use crate::size::{Resolution, Size};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// OpenAI-compatible `POST /v1/images/generations` (OpenAI and most aggregators).
+    Openai,
+}
+
+impl Dialect {
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Dialect::Openai => "https://api.openai.com",
+        }
+    }
+
+    pub fn default_model(self) -> &'static str {
+        match self {
+            Dialect::Openai => "gpt-image-1",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum ResponseFormat {
+    /// The image comes back as base64 inside the JSON.
+    #[value(name = "b64_json")]
+    #[serde(rename = "b64_json")]
+    B64Json,
+    /// The JSON holds a URL; the image is downloaded with a separate, short GET.
+    #[value(name = "url")]
+    #[serde(rename = "url")]
+    Url,
+}
+
+/// The deadline of one call, per resolution class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Timeouts(pub [Duration; 3]);
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts([Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(600)])
+    }
+}
+
+impl Timeouts {
+    pub fn get(&self, r: Resolution) -> Duration {
+        self.0[r as usize]
+    }
+
+    /// Applies `RES=DUR` settings, each possibly a comma-separated list.
+    pub fn apply(&mut self, specs: &[String]) -> Result<(), String> {
+        for spec in specs.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            let (res, dur) = spec
+                .split_once('=')
+                .ok_or_else(|| format!("--timeout {spec:?}: write RES=DURATION, e.g. 4K=600s"))?;
+            let res = Resolution::parse(res)
+                .ok_or_else(|| format!("--timeout {spec:?}: unknown resolution {res:?} (use 1K, 2K or 4K)"))?;
+            let dur = parse_duration(dur).map_err(|e| format!("--timeout {spec:?}: {e}"))?;
+            if dur.is_zero() {
+                return Err(format!("--timeout {spec:?}: a deadline must be longer than zero"));
+            }
+            self.0[res as usize] = dur;
+        }
+        Ok(())
+    }
+}
+
+/// How the progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProgressMode {
+    /// A live bar on a terminal, a plain line every `interval` otherwise.
+    Auto { interval: Duration },
+    Quiet,
+}
+
+/// The simulated provider a `--simulate` run starts for itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimSettings {
+    pub time_scale: f64,
+    pub faults: Vec<(crate::sim::Fault, f64)>,
+    pub seed: u64,
+}
+
+/// Every setting of a run, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    pub dialect: Dialect,
+    pub base_url: Url,
+    /// The variable the key came from; the key itself is never serialized.
+    pub api_key_env: String,
+    #[serde(skip)]
+    pub api_key: Option<ApiKey>,
+    pub model: String,
+    pub size: Size,
+    pub response_format: ResponseFormat,
+    pub concurrency: usize,
+    /// At most this many starts in any `rate_window` (None: no cap).
+    pub rpm: Option<NonZeroU32>,
+    pub rate_window: Duration,
+    pub connect_timeout: Duration,
+    pub timeouts: Timeouts,
+    pub download_timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub http2: bool,
+    pub allow_plain_http: bool,
+    pub retry_failed: bool,
+    pub regenerate_changed: bool,
+    pub progress: ProgressMode,
+    /// Seed for the backoff jitter (random when not given).
+    pub seed: Option<u64>,
+    pub simulate: Option<SimSettings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl RunConfig {
+    pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
+        let err = |m: String| ConfigError(m);
+        let dur = |name: &str, v: &str| parse_duration(v).map_err(|e| err(format!("{name} {v:?}: {e}")));
+
+        let size: Size = args.size.parse().map_err(|e| err(format!("--size: {e}")))?;
+        if args.concurrency == 0 {
+            return Err(err("--concurrency must be at least 1".into()));
+        }
+        if args.max_attempts == 0 {
+            return Err(err("--max-attempts must be at least 1".into()));
+        }
+        let mut timeouts = Timeouts::default();
+        timeouts.apply(&args.timeouts).map_err(err)?;
+        let connect_timeout = dur("--connect-timeout", &args.connect_timeout)?;
+        let download_timeout = dur("--download-timeout", &args.download_timeout)?;
+        let mut backoff = Backoff {
+            base: dur("--backoff-base", &args.backoff_base)?,
+            max: dur("--backoff-max", &args.backoff_max)?,
+        };
+        if backoff.max < backoff.base {
+            return Err(err(format!(
+                "--backoff-max ({}) is shorter than --backoff-base ({})",
+                args.backoff_max, args.backoff_base
+            )));
+        }
+        let progress = if args.quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Auto { interval: dur("--progress-interval", &args.progress_interval)? }
+        };
+        let mut rate_window = Duration::from_secs(60);
+
+        let simulate = if args.simulate {
+            let time_scale = args.time_scale.unwrap_or(0.01);
+            if !(time_scale.is_finite() && time_scale >= 0.0) {
+                return Err(err(format!("--time-scale {time_scale}: must be a number >= 0")));
+            }
+            let faults = args
+                .sim_faults
+                .iter()
+                .map(|f| crate::sim::parse_fault(f).map_err(|e| err(format!("--sim-fault: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            // A simulated run is the real run in compressed time: the provider's latencies
+            // shrink by the time scale, and so do the clocks bulkgen keeps for it.
+            let scale = |d: Duration| d.mul_f64(time_scale);
+            for t in &mut timeouts.0 {
+                *t = scale(*t).max(Duration::from_millis(100));
+            }
+            backoff = Backoff { base: scale(backoff.base), max: scale(backoff.max) };
+            rate_window = scale(rate_window);
+            Some(SimSettings { time_scale, faults, seed: args.seed.unwrap_or(1) })
+        } else {
+            if args.time_scale.is_some() || !args.sim_faults.is_empty() {
+                return Err(err("--time-scale and --sim-fault only apply with --simulate".into()));
+            }
+            None
+        };
+
+        let base_url = args.base_url.as_deref().unwrap_or(args.provider.default_base_url());
+        let base_url = parse_base_url(base_url, args.allow_plain_http).map_err(err)?;
+        let api_key = if simulate.is_some() {
+            None
+        } else {
+            Some(ApiKey::from_env(&args.api_key_env).ok_or_else(|| {
+                err(format!(
+                    "no API key: the environment variable {} is not set (name another one with --api-key-env, \
+                     or try the built-in simulator with --simulate)",
+                    args.api_key_env
+                ))
+            })?)
+        };
+
+        Ok(RunConfig {
+            manifest: args.manifest.clone(),
+            out: args.out.clone(),
+            dialect: args.provider,
+            base_url,
+            api_key_env: args.api_key_env.clone(),
+            api_key,
+            model: args.model.clone().unwrap_or_else(|| args.provider.default_model().to_owned()),
+            size,
+            response_format: args.response_format,
+            concurrency: args.concurrency,
+            rpm: NonZeroU32::new(args.rpm),
+            rate_window,
+            connect_timeout,
+            timeouts,
+            download_timeout,
+            max_attempts: args.max_attempts,
+            backoff,
+            http2: args.http2,
+            allow_plain_http: args.allow_plain_http,
+            retry_failed: args.retry_failed,
+            regenerate_changed: args.regenerate_changed,
+            progress,
+            seed: args.seed,
+            simulate,
+        })
+    }
+}
+
+/// Checks the API root; plain `http://` is only for loopback unless the user opts in,
+/// because the key would cross the network in clear text.
+pub fn parse_base_url(raw: &str, allow_plain_http: bool) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("--base-url {raw:?} is not a URL: {e}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            if !allow_plain_http && !is_loopback(&url) {
+                return Err(format!(
+                    "--base-url {raw:?} is plain http to a host that is not loopback: the API key would \
+                     travel in clear text. Use https, or pass --allow-plain-http if this network is private"
+                ));
+            }
+        }
+        other => return Err(format!("--base-url {raw:?}: scheme {other:?} is not http or https")),
+    }
+    if url.host_str().is_none() {
+        return Err(format!("--base-url {raw:?} has no host"));
+    }
+    Ok(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Durations as users write them: `300s`, `10m`, `1500ms`, `1h`, `2.5s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (write e.g. 300s, 10m, 1500ms)"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "" => return Err(format!("{s:?} needs a unit: ms, s, m or h (e.g. {t}s)")),
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_fail_without() {
+        assert_eq!(parse_duration("300s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("300").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn timeouts_take_single_and_comma_separated_settings() {
+        let mut t = Timeouts::default();
+        t.apply(&["4K=900s".into(), "1k=2m, 2K=150s".into()]).unwrap();
+        assert_eq!(t.get(Resolution::K1), Duration::from_secs(120));
+        assert_eq!(t.get(Resolution::K2), Duration::from_secs(150));
+        assert_eq!(t.get(Resolution::K4), Duration::from_secs(900));
+        assert!(t.apply(&["8K=1s".into()]).unwrap_err().contains("unknown resolution"));
+        assert!(t.apply(&["4K".into()]).unwrap_err().contains("RES=DURATION"));
+        assert!(t.apply(&["4K=0s".into()]).unwrap_err().contains("longer than zero"));
+    }
+
+    #[test]
+    fn plain_http_is_refused_for_remote_hosts_only() {
+        assert!(parse_base_url("http://127.0.0.1:8080", false).is_ok());
+        assert!(parse_base_url("http://localhost:16888/v1", false).is_ok());
+        assert!(parse_base_url("http://[::1]:9000", false).is_ok());
+        let e = parse_base_url("http://api.example.com:16888/v1", false).unwrap_err();
+        assert!(e.contains("clear text") && e.contains("--allow-plain-http"), "{e}");
+        assert!(parse_base_url("http://api.example.com:16888/v1", true).is_ok());
+        assert!(parse_base_url("https://api.example.com", false).is_ok());
+        assert!(parse_base_url("ftp://x", false).unwrap_err().contains("scheme"));
+    }
+}

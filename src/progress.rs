@@ -1,0 +1,136 @@
+//! Live progress of a run: counters the workers bump, and a display that reads them — a
+//! bar on a terminal, a plain line every few seconds elsewhere (CI, `nohup`), nothing
+//! with `--quiet`. Messages go through [`Progress::note`] so they never tear the bar.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::ProgressMode;
+
+#[derive(Default)]
+pub struct Counters {
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub retry_waiting: AtomicU64,
+    pub calls: AtomicU64,
+}
+
+pub struct Progress {
+    pub counters: Counters,
+    /// Rows of the manifest, and how many were already done or failed at the start.
+    total: u64,
+    settled_before: u64,
+    started: Instant,
+    bar: Mutex<Option<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Progress {
+    pub fn new(total: u64, settled_before: u64, mode: ProgressMode) -> Arc<Progress> {
+        Arc::new(Progress {
+            counters: Counters::default(),
+            total,
+            settled_before,
+            started: Instant::now(),
+            bar: Mutex::new(None),
+            quiet: mode == ProgressMode::Quiet,
+        })
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// A message for the user, on stderr, printed above the bar when there is one.
+    pub fn note(&self, msg: &str) {
+        match self.bar.lock().expect("bar lock").as_ref() {
+            Some(bar) => bar.println(msg),
+            None if !self.quiet => eprintln!("{msg}"),
+            None => {}
+        }
+    }
+
+    fn line(&self) -> String {
+        let c = &self.counters;
+        let done = c.done.load(Ordering::Relaxed);
+        let failed = c.failed.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / elapsed * 60.0;
+        format!(
+            "{} done, {} failed this run; {} in flight, {} waiting to retry; {:.1} images/min",
+            done,
+            failed,
+            c.in_flight.load(Ordering::Relaxed),
+            c.retry_waiting.load(Ordering::Relaxed),
+            rate
+        )
+    }
+
+    fn position(&self) -> u64 {
+        let c = &self.counters;
+        self.settled_before + c.done.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// The display task; [`Display::finish`] stops it and prints a last line.
+pub struct Display {
+    task: Option<tokio::task::JoinHandle<()>>,
+    progress: Arc<Progress>,
+}
+
+pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
+    let ProgressMode::Auto { interval } = mode else {
+        return Display { task: None, progress };
+    };
+    let task = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows, eta {eta}\n{msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_position(progress.position());
+        *progress.bar.lock().expect("bar lock") = Some(bar.clone());
+        let p = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(p.position());
+                bar.set_message(p.line());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    } else {
+        let p = progress.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = p.started.elapsed().as_secs();
+                eprintln!("[{:02}:{:02}] {}/{} rows settled; {}", t / 60, t % 60, p.position(), p.total, p.line());
+            }
+        })
+    };
+    Display { task: Some(task), progress }
+}
+
+impl Display {
+    pub fn finish(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(bar) = self.progress.bar.lock().expect("bar lock").take() {
+            bar.set_position(self.progress.position());
+            bar.finish_and_clear();
+        }
+    }
+}

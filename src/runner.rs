@@ -1,0 +1,468 @@
+//! The runner: takes a validated configuration through one run.
+//!
+//! manifest (validated) -> checkpoint (recover, sync) -> dispatcher: for each pending
+//! row a task that passes the gate (slot, rate, hold), calls the provider, writes the
+//! image file, and reports to the checkpoint -> results.csv and the report.
+//!
+//! Invariants: a row is marked running (committed) before its call is sent; a row is
+//! done only after its file is renamed into place; a result URL is committed before it
+//! is downloaded, so a generation that succeeded is never paid for twice; a row is never
+//! in flight twice (each pending row is handed to exactly one task).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{
+    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered, RowDefaults,
+    SyncOptions, SyncReport, now_unix,
+};
+use crate::config::RunConfig;
+use crate::error::{CallError, Disposition, ErrorClass};
+use crate::exit;
+use crate::http::{self, Caller, HttpPolicy};
+use crate::limits::Gate;
+use crate::manifest::{self, ManifestError};
+use crate::output::{self, OutDir};
+use crate::progress::{self, Progress};
+use crate::provider::{self, Generated, Job};
+use crate::report::{self, Report};
+
+/// Rows fetched from the checkpoint at a time.
+const PAGE: usize = 256;
+/// Failures printed one by one before the rest are only counted.
+const MAX_FAILURE_NOTES: u64 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("output folder {path}: {source}")]
+    Output { path: PathBuf, source: std::io::Error },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Manifest(_) => exit::USAGE,
+            _ => exit::STOPPED,
+        }
+    }
+}
+
+/// Why a run stopped before its queue was empty.
+#[derive(Debug, Clone)]
+pub enum StopReason {
+    /// An API error that retrying cannot fix (auth, quota, not_found).
+    Api(CallError),
+    /// The output folder or the checkpoint failed.
+    Local(String),
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Api(e) => {
+                write!(f, "the provider answered {e}")?;
+                let advice = e.class.advice();
+                if !advice.is_empty() {
+                    write!(f, "\n  what to do: {advice}")?;
+                }
+                Ok(())
+            }
+            StopReason::Local(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit_code: i32,
+    pub counts: Counts,
+    pub report: Report,
+    pub recovered: Recovered,
+    pub sync: SyncReport,
+    pub stopped: Option<StopReason>,
+    pub out: PathBuf,
+}
+
+struct Ctx {
+    cfg: RunConfig,
+    caller: Caller,
+    gate: Gate,
+    ckpt: Arc<Checkpoint>,
+    out: OutDir,
+    run_id: i64,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    stopped: Mutex<Option<StopReason>>,
+    rng: Mutex<StdRng>,
+}
+
+impl Ctx {
+    fn stop_run(&self, reason: StopReason) {
+        let mut stopped = self.stopped.lock().expect("stop lock");
+        if stopped.is_none() {
+            self.progress.note(&format!("bulkgen: stopping: {reason}"));
+            *stopped = Some(reason);
+        }
+        self.stop.cancel();
+    }
+
+    fn backoff(&self, retry: u32, advised: Option<Duration>) -> Duration {
+        self.cfg.backoff.wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
+    }
+
+    fn note_failure(&self, row: &PendingRow, e: &CallError) {
+        let n = self.progress.counters.failed.load(Ordering::Relaxed);
+        if n <= MAX_FAILURE_NOTES {
+            self.progress.note(&format!("row {} (line {}) failed for good: {e}", row.id, row.seq + 1));
+            if n == MAX_FAILURE_NOTES {
+                self.progress.note("further failures are not printed; see results.csv");
+            }
+        }
+    }
+}
+
+/// Runs (or resumes) the batch described by `cfg`.
+pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
+    let manifest_path = cfg.manifest.clone();
+    let default_size = cfg.size;
+    tokio::task::spawn_blocking(move || manifest::validate(&manifest_path, default_size))
+        .await
+        .expect("manifest validation does not panic")?;
+
+    let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
+    let ckpt = Arc::new(Checkpoint::open(&out.root)?);
+    let settings = serde_json::to_string(&cfg).expect("settings serialize");
+    let run_id = ckpt.begin_run(settings).await?;
+    let recovered = ckpt.recover(out.images.clone()).await?;
+    let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone() };
+    let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
+    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
+    let before = ckpt.counts().await?;
+
+    let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
+    announce(&progress, &recovered, &sync, &before);
+    let client = http::client(HttpPolicy {
+        connect_timeout: cfg.connect_timeout,
+        http2: cfg.http2,
+        concurrency: cfg.concurrency,
+    })?;
+    let caller = Caller::new(client, provider::for_config(&cfg), cfg.api_key.clone(), cfg.download_timeout);
+    let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
+    let rng = match cfg.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::seed_from_u64(rand::rng().next_u64()),
+    };
+    let display = progress::start(progress.clone(), cfg.progress);
+    let ctx = Arc::new(Ctx {
+        cfg,
+        caller,
+        gate,
+        ckpt: ckpt.clone(),
+        out,
+        run_id,
+        progress,
+        stop: CancellationToken::new(),
+        stopped: Mutex::new(None),
+        rng: Mutex::new(rng),
+    });
+
+    dispatch(ctx.clone()).await;
+    display.finish();
+
+    if let Err(e) = ckpt.flush().await {
+        ctx.stop_run(StopReason::Local(e.to_string()));
+    }
+    let counts = ckpt.counts().await?;
+    let stopped = ctx.stopped.lock().expect("stop lock").clone();
+    let exit_code = if stopped.is_some() {
+        exit::STOPPED
+    } else if counts.failed > 0 || counts.pending > 0 || counts.running > 0 {
+        exit::ROWS_FAILED
+    } else {
+        exit::OK
+    };
+    ckpt.end_run(run_id, exit_code).await?;
+    ckpt.write_results(ctx.out.results()).await?;
+    let report = report::build(&ckpt.report_inputs().await?);
+    report::write_files(&report, &ctx.out.root)
+        .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
+    ckpt.close().await?;
+    Ok(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() })
+}
+
+fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
+    if recovered.done_from_file + recovered.back_to_pending > 0 {
+        progress.note(&format!(
+            "resuming after an interrupted run: {} row(s) found complete on disk, {} back in the queue",
+            recovered.done_from_file, recovered.back_to_pending
+        ));
+    }
+    if sync.changed_kept > 0 {
+        let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 { ", ..." } else { "" };
+        progress.note(&format!(
+            "{} done row(s) changed in the manifest since their image was made (prompt, size, aspect ratio or model): \
+             {}{more}. Their old images are kept; pass --regenerate-changed to make them again",
+            sync.changed_kept,
+            sync.changed_kept_ids.join(", ")
+        ));
+    }
+    if sync.regenerated > 0 {
+        progress.note(&format!("{} changed row(s) will be generated again (--regenerate-changed)", sync.regenerated));
+    }
+    if sync.failed_kept > 0 {
+        progress.note(&format!(
+            "{} row(s) failed for good in an earlier run and are left as they are (pass --retry-failed to try them again)",
+            sync.failed_kept
+        ));
+    }
+    progress.note(&format!(
+        "{} rows in the manifest: {} already done, {} to run",
+        counts.total(),
+        counts.done,
+        counts.pending + counts.running
+    ));
+}
+
+/// Hands every pending row to its own task, never more rows at once than can be in
+/// flight or waiting to retry (so a million-row manifest is never all in memory).
+async fn dispatch(ctx: Arc<Ctx>) {
+    let active = Arc::new(Semaphore::new(ctx.cfg.concurrency * 4 + 16));
+    let mut tasks = JoinSet::new();
+    let mut after = 0i64;
+    'pages: loop {
+        if ctx.stop.is_cancelled() {
+            break;
+        }
+        let page = match ctx.ckpt.pending_page(after, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                ctx.stop_run(StopReason::Local(e.to_string()));
+                break;
+            }
+        };
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            after = row.seq;
+            let slot = tokio::select! {
+                biased;
+                _ = ctx.stop.cancelled() => break 'pages,
+                slot = active.clone().acquire_owned() => slot.expect("never closed"),
+            };
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                drive_row(&ctx, row).await;
+                drop(slot);
+            });
+            while let Some(done) = tasks.try_join_next() {
+                reap(done);
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        reap(done);
+    }
+}
+
+fn reap(result: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = result {
+        if e.is_panic() {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+/// One row from pending to done, failed, or back to pending if the run stops.
+async fn drive_row(ctx: &Ctx, row: PendingRow) {
+    let resolution = row.size.resolution();
+    let url = match row.result_url.clone() {
+        Some(url) => url,
+        None => match generate(ctx, &row).await {
+            Some((Generated::Image(bytes), latency)) => return finish(ctx, &row, bytes, Some(latency)).await,
+            Some((Generated::Url(url), _)) => url,
+            None => return,
+        },
+    };
+    // The image exists at the provider: only the download is retried from here on.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let started_at = now_unix();
+        let t = Instant::now();
+        let result = ctx.caller.download(&url).await;
+        record(ctx, &row, AttemptKind::Download, resolution.as_str(), started_at, t.elapsed(), Duration::ZERO, &result);
+        match result {
+            Ok(bytes) => return finish(ctx, &row, bytes, None).await,
+            Err(e) if tries < ctx.cfg.max_attempts => {
+                let wait = ctx.backoff(tries, e.retry_after);
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
+                Progress::add(&ctx.progress.counters.failed, 1);
+                ctx.note_failure(&row, &e);
+                return;
+            }
+        }
+    }
+}
+
+/// Attempts the generation until it succeeds, fails for good, or the run stops. Returns
+/// the result and its call latency (seconds) for the caller to store, or None when the
+/// row's fate is already recorded.
+async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
+    let resolution = row.size.resolution();
+    let deadline = ctx.cfg.timeouts.get(resolution);
+    let job = Job { prompt: &row.prompt, model: &row.model, size: row.size, aspect_ratio: row.aspect_ratio };
+    let counters = &ctx.progress.counters;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let admission = tokio::select! {
+            biased;
+            _ = ctx.stop.cancelled() => {
+                ctx.ckpt.mark_pending(row.rid);
+                return None;
+            }
+            a = ctx.gate.admit() => a,
+        };
+        if ctx.stop.is_cancelled() {
+            ctx.ckpt.mark_pending(row.rid);
+            return None;
+        }
+        let started_at = now_unix();
+        if let Err(e) = ctx.ckpt.start_attempt(row.rid, started_at).await {
+            ctx.stop_run(StopReason::Local(e.to_string()));
+            return None;
+        }
+        Progress::add(&counters.in_flight, 1);
+        Progress::add(&counters.calls, 1);
+        let t = Instant::now();
+        let result = ctx.caller.generate(&job, deadline).await;
+        let took = t.elapsed();
+        drop(admission.permit);
+        Progress::sub(&counters.in_flight, 1);
+        record(ctx, row, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
+
+        let e = match result {
+            Ok(Generated::Url(url)) => {
+                // Committed before the download starts: from now on this row is only
+                // ever downloaded, never generated again.
+                if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), took.as_secs_f64(), row.model.clone()).await {
+                    ctx.stop_run(StopReason::Local(e.to_string()));
+                    return None;
+                }
+                return Some((Generated::Url(url), took.as_secs_f64()));
+            }
+            Ok(image) => return Some((image, took.as_secs_f64())),
+            Err(e) => e,
+        };
+        match e.class.disposition() {
+            Disposition::Retry if attempt < ctx.cfg.max_attempts => {
+                let wait = ctx.backoff(attempt, e.retry_after);
+                if e.class == ErrorClass::RateLimited {
+                    // The limit is the account's, not this row's: hold every worker.
+                    ctx.gate.hold_for(wait);
+                }
+                Progress::add(&counters.retry_waiting, 1);
+                let stopped = tokio::select! {
+                    biased;
+                    _ = ctx.stop.cancelled() => true,
+                    _ = tokio::time::sleep(wait) => false,
+                };
+                Progress::sub(&counters.retry_waiting, 1);
+                if stopped {
+                    ctx.ckpt.mark_pending(row.rid);
+                    return None;
+                }
+            }
+            Disposition::Retry | Disposition::FailRow => {
+                ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
+                Progress::add(&counters.failed, 1);
+                ctx.note_failure(row, &e);
+                return None;
+            }
+            Disposition::StopRun => {
+                ctx.ckpt.mark_pending(row.rid);
+                ctx.stop_run(StopReason::Api(e));
+                return None;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record<T>(
+    ctx: &Ctx,
+    row: &PendingRow,
+    kind: AttemptKind,
+    resolution: &'static str,
+    started_at: f64,
+    took: Duration,
+    waited: Duration,
+    result: &Result<T, CallError>,
+) {
+    let (http_status, error) = match result {
+        Ok(_) => (None, None),
+        Err(e) => (e.status, Some((e.class, e.message.clone()))),
+    };
+    ctx.ckpt.record_attempt(AttemptRecord {
+        rid: row.rid,
+        run_id: ctx.run_id,
+        kind,
+        model: row.model.clone(),
+        resolution,
+        started_at,
+        duration_s: took.as_secs_f64(),
+        wait_s: waited.as_secs_f64(),
+        http_status,
+        error,
+    });
+}
+
+/// Puts the image in place, then marks the row done — in that order. `latency` is the
+/// generation's, when it was not saved with a result URL already.
+async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>) {
+    let Some(ext) = output::image_extension(&bytes) else {
+        unreachable!("providers and downloads only hand over checked image bytes")
+    };
+    let images = ctx.out.images.clone();
+    let id = row.id.clone();
+    let written = tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &bytes))
+        .await
+        .expect("writing a file does not panic");
+    match written {
+        Ok(file) => {
+            if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
+                let _ = std::fs::remove_file(ctx.out.images.join(old));
+            }
+            ctx.ckpt.mark_done(row.rid, file, latency, row.model.clone());
+            Progress::add(&ctx.progress.counters.done, 1);
+        }
+        Err(e) => {
+            ctx.ckpt.mark_pending(row.rid);
+            ctx.stop_run(StopReason::Local(format!(
+                "cannot write the image of row {} into {}: {e}. Free space or fix permissions, then run the same \
+                 command again",
+                row.id,
+                ctx.out.images.display()
+            )));
+        }
+    }
+}
