@@ -15,8 +15,12 @@ use crate::secret::ApiKey;
 use crate::sim::{self, SimConfig, SimServer};
 
 #[derive(Debug, Parser)]
-#[command(name = "bulkgen", version, about = "Turn a CSV of prompts into images through slow image-generation APIs: \
-bounded concurrency, exact rate limits, long timeouts, backoff, a resumable checkpoint and a latency report.")]
+#[command(
+    name = "bulkgen",
+    version,
+    about = "Turn a CSV of prompts into images through slow image-generation APIs: \
+bounded concurrency, exact rate limits, long timeouts, backoff, a resumable checkpoint and a latency report."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,12 +29,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a batch, or resume it (same --out).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the built-in simulated provider (OpenAI-compatible) on loopback.
     Sim(SimArgs),
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(args_override_self = true)]
 pub struct RunArgs {
     /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model).
     pub manifest: PathBuf,
@@ -53,7 +58,12 @@ pub struct RunArgs {
     #[arg(long, env = "BULKGEN_SIZE", default_value = "1K")]
     pub size: String,
     /// How the image comes back (openai dialect).
-    #[arg(long, value_enum, env = "BULKGEN_RESPONSE_FORMAT", default_value = "b64_json")]
+    #[arg(
+        long,
+        value_enum,
+        env = "BULKGEN_RESPONSE_FORMAT",
+        default_value = "b64_json"
+    )]
     pub response_format: ResponseFormat,
     /// Most requests in flight at once.
     #[arg(short = 'c', long, env = "BULKGEN_CONCURRENCY", default_value_t = 8)]
@@ -66,7 +76,12 @@ pub struct RunArgs {
     pub connect_timeout: String,
     /// Deadline of one call by resolution, e.g. 4K=600s (repeatable, or comma-separated)
     /// [default: 1K=300s,2K=300s,4K=600s].
-    #[arg(long = "timeout", value_name = "RES=DUR", env = "BULKGEN_TIMEOUT", value_delimiter = ',')]
+    #[arg(
+        long = "timeout",
+        value_name = "RES=DUR",
+        env = "BULKGEN_TIMEOUT",
+        value_delimiter = ','
+    )]
     pub timeouts: Vec<String>,
     /// Deadline of one download of a result URL.
     #[arg(long, env = "BULKGEN_DOWNLOAD_TIMEOUT", default_value = "60s")]
@@ -149,12 +164,19 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+            return if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match cli.command {
-        Command::Run(args) => runtime.block_on(run_command(args)),
+        Command::Run(args) => runtime.block_on(run_command(*args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
     }
 }
@@ -178,14 +200,18 @@ async fn run_command(args: RunArgs) -> i32 {
                 api_key: Some(key.clone()),
                 ..SimConfig::default()
             };
-            let server = match SimServer::start(sim_cfg, "127.0.0.1:0".parse().expect("address")).await {
-                Ok(server) => server,
-                Err(e) => {
-                    eprintln!("bulkgen: cannot start the simulator on loopback: {e}");
-                    return exit::STOPPED;
-                }
-            };
-            cfg.base_url = server.base_url().parse().expect("the simulator's URL parses");
+            let server =
+                match SimServer::start(sim_cfg, "127.0.0.1:0".parse().expect("address")).await {
+                    Ok(server) => server,
+                    Err(e) => {
+                        eprintln!("bulkgen: cannot start the simulator on loopback: {e}");
+                        return exit::STOPPED;
+                    }
+                };
+            cfg.base_url = server
+                .base_url()
+                .parse()
+                .expect("the simulator's URL parses");
             cfg.api_key = Some(ApiKey::new(key));
             if !matches!(cfg.progress, crate::config::ProgressMode::Quiet) {
                 eprintln!(
@@ -257,9 +283,17 @@ async fn sim_command(args: SimArgs) -> i32 {
         if cfg.faults.is_empty() {
             "none".to_owned()
         } else {
-            cfg.faults.iter().map(|(f, r)| format!("{}={r}", f.name())).collect::<Vec<_>>().join(" ")
+            cfg.faults
+                .iter()
+                .map(|(f, r)| format!("{}={r}", f.name()))
+                .collect::<Vec<_>>()
+                .join(" ")
         },
-        if cfg.api_key.is_some() { "required" } else { "any" },
+        if cfg.api_key.is_some() {
+            "required"
+        } else {
+            "any"
+        },
         server.base_url()
     );
     let _ = tokio::signal::ctrl_c().await;
@@ -273,7 +307,10 @@ async fn sim_command(args: SimArgs) -> i32 {
 
 fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
-        return Err(format!("--time-scale {}: must be a number >= 0", args.time_scale));
+        return Err(format!(
+            "--time-scale {}: must be a number >= 0",
+            args.time_scale
+        ));
     }
     let api_key = match &args.api_key_env {
         Some(var) => Some(
@@ -286,11 +323,16 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
     };
     Ok(SimConfig {
         time_scale: args.time_scale,
-        faults: args.faults.iter().map(|f| sim::parse_fault(f)).collect::<Result<_, _>>()?,
+        faults: args
+            .faults
+            .iter()
+            .map(|f| sim::parse_fault(f))
+            .collect::<Result<_, _>>()?,
         seed: args.seed,
         api_key,
         image_bytes: args.image_bytes,
-        retry_after: parse_duration(&args.retry_after).map_err(|e| format!("--retry-after: {e}"))?,
+        retry_after: parse_duration(&args.retry_after)
+            .map_err(|e| format!("--retry-after: {e}"))?,
         fixed_latency: args
             .latency
             .as_deref()

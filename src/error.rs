@@ -170,7 +170,10 @@ mod tests {
         assert_eq!(ErrorClass::Quota.disposition(), Disposition::StopRun);
         assert_eq!(ErrorClass::NotFound.disposition(), Disposition::StopRun);
         assert_eq!(ErrorClass::Refused.disposition(), Disposition::FailRow);
-        assert_eq!(ErrorClass::InvalidRequest.disposition(), Disposition::FailRow);
+        assert_eq!(
+            ErrorClass::InvalidRequest.disposition(),
+            Disposition::FailRow
+        );
         assert_eq!(ErrorClass::RateLimited.disposition(), Disposition::Retry);
         assert_eq!(ErrorClass::Download.disposition(), Disposition::Retry);
     }

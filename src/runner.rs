@@ -21,8 +21,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{
-    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered, RowDefaults,
-    SyncOptions, SyncReport, now_unix,
+    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered,
+    RowDefaults, SyncOptions, SyncReport, now_unix,
 };
 use crate::config::RunConfig;
 use crate::error::{CallError, Disposition, ErrorClass};
@@ -47,7 +47,10 @@ pub enum RunError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("output folder {path}: {source}")]
-    Output { path: PathBuf, source: std::io::Error },
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot set up the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -122,15 +125,22 @@ impl Ctx {
     }
 
     fn backoff(&self, retry: u32, advised: Option<Duration>) -> Duration {
-        self.cfg.backoff.wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
+        self.cfg
+            .backoff
+            .wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
     }
 
     fn note_failure(&self, row: &PendingRow, e: &CallError) {
         let n = self.progress.counters.failed.load(Ordering::Relaxed);
         if n <= MAX_FAILURE_NOTES {
-            self.progress.note(&format!("row {} (line {}) failed for good: {e}", row.id, row.seq + 1));
+            self.progress.note(&format!(
+                "row {} (line {}) failed for good: {e}",
+                row.id,
+                row.seq + 1
+            ));
             if n == MAX_FAILURE_NOTES {
-                self.progress.note("further failures are not printed; see results.csv");
+                self.progress
+                    .note("further failures are not printed; see results.csv");
             }
         }
     }
@@ -144,14 +154,25 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
         .await
         .expect("manifest validation does not panic")?;
 
-    let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
+    let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output {
+        path: cfg.out.clone(),
+        source,
+    })?;
     let ckpt = Arc::new(Checkpoint::open(&out.root)?);
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
-    let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone() };
-    let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
-    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
+    let defaults = RowDefaults {
+        size: cfg.size,
+        model: cfg.model.clone(),
+    };
+    let opts = SyncOptions {
+        retry_failed: cfg.retry_failed,
+        regenerate_changed: cfg.regenerate_changed,
+    };
+    let sync = ckpt
+        .sync_manifest(cfg.manifest.clone(), defaults, opts)
+        .await?;
     let before = ckpt.counts().await?;
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
@@ -161,7 +182,12 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
         http2: cfg.http2,
         concurrency: cfg.concurrency,
     })?;
-    let caller = Caller::new(client, provider::for_config(&cfg), cfg.api_key.clone(), cfg.download_timeout);
+    let caller = Caller::new(
+        client,
+        provider::for_config(&cfg),
+        cfg.api_key.clone(),
+        cfg.download_timeout,
+    );
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
@@ -199,10 +225,20 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
     let report = report::build(&ckpt.report_inputs().await?);
-    report::write_files(&report, &ctx.out.root)
-        .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
+    report::write_files(&report, &ctx.out.root).map_err(|source| RunError::Output {
+        path: ctx.out.root.clone(),
+        source,
+    })?;
     ckpt.close().await?;
-    Ok(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() })
+    Ok(Outcome {
+        exit_code,
+        counts,
+        report,
+        recovered,
+        sync,
+        stopped,
+        out: ctx.out.root.clone(),
+    })
 }
 
 fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
@@ -213,7 +249,11 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
         ));
     }
     if sync.changed_kept > 0 {
-        let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 { ", ..." } else { "" };
+        let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
         progress.note(&format!(
             "{} done row(s) changed in the manifest since their image was made (prompt, size, aspect ratio or model): \
              {}{more}. Their old images are kept; pass --regenerate-changed to make them again",
@@ -222,7 +262,10 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
         ));
     }
     if sync.regenerated > 0 {
-        progress.note(&format!("{} changed row(s) will be generated again (--regenerate-changed)", sync.regenerated));
+        progress.note(&format!(
+            "{} changed row(s) will be generated again (--regenerate-changed)",
+            sync.regenerated
+        ));
     }
     if sync.failed_kept > 0 {
         progress.note(&format!(
@@ -294,7 +337,9 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     let url = match row.result_url.clone() {
         Some(url) => url,
         None => match generate(ctx, &row).await {
-            Some((Generated::Image(bytes), latency)) => return finish(ctx, &row, bytes, Some(latency)).await,
+            Some((Generated::Image(bytes), latency)) => {
+                return finish(ctx, &row, bytes, Some(latency)).await;
+            }
             Some((Generated::Url(url), _)) => url,
             None => return,
         },
@@ -306,7 +351,16 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         let started_at = now_unix();
         let t = Instant::now();
         let result = ctx.caller.download(&url).await;
-        record(ctx, &row, AttemptKind::Download, resolution.as_str(), started_at, t.elapsed(), Duration::ZERO, &result);
+        record(
+            ctx,
+            &row,
+            AttemptKind::Download,
+            resolution.as_str(),
+            started_at,
+            t.elapsed(),
+            Duration::ZERO,
+            &result,
+        );
         match result {
             Ok(bytes) => return finish(ctx, &row, bytes, None).await,
             Err(e) if tries < ctx.cfg.max_attempts => {
@@ -329,7 +383,12 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
 async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
     let resolution = row.size.resolution();
     let deadline = ctx.cfg.timeouts.get(resolution);
-    let job = Job { prompt: &row.prompt, model: &row.model, size: row.size, aspect_ratio: row.aspect_ratio };
+    let job = Job {
+        prompt: &row.prompt,
+        model: &row.model,
+        size: row.size,
+        aspect_ratio: row.aspect_ratio,
+    };
     let counters = &ctx.progress.counters;
     let mut attempt = 0;
     loop {
@@ -346,11 +405,11 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
             ctx.ckpt.mark_pending(row.rid);
             return None;
         }
-        let started_at = now_unix();
-        if let Err(e) = ctx.ckpt.start_attempt(row.rid, started_at).await {
+        if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
             ctx.stop_run(StopReason::Local(e.to_string()));
             return None;
         }
+        let started_at = now_unix();
         Progress::add(&counters.in_flight, 1);
         Progress::add(&counters.calls, 1);
         let t = Instant::now();
@@ -358,13 +417,26 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
         let took = t.elapsed();
         drop(admission.permit);
         Progress::sub(&counters.in_flight, 1);
-        record(ctx, row, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
+        record(
+            ctx,
+            row,
+            AttemptKind::Generate,
+            resolution.as_str(),
+            started_at,
+            took,
+            admission.waited,
+            &result,
+        );
 
         let e = match result {
             Ok(Generated::Url(url)) => {
                 // Committed before the download starts: from now on this row is only
                 // ever downloaded, never generated again.
-                if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), took.as_secs_f64(), row.model.clone()).await {
+                if let Err(e) = ctx
+                    .ckpt
+                    .save_url(row.rid, url.clone(), took.as_secs_f64(), row.model.clone())
+                    .await
+                {
                     ctx.stop_run(StopReason::Local(e.to_string()));
                     return None;
                 }
@@ -444,15 +516,17 @@ async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64
     };
     let images = ctx.out.images.clone();
     let id = row.id.clone();
-    let written = tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &bytes))
-        .await
-        .expect("writing a file does not panic");
+    let written =
+        tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &bytes))
+            .await
+            .expect("writing a file does not panic");
     match written {
         Ok(file) => {
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
-            ctx.ckpt.mark_done(row.rid, file, latency, row.model.clone());
+            ctx.ckpt
+                .mark_done(row.rid, file, latency, row.model.clone());
             Progress::add(&ctx.progress.counters.done, 1);
         }
         Err(e) => {

@@ -103,12 +103,15 @@ impl FromStr for Size {
         if let Some(r) = Resolution::parse(t) {
             return Ok(Size::Class(r));
         }
-        let bad = || format!("unknown size {s:?}: use 1K, 2K, 4K or WIDTHxHEIGHT such as 1024x1536");
+        let bad =
+            || format!("unknown size {s:?}: use 1K, 2K, 4K or WIDTHxHEIGHT such as 1024x1536");
         let (w, h) = t.split_once(['x', 'X']).ok_or_else(bad)?;
         let width: u32 = w.trim().parse().map_err(|_| bad())?;
         let height: u32 = h.trim().parse().map_err(|_| bad())?;
         if width == 0 || height == 0 || width > MAX_EDGE || height > MAX_EDGE {
-            return Err(format!("size {s:?} is out of range: each side must be 1..={MAX_EDGE} pixels"));
+            return Err(format!(
+                "size {s:?} is out of range: each side must be 1..={MAX_EDGE} pixels"
+            ));
         }
         Ok(Size::Pixels { width, height })
     }
@@ -154,7 +157,10 @@ impl AspectRatio {
 
     pub fn parse(s: &str) -> Option<AspectRatio> {
         let t = s.trim();
-        ASPECTS.iter().find(|(name, _, _)| *name == t).map(|(name, _, _)| AspectRatio(name))
+        ASPECTS
+            .iter()
+            .find(|(name, _, _)| *name == t)
+            .map(|(name, _, _)| AspectRatio(name))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -215,8 +221,14 @@ mod tests {
         let two_k = Size::Class(Resolution::K2);
         assert_eq!(two_k.openai_pixels(None), "2048x2048");
         assert_eq!(two_k.openai_pixels(AspectRatio::parse("16:9")), "2752x1536");
-        assert_eq!(Size::Class(Resolution::K1).openai_pixels(AspectRatio::parse("9:16")), "768x1376");
-        assert_eq!(Size::Class(Resolution::K4).openai_pixels(AspectRatio::parse("4:3")), "4800x3584");
+        assert_eq!(
+            Size::Class(Resolution::K1).openai_pixels(AspectRatio::parse("9:16")),
+            "768x1376"
+        );
+        assert_eq!(
+            Size::Class(Resolution::K4).openai_pixels(AspectRatio::parse("4:3")),
+            "4800x3584"
+        );
         let exact = "1000x700".parse::<Size>().unwrap();
         assert_eq!(exact.openai_pixels(AspectRatio::parse("16:9")), "1000x700");
     }

@@ -34,7 +34,12 @@ pub trait Provider: Send + Sync {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder;
 
     /// The answer, whole: an image, or an error in one of the classes of `error.rs`.
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError>;
+    fn parse(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Generated, CallError>;
 }
 
 pub fn for_config(cfg: &RunConfig) -> Box<dyn Provider> {
@@ -47,16 +52,25 @@ pub fn for_config(cfg: &RunConfig) -> Box<dyn Provider> {
 /// out when the base already ends in one (aggregators print `http://host:16888/v1`).
 pub fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let base_path = base.path().trim_end_matches('/');
-    let (version, rest) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+    let (version, rest) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
     let ends_in_version = base_path.rsplit('/').next().is_some_and(is_version_segment);
-    let joined = if ends_in_version { format!("{base_path}/{rest}") } else { format!("{base_path}/{version}/{rest}") };
+    let joined = if ends_in_version {
+        format!("{base_path}/{rest}")
+    } else {
+        format!("{base_path}/{version}/{rest}")
+    };
     let mut url = base.clone();
     url.set_path(&joined);
     url
 }
 
 fn is_version_segment(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('v') else { return false };
+    let Some(digits) = s.strip_prefix('v') else {
+        return false;
+    };
     let n = digits.chars().take_while(char::is_ascii_digit).count();
     n > 0 && digits[n..].chars().all(|c| c.is_ascii_alphabetic())
 }
@@ -68,12 +82,33 @@ mod tests {
     #[test]
     fn endpoints_never_double_the_version_segment() {
         let e = |base: &str| endpoint(&base.parse().unwrap(), "/v1/images/generations").to_string();
-        assert_eq!(e("https://api.openai.com"), "https://api.openai.com/v1/images/generations");
-        assert_eq!(e("https://api.openai.com/"), "https://api.openai.com/v1/images/generations");
-        assert_eq!(e("http://host:16888/v1"), "http://host:16888/v1/images/generations");
-        assert_eq!(e("http://host:16888/v1/"), "http://host:16888/v1/images/generations");
-        assert_eq!(e("https://gw.example/openai"), "https://gw.example/openai/v1/images/generations");
-        assert_eq!(e("https://gw.example/api/v1beta"), "https://gw.example/api/v1beta/images/generations");
-        assert_eq!(e("https://gw.example/video"), "https://gw.example/video/v1/images/generations");
+        assert_eq!(
+            e("https://api.openai.com"),
+            "https://api.openai.com/v1/images/generations"
+        );
+        assert_eq!(
+            e("https://api.openai.com/"),
+            "https://api.openai.com/v1/images/generations"
+        );
+        assert_eq!(
+            e("http://host:16888/v1"),
+            "http://host:16888/v1/images/generations"
+        );
+        assert_eq!(
+            e("http://host:16888/v1/"),
+            "http://host:16888/v1/images/generations"
+        );
+        assert_eq!(
+            e("https://gw.example/openai"),
+            "https://gw.example/openai/v1/images/generations"
+        );
+        assert_eq!(
+            e("https://gw.example/api/v1beta"),
+            "https://gw.example/api/v1beta/images/generations"
+        );
+        assert_eq!(
+            e("https://gw.example/video"),
+            "https://gw.example/video/v1/images/generations"
+        );
     }
 }

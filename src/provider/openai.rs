@@ -25,7 +25,10 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new(base: &Url, response_format: ResponseFormat) -> OpenAi {
-        OpenAi { url: super::endpoint(base, "/v1/images/generations"), response_format }
+        OpenAi {
+            url: super::endpoint(base, "/v1/images/generations"),
+            response_format,
+        }
     }
 }
 
@@ -55,25 +58,38 @@ impl Provider for OpenAi {
         });
         let mut req = client.post(self.url.clone()).json(&body);
         if let Some(key) = key {
-            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters"));
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                    .unwrap_or_else(|_| {
+                        reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters")
+                    });
             value.set_sensitive(true);
             req = req.header(reqwest::header::AUTHORIZATION, value);
         }
         req
     }
 
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
+    fn parse(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Generated, CallError> {
         if !status.is_success() {
             return Err(classify(status, headers, body));
         }
         let response: Response = serde_json::from_slice(body).map_err(|e| {
-            CallError::new(ErrorClass::BadResponse, format!("response is not the expected JSON: {e}"))
-                .with_status(status.as_u16())
+            CallError::new(
+                ErrorClass::BadResponse,
+                format!("response is not the expected JSON: {e}"),
+            )
+            .with_status(status.as_u16())
         })?;
         let datum = response.data.into_iter().next().ok_or_else(|| {
             let why = match serde_json::from_slice::<Value>(body) {
-                Ok(v) if v.get("error").is_some() => return classify(StatusCode::BAD_REQUEST, headers, body),
+                Ok(v) if v.get("error").is_some() => {
+                    return classify(StatusCode::BAD_REQUEST, headers, body);
+                }
                 _ => "the response has no image (empty `data`)",
             };
             CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16())
@@ -84,8 +100,11 @@ impl Provider for OpenAi {
         if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
             return Ok(Generated::Url(url));
         }
-        Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
-            .with_status(status.as_u16()))
+        Err(CallError::new(
+            ErrorClass::BadResponse,
+            "the response's `data[0]` has neither `b64_json` nor `url`",
+        )
+        .with_status(status.as_u16()))
     }
 }
 
@@ -97,11 +116,19 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
     };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(payload.trim())
-        .map_err(|e| CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {e}")))?;
+        .map_err(|e| {
+            CallError::new(
+                ErrorClass::BadResponse,
+                format!("undecodable base64 image: {e}"),
+            )
+        })?;
     if image_extension(&bytes).is_none() {
         return Err(CallError::new(
             ErrorClass::BadResponse,
-            format!("the base64 data is not a PNG, JPEG or WebP image ({} bytes)", bytes.len()),
+            format!(
+                "the base64 data is not a PNG, JPEG or WebP image ({} bytes)",
+                bytes.len()
+            ),
         ));
     }
     Ok(bytes)
@@ -110,7 +137,9 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
 /// The error class of a non-2xx answer, from its status and OpenAI-style error body.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallError {
     let detail = ErrorBody::parse(body);
-    let is = |needle: &str| detail.code.as_deref() == Some(needle) || detail.kind.as_deref() == Some(needle);
+    let is = |needle: &str| {
+        detail.code.as_deref() == Some(needle) || detail.kind.as_deref() == Some(needle)
+    };
     let class = match status.as_u16() {
         401 => ErrorClass::Auth,
         402 => ErrorClass::Quota,
@@ -120,9 +149,13 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallErr
         408 => ErrorClass::Timeout,
         429 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
         429 => ErrorClass::RateLimited,
-        400..=499 if is("content_policy_violation") || is("moderation_blocked") => ErrorClass::Refused,
+        400..=499 if is("content_policy_violation") || is("moderation_blocked") => {
+            ErrorClass::Refused
+        }
         400..=499 if is("invalid_api_key") => ErrorClass::Auth,
-        400..=499 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
+        400..=499 if is("insufficient_quota") || is("billing_hard_limit_reached") => {
+            ErrorClass::Quota
+        }
         400..=499 => ErrorClass::InvalidRequest,
         503 => ErrorClass::Overloaded,
         500..=599 => ErrorClass::Server,
@@ -146,7 +179,9 @@ struct ErrorBody {
 
 impl ErrorBody {
     fn parse(body: &[u8]) -> ErrorBody {
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else { return ErrorBody::default() };
+        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+            return ErrorBody::default();
+        };
         if let Value::Array(items) = v {
             v = items.into_iter().next().unwrap_or(Value::Null);
         }
@@ -157,15 +192,28 @@ impl ErrorBody {
             _ => None,
         };
         if let Value::String(s) = &e {
-            return ErrorBody { message: Some(s.clone()), ..ErrorBody::default() };
+            return ErrorBody {
+                message: Some(s.clone()),
+                ..ErrorBody::default()
+            };
         }
-        ErrorBody { message: text(e.get("message")), kind: text(e.get("type")), code: text(e.get("code")) }
+        ErrorBody {
+            message: text(e.get("message")),
+            kind: text(e.get("type")),
+            code: text(e.get("code")),
+        }
     }
 }
 
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
-    if text.is_empty() { "(empty body)".into() } else { text }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_owned();
+    if text.is_empty() {
+        "(empty body)".into()
+    } else {
+        text
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +222,12 @@ mod tests {
     use reqwest::header::HeaderValue;
 
     fn class_of(status: u16, body: &str) -> ErrorClass {
-        classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes()).class
+        classify(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
+        .class
     }
 
     #[test]
@@ -191,14 +244,36 @@ mod tests {
         assert_eq!(class_of(400, bad_size), ErrorClass::InvalidRequest);
         let key = r#"{"error":{"message":"Incorrect API key provided: sk-abc***xyz.","type":"invalid_request_error","code":"invalid_api_key"}}"#;
         assert_eq!(class_of(401, key), ErrorClass::Auth);
-        assert_eq!(class_of(404, r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#), ErrorClass::NotFound);
-        assert_eq!(class_of(503, r#"{"error":{"message":"The model is overloaded","code":503}}"#), ErrorClass::Overloaded);
+        assert_eq!(
+            class_of(
+                404,
+                r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            class_of(
+                503,
+                r#"{"error":{"message":"The model is overloaded","code":503}}"#
+            ),
+            ErrorClass::Overloaded
+        );
         assert_eq!(class_of(500, "<html>oops</html>"), ErrorClass::Server);
         assert_eq!(class_of(502, ""), ErrorClass::Server);
         assert_eq!(class_of(504, ""), ErrorClass::Server);
         // Aggregators wrap errors in arrays or send bare strings and numeric codes.
-        assert_eq!(class_of(400, r#"[{"error":{"message":"flagged","code":"content_policy_violation"}}]"#), ErrorClass::Refused);
-        let e = classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), br#"{"error":"bad prompt"}"#);
+        assert_eq!(
+            class_of(
+                400,
+                r#"[{"error":{"message":"flagged","code":"content_policy_violation"}}]"#
+            ),
+            ErrorClass::Refused
+        );
+        let e = classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            br#"{"error":"bad prompt"}"#,
+        );
         assert_eq!(e.message, "bad prompt");
     }
 
@@ -217,7 +292,10 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Generated, CallError> {
-        let p = OpenAi::new(&"http://127.0.0.1:1".parse().unwrap(), ResponseFormat::B64Json);
+        let p = OpenAi::new(
+            &"http://127.0.0.1:1".parse().unwrap(),
+            ResponseFormat::B64Json,
+        );
         p.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
     }
 
@@ -225,22 +303,40 @@ mod tests {
     fn successful_answers_give_images_or_urls_and_bad_ones_are_bad_responses() {
         let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nrest");
         assert_eq!(
-            parse(&format!(r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#)).unwrap(),
+            parse(&format!(
+                r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#
+            ))
+            .unwrap(),
             Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
         );
         assert_eq!(
-            parse(&format!(r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
+            parse(&format!(
+                r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#
+            ))
+            .unwrap(),
             Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
         );
         assert_eq!(
             parse(r#"{"data":[{"url":"https://cdn.example/x.png"}]}"#).unwrap(),
             Generated::Url("https://cdn.example/x.png".into())
         );
-        for bad in [r#"{"data":[]}"#, r#"{"data":[{}]}"#, "not json", r#"{"data":[{"b64_json":"!!!"}]}"#, r#"{"data":[{"b64_json":"aGVsbG8="}]}"#] {
-            assert_eq!(parse(bad).unwrap_err().class, ErrorClass::BadResponse, "{bad}");
+        for bad in [
+            r#"{"data":[]}"#,
+            r#"{"data":[{}]}"#,
+            "not json",
+            r#"{"data":[{"b64_json":"!!!"}]}"#,
+            r#"{"data":[{"b64_json":"aGVsbG8="}]}"#,
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err().class,
+                ErrorClass::BadResponse,
+                "{bad}"
+            );
         }
         assert_eq!(
-            parse(r#"{"error":{"message":"x","code":"content_policy_violation"}}"#).unwrap_err().class,
+            parse(r#"{"error":{"message":"x","code":"content_policy_violation"}}"#)
+                .unwrap_err()
+                .class,
             ErrorClass::Refused
         );
     }

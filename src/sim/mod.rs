@@ -66,20 +66,35 @@ impl Fault {
     ];
 
     pub fn name(self) -> &'static str {
-        Fault::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
+        Fault::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 }
 
 /// `KIND=RATE`, e.g. `429=0.05`.
 pub fn parse_fault(spec: &str) -> Result<(Fault, f64), String> {
-    let names = || Fault::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
-    let (kind, rate) = spec.split_once('=').ok_or_else(|| format!("{spec:?}: write KIND=RATE, e.g. 429=0.05"))?;
+    let names = || {
+        Fault::ALL
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (kind, rate) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("{spec:?}: write KIND=RATE, e.g. 429=0.05"))?;
     let fault = Fault::ALL
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(kind.trim()))
         .map(|(_, f)| *f)
         .ok_or_else(|| format!("{spec:?}: unknown fault {kind:?} (known: {})", names()))?;
-    let rate: f64 = rate.trim().parse().map_err(|_| format!("{spec:?}: rate {rate:?} is not a number"))?;
+    let rate: f64 = rate
+        .trim()
+        .parse()
+        .map_err(|_| format!("{spec:?}: rate {rate:?} is not a number"))?;
     if !(0.0..=1.0).contains(&rate) {
         return Err(format!("{spec:?}: rate must be between 0 and 1"));
     }
@@ -229,15 +244,27 @@ struct GenerateRequest {
 
 fn error_json(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
     let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
-async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn generate(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let arrived = s.started.elapsed();
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(&s.in_flight);
     let req: Result<GenerateRequest, _> = serde_json::from_slice(&body);
-    let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
+    let tag = req
+        .as_ref()
+        .map(|r| prompt_tag(&r.prompt))
+        .unwrap_or_default();
     {
         let mut st = s.stats.lock().expect("stats lock");
         st.requests += 1;
@@ -260,17 +287,33 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
         // Real providers quote (part of) the key back; quoting all of it tests masking.
         return error_json(
             StatusCode::UNAUTHORIZED,
-            &format!("Incorrect API key provided: {presented}. You can find your API key in your account settings."),
+            &format!(
+                "Incorrect API key provided: {presented}. You can find your API key in your account settings."
+            ),
             "invalid_request_error",
             "invalid_api_key",
         );
     }
     let Ok(req) = req else {
-        return error_json(StatusCode::BAD_REQUEST, "could not parse the JSON body", "invalid_request_error", "");
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "could not parse the JSON body",
+            "invalid_request_error",
+            "",
+        );
     };
-    let resolution = req.size.as_deref().and_then(|s| s.parse::<Size>().ok()).map(Size::resolution);
+    let resolution = req
+        .size
+        .as_deref()
+        .and_then(|s| s.parse::<Size>().ok())
+        .map(Size::resolution);
     let Some(resolution) = resolution else {
-        return error_json(StatusCode::BAD_REQUEST, "Invalid size", "invalid_request_error", "invalid_size");
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "Invalid size",
+            "invalid_request_error",
+            "invalid_size",
+        );
     };
 
     let (fault, latency, fail_download) = {
@@ -288,12 +331,22 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
             Some(d) => d.as_secs_f64(),
             None => latency::model(resolution).sample(&mut *rng),
         };
-        let download_rate =
-            s.cfg.faults.iter().filter(|(f, _)| *f == Fault::Download).map(|(_, r)| *r).sum::<f64>();
+        let download_rate = s
+            .cfg
+            .faults
+            .iter()
+            .filter(|(f, _)| *f == Fault::Download)
+            .map(|(_, r)| *r)
+            .sum::<f64>();
         (fault, latency, rng.random::<f64>() < download_rate)
     };
     if let Some(f) = fault {
-        *s.stats.lock().expect("stats lock").faults.entry(f.name().to_owned()).or_default() += 1;
+        *s.stats
+            .lock()
+            .expect("stats lock")
+            .faults
+            .entry(f.name().to_owned())
+            .or_default() += 1;
     }
     let scaled = |secs: f64| Duration::from_secs_f64((secs * s.cfg.time_scale).max(0.0));
     let pause = |d: Duration| async move {
@@ -312,8 +365,19 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
                 "rate_limit_exceeded",
             );
             let h = resp.headers_mut();
-            h.insert("retry-after", after.as_secs_f64().ceil().to_string().parse().expect("number"));
-            h.insert("retry-after-ms", after.as_millis().to_string().parse().expect("number"));
+            h.insert(
+                "retry-after",
+                after
+                    .as_secs_f64()
+                    .ceil()
+                    .to_string()
+                    .parse()
+                    .expect("number"),
+            );
+            h.insert(
+                "retry-after-ms",
+                after.as_millis().to_string().parse().expect("number"),
+            );
             return resp;
         }
         Some(Fault::Overloaded) => {
@@ -326,7 +390,12 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
         }
         Some(Fault::Server) => {
             pause(scaled(latency / 2.0)).await;
-            return error_json(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error", "server_error", "");
+            return error_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+                "server_error",
+                "",
+            );
         }
         Some(Fault::Stall) => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -344,17 +413,31 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
     }
 
     if fault == Some(Fault::BadJson) {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"created\": 1, \"data\": [{\"b64_")
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"created\": 1, \"data\": [{\"b64_",
+        )
             .into_response();
     }
     let n = s.next_image.fetch_add(1, Ordering::SeqCst);
-    let text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size.as_deref().unwrap_or(""));
+    let text = format!(
+        "prompt={tag};model={};size={};n={n}",
+        req.model,
+        req.size.as_deref().unwrap_or("")
+    );
     let seed = u64::from_str_radix(&tag, 16).unwrap_or(n);
     let image = png::make(s.cfg.image_bytes, seed, &text);
     let datum = if req.response_format.as_deref() == Some("url") {
         let name = format!("{n}.png");
-        s.files.lock().expect("files lock").insert(name.clone(), (image, fail_download));
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+        s.files
+            .lock()
+            .expect("files lock")
+            .insert(name.clone(), (image, fail_download));
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
         serde_json::json!({"url": format!("http://{host}/files/{name}")})
     } else {
         serde_json::json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&image)})
@@ -363,8 +446,13 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
 
     if fault == Some(Fault::Reset) {
         let half = body.as_bytes()[..body.len() / 2].to_vec();
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset"))];
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+            Ok(half),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "simulated reset",
+            )),
+        ];
         return Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
@@ -377,7 +465,12 @@ async fn generate(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::
         st.successes += 1;
         st.per_prompt.entry(tag).or_default().successes += 1;
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
@@ -390,7 +483,12 @@ async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
             st.download_failures += 1;
             (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
         }
-        Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
+        Some((image, _)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "image/png")],
+            image.clone(),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
 }
@@ -408,8 +506,16 @@ mod tests {
     fn faults_parse_and_bad_ones_are_named() {
         assert_eq!(parse_fault("429=0.05"), Ok((Fault::RateLimited, 0.05)));
         assert_eq!(parse_fault("STALL=1"), Ok((Fault::Stall, 1.0)));
-        assert!(parse_fault("418=0.1").unwrap_err().contains("unknown fault"));
-        assert!(parse_fault("503=2").unwrap_err().contains("between 0 and 1"));
+        assert!(
+            parse_fault("418=0.1")
+                .unwrap_err()
+                .contains("unknown fault")
+        );
+        assert!(
+            parse_fault("503=2")
+                .unwrap_err()
+                .contains("between 0 and 1")
+        );
         assert!(parse_fault("503").unwrap_err().contains("KIND=RATE"));
     }
 }

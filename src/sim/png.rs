@@ -25,15 +25,16 @@ pub fn make(bytes: usize, seed: u64, text: &str) -> Vec<u8> {
     let (w, h) = (side, side);
     let mut raw = Vec::with_capacity((w as usize * 3 + 1) * h as usize);
     let mut x = seed | 1;
+    // xorshift: cheap noise, different for every prompt.
+    let mut noise = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as u8
+    };
     for _ in 0..h {
         raw.push(0); // filter: none
-        for _ in 0..w * 3 {
-            // xorshift: cheap noise, different for every prompt.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            raw.push(x as u8);
-        }
+        raw.extend((0..w * 3).map(|_| noise()));
     }
     let mut out = Vec::with_capacity(raw.len() + 256);
     out.extend_from_slice(SIGNATURE);
