@@ -28,13 +28,8 @@ const MAX_BATCH: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "checkpoint {path} was written by a newer bulkgen (schema {found}, this one knows {SCHEMA_VERSION})"
-    )]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("checkpoint {path} was written by a newer bulkgen (schema {found}, this one knows {SCHEMA_VERSION})")]
     Version { path: PathBuf, found: i64 },
     #[error("checkpoint write failed: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -78,6 +73,8 @@ pub struct PendingRow {
     pub result_url: Option<String>,
     /// The file of an earlier generation (a changed row being regenerated).
     pub old_file: Option<String>,
+    /// Image bytes received but not yet written (the disk failed): write them, no call.
+    pub stashed: bool,
     pub first_dispatch: Option<f64>,
 }
 
@@ -186,35 +183,22 @@ pub struct Checkpoint {
 }
 
 pub fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Checkpoint {
     /// Opens (or creates) `dir/bulkgen.db` and starts the writer thread.
     pub fn open(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         let path = dir.join(DB_FILE);
-        let open_err = |source| CheckpointError::Open {
-            path: path.clone(),
-            source,
-        };
+        let open_err = |source| CheckpointError::Open { path: path.clone(), source };
         let conn = Connection::open(&path).map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
         // WAL + FULL: a committed "done" survives a crash or power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         let found: i64 = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key='schema_version'",
-                [],
-                |r| r.get::<_, String>(0),
-            )
+            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get::<_, String>(0))
             .optional()
             .map_err(open_err)?
             .and_then(|v| v.parse().ok())
@@ -234,12 +218,7 @@ impl Checkpoint {
         let thread = std::thread::Builder::new()
             .name("bulkgen-checkpoint".into())
             .spawn(move || writer(conn, rx, writer_failure))?;
-        Ok(Checkpoint {
-            tx: Mutex::new(Some(tx)),
-            failure,
-            thread: Mutex::new(Some(thread)),
-            path,
-        })
+        Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)), path })
     }
 
     pub fn path(&self) -> &Path {
@@ -276,18 +255,12 @@ impl Checkpoint {
         let failure = self.failure.clone();
         let job: Job = Box::new(move |conn| {
             if let Err(e) = f(conn) {
-                failure
-                    .lock()
-                    .expect("failure lock")
-                    .get_or_insert_with(|| e.to_string());
+                failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
             }
             Box::new(|| {})
         });
         if !self.send(job) {
-            self.failure
-                .lock()
-                .expect("failure lock")
-                .get_or_insert_with(|| "the writer thread has stopped".into());
+            self.failure.lock().expect("failure lock").get_or_insert_with(|| "the writer thread has stopped".into());
         }
     }
 
@@ -308,10 +281,7 @@ impl Checkpoint {
     /// Records the start of a run with its settings (JSON, without the key).
     pub async fn begin_run(&self, settings: String) -> Result<i64, CheckpointError> {
         self.call(move |c| {
-            c.execute(
-                "INSERT INTO runs(started_at, settings) VALUES (?1, ?2)",
-                params![now_unix(), settings],
-            )?;
+            c.execute("INSERT INTO runs(started_at, settings) VALUES (?1, ?2)", params![now_unix(), settings])?;
             Ok(c.last_insert_rowid())
         })
         .await
@@ -368,19 +338,15 @@ impl Checkpoint {
         defaults: RowDefaults,
         opts: SyncOptions,
     ) -> Result<SyncReport, CheckpointError> {
-        self.call(move |c| sync(c, &manifest, &defaults, opts))
-            .await
+        self.call(move |c| sync(c, &manifest, &defaults, opts)).await
     }
 
     /// The next pending rows of the manifest after position `after_seq`.
-    pub async fn pending_page(
-        &self,
-        after_seq: i64,
-        limit: usize,
-    ) -> Result<Vec<PendingRow>, CheckpointError> {
+    pub async fn pending_page(&self, after_seq: i64, limit: usize) -> Result<Vec<PendingRow>, CheckpointError> {
         self.call(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, first_dispatch \
+                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, first_dispatch, \
+                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid) \
                  FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = st
@@ -397,6 +363,7 @@ impl Checkpoint {
                         model: r.get(6)?,
                         result_url: r.get(7)?,
                         old_file: r.get(8)?,
+                        stashed: r.get(10)?,
                         first_dispatch: r.get(9)?,
                     })
                 })?
@@ -450,18 +417,10 @@ impl Checkpoint {
 
     /// Keeps a generated image's URL before downloading it, so that neither a failed
     /// download nor a crash ever leads to generating the row again. Returns once committed.
-    pub async fn save_url(
-        &self,
-        rid: i64,
-        url: String,
-        latency_s: f64,
-        model: String,
-    ) -> Result<(), CheckpointError> {
+    pub async fn save_url(&self, rid: i64, url: String, latency_s: f64, model: String) -> Result<(), CheckpointError> {
         self.call(move |c| {
-            c.prepare_cached(
-                "UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3 WHERE rid=?4",
-            )?
-            .execute(params![url, latency_s, model, rid])?;
+            c.prepare_cached("UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3 WHERE rid=?4")?
+                .execute(params![url, latency_s, model, rid])?;
             Ok(())
         })
         .await
@@ -476,16 +435,32 @@ impl Checkpoint {
                  done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL WHERE rid=?5",
             )?
             .execute(params![file, latency_s, model, done_at, rid])?;
+            c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
             Ok(())
         });
     }
 
+    /// Keeps image bytes the output folder would not take, so a rerun writes them
+    /// without paying for the generation again. Returns once committed.
+    pub async fn stash(&self, rid: i64, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            c.execute("INSERT OR REPLACE INTO stash(rid, bytes) VALUES (?1, ?2)", params![rid, bytes])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn stashed(&self, rid: i64) -> Result<Option<Vec<u8>>, CheckpointError> {
+        self.call(move |c| {
+            Ok(c.query_row("SELECT bytes FROM stash WHERE rid = ?1", [rid], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
     pub fn mark_failed(&self, rid: i64, class: ErrorClass, message: String) {
         self.post(move |c| {
-            c.prepare_cached(
-                "UPDATE rows SET state='failed', error_class=?1, error=?2 WHERE rid=?3",
-            )?
-            .execute(params![class.as_str(), message, rid])?;
+            c.prepare_cached("UPDATE rows SET state='failed', error_class=?1, error=?2 WHERE rid=?3")?
+                .execute(params![class.as_str(), message, rid])?;
             Ok(())
         });
     }
@@ -493,8 +468,7 @@ impl Checkpoint {
     /// Back in the queue (the run stopped before this row could finish).
     pub fn mark_pending(&self, rid: i64) {
         self.post(move |c| {
-            c.prepare_cached("UPDATE rows SET state='pending' WHERE rid=?1")?
-                .execute([rid])?;
+            c.prepare_cached("UPDATE rows SET state='pending' WHERE rid=?1")?.execute([rid])?;
             Ok(())
         });
     }
@@ -502,8 +476,7 @@ impl Checkpoint {
     pub async fn counts(&self) -> Result<Counts, CheckpointError> {
         self.call(|c| {
             let mut counts = Counts::default();
-            let mut st =
-                c.prepare("SELECT state, COUNT(*) FROM rows WHERE seq IS NOT NULL GROUP BY state")?;
+            let mut st = c.prepare("SELECT state, COUNT(*) FROM rows WHERE seq IS NOT NULL GROUP BY state")?;
             let mut rows = st.query([])?;
             while let Some(r) = rows.next()? {
                 let n: i64 = r.get(1)?;
@@ -558,8 +531,7 @@ impl Checkpoint {
                     let num = |i: usize| r.get::<_, Option<f64>>(i).map_err(std::io::Error::other);
                     let file = get(2)?.map(|f| format!("images/{f}")).unwrap_or_default();
                     let attempts: i64 = r.get(5).map_err(std::io::Error::other)?;
-                    let extra: Vec<String> =
-                        get(10)?.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
+                    let extra: Vec<String> = get(10)?.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
                     let mut record = vec![
                         get(0)?.unwrap_or_default(),
                         get(1)?.unwrap_or_default(),
@@ -627,10 +599,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            failure
-                .lock()
-                .expect("failure lock")
-                .get_or_insert_with(|| e.to_string());
+            failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
             return;
         }
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
@@ -638,10 +607,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             Ok(()) => replies.into_iter().for_each(|reply| reply()),
             Err(e) => {
                 // Dropping the replies tells every waiting caller the write did not land.
-                failure
-                    .lock()
-                    .expect("failure lock")
-                    .get_or_insert_with(|| e.to_string());
+                failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
                 let _ = conn.execute_batch("ROLLBACK");
                 return;
             }
@@ -649,28 +615,21 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
     }
 }
 
-fn sync(
-    c: &Connection,
-    path: &Path,
-    defaults: &RowDefaults,
-    opts: SyncOptions,
-) -> Result<SyncReport, CheckpointError> {
+fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> Result<SyncReport, CheckpointError> {
     let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
     c.execute(
         "INSERT OR REPLACE INTO meta(key, value) VALUES ('extra_columns', ?1)",
         [serde_json::to_string(reader.extra_columns()).expect("strings serialize")],
     )?;
     c.execute("UPDATE rows SET seq = NULL WHERE seq IS NOT NULL", [])?;
-    let mut find =
-        c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state FROM rows WHERE id = ?1")?;
+    let mut find = c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state FROM rows WHERE id = ?1")?;
     let mut insert = c.prepare(
         "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, state) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
     )?;
     let mut keep = c.prepare("UPDATE rows SET seq=?1, extra=?2 WHERE rid=?3")?;
-    let mut requeue = c.prepare(
-        "UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3",
-    )?;
+    let mut requeue =
+        c.prepare("UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3")?;
     let mut replace = c.prepare(
         "UPDATE rows SET seq=?1, extra=?2, prompt=?3, size=?4, resolution=?5, aspect_ratio=?6, model=?7, \
          state='pending', result_url=NULL, error_class=NULL, error=NULL, first_dispatch=NULL, e2e_s=NULL \
@@ -682,9 +641,7 @@ fn sync(
             Ok(r) => r,
             Err(ReadError::Io(e)) => return Err(e.into()),
             Err(ReadError::Row(p)) => {
-                return Err(CheckpointError::Writer(format!(
-                    "manifest changed while read: {p}"
-                )));
+                return Err(CheckpointError::Writer(format!("manifest changed while read: {p}")));
             }
         };
         report.rows += 1;
@@ -696,28 +653,15 @@ fn sync(
         let extra = serde_json::to_string(&row.extra).expect("strings serialize");
         let seq = row.index as i64;
         let known: Option<(i64, String, String, Option<String>, String, String)> = find
-            .query_row([&row.id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
+            .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
             .optional()?;
         let Some((rid, prompt, old_size, old_aspect, old_model, state)) = known else {
-            insert.execute(params![
-                seq, row.id, row.prompt, size_text, resolution, aspect, model, extra
-            ])?;
+            insert.execute(params![seq, row.id, row.prompt, size_text, resolution, aspect, model, extra])?;
             report.new += 1;
             continue;
         };
-        let changed = prompt != row.prompt
-            || old_size != size_text
-            || old_aspect.as_deref() != aspect
-            || old_model != model;
+        let changed =
+            prompt != row.prompt || old_size != size_text || old_aspect.as_deref() != aspect || old_model != model;
         match (state.as_str(), changed) {
             ("done", false) => {
                 keep.execute(params![seq, extra, rid])?;
@@ -731,9 +675,8 @@ fn sync(
                 }
             }
             (_, true) => {
-                replace.execute(params![
-                    seq, extra, row.prompt, size_text, resolution, aspect, model, rid
-                ])?;
+                replace.execute(params![seq, extra, row.prompt, size_text, resolution, aspect, model, rid])?;
+                c.execute("DELETE FROM stash WHERE rid = ?1", [rid])?;
                 if state == "done" {
                     report.regenerated += 1;
                 }
@@ -803,4 +746,6 @@ CREATE TABLE IF NOT EXISTS attempts (
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_rid ON attempts(rid);
+-- Images received but not yet written because the output folder failed.
+CREATE TABLE IF NOT EXISTS stash (rid INTEGER PRIMARY KEY REFERENCES rows(rid), bytes BLOB NOT NULL);
 ";

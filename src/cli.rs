@@ -10,7 +10,7 @@ use rand::RngCore;
 use crate::config::{Dialect, ResponseFormat, RunConfig, parse_duration};
 use crate::exit;
 use crate::report;
-use crate::runner::{self, Outcome};
+use crate::runner::{self, Interrupts, Outcome};
 use crate::secret::ApiKey;
 use crate::sim::{self, SimConfig, SimServer};
 
@@ -42,29 +42,31 @@ pub struct RunArgs {
     /// Output folder: images, checkpoint, results.csv, reports.
     #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
     pub out: PathBuf,
-    /// API dialect.
+    /// API dialect: openai (OpenAI-compatible images API) or gemini (generateContent).
     #[arg(long, value_enum, env = "BULKGEN_PROVIDER", default_value = "openai")]
     pub provider: Dialect,
-    /// API root [default: https://api.openai.com]; a trailing /v1 is accepted as is.
+    /// API root [default: https://api.openai.com, or https://generativelanguage.googleapis.com
+    /// for gemini]; a trailing /v1 or /v1beta is accepted as is.
     #[arg(long, env = "BULKGEN_BASE_URL")]
     pub base_url: Option<String>,
     /// Environment variable that holds the API key.
     #[arg(long, default_value = "BULKGEN_API_KEY")]
     pub api_key_env: String,
-    /// Model for rows that name none [default: gpt-image-1].
+    /// Model for rows that name none [default: gpt-image-1, or gemini-3-pro-image-preview for gemini].
     #[arg(long, env = "BULKGEN_MODEL")]
     pub model: Option<String>,
     /// Size for rows that name none: 1K, 2K, 4K or WxH.
     #[arg(long, env = "BULKGEN_SIZE", default_value = "1K")]
     pub size: String,
-    /// How the image comes back (openai dialect).
-    #[arg(
-        long,
-        value_enum,
-        env = "BULKGEN_RESPONSE_FORMAT",
-        default_value = "b64_json"
-    )]
-    pub response_format: ResponseFormat,
+    /// How the image comes back (openai dialect) [default: b64_json].
+    #[arg(long, value_enum, env = "BULKGEN_RESPONSE_FORMAT")]
+    pub response_format: Option<ResponseFormat>,
+    /// After --fallback-after overloaded answers, a row's next attempts use this model.
+    #[arg(long, env = "BULKGEN_FALLBACK_MODEL")]
+    pub fallback_model: Option<String>,
+    /// Overloaded answers a row takes before it switches to --fallback-model.
+    #[arg(long, default_value_t = 2)]
+    pub fallback_after: u32,
     /// Most requests in flight at once.
     #[arg(short = 'c', long, env = "BULKGEN_CONCURRENCY", default_value_t = 8)]
     pub concurrency: usize,
@@ -76,12 +78,7 @@ pub struct RunArgs {
     pub connect_timeout: String,
     /// Deadline of one call by resolution, e.g. 4K=600s (repeatable, or comma-separated)
     /// [default: 1K=300s,2K=300s,4K=600s].
-    #[arg(
-        long = "timeout",
-        value_name = "RES=DUR",
-        env = "BULKGEN_TIMEOUT",
-        value_delimiter = ','
-    )]
+    #[arg(long = "timeout", value_name = "RES=DUR", env = "BULKGEN_TIMEOUT", value_delimiter = ',')]
     pub timeouts: Vec<String>,
     /// Deadline of one download of a result URL.
     #[arg(long, env = "BULKGEN_DOWNLOAD_TIMEOUT", default_value = "60s")]
@@ -108,9 +105,9 @@ pub struct RunArgs {
     /// With --simulate: simulated time multiplier [default: 0.01].
     #[arg(long)]
     pub time_scale: Option<f64>,
-    /// With --simulate: inject a fault at a rate, e.g. 429=0.05 (429, 503, 500, stall,
-    /// reset, badjson, refuse, download); repeatable.
-    #[arg(long = "sim-fault", value_name = "KIND=RATE")]
+    /// With --simulate: inject a fault at a rate, e.g. 429=0.05, or only for one model,
+    /// 503@MODEL=1 (kinds as for `bulkgen sim --fault`); repeatable.
+    #[arg(long = "sim-fault", value_name = "KIND[@MODEL]=RATE")]
     pub sim_faults: Vec<String>,
     /// Put rows that failed for good in an earlier run back in the queue.
     #[arg(long)]
@@ -137,9 +134,10 @@ pub struct SimArgs {
     /// Latency multiplier: 1 is real time, 0.01 makes a 45 s call take 0.45 s, 0 answers at once.
     #[arg(long, default_value_t = 0.01)]
     pub time_scale: f64,
-    /// Inject a fault at a rate, e.g. 429=0.05 (429, 503, 500, stall, reset, badjson,
-    /// refuse, download); repeatable.
-    #[arg(long = "fault", value_name = "KIND=RATE")]
+    /// Inject a fault at a rate, e.g. 429=0.05, or only for one model, 503@MODEL=1 (429,
+    /// quota, 503, 500, 502, 504, stall, reset, badjson, html, noimage, badbase64, refuse,
+    /// download); repeatable.
+    #[arg(long = "fault", value_name = "KIND[@MODEL]=RATE")]
     pub faults: Vec<String>,
     /// Seed of the latency and fault draws.
     #[arg(long, default_value_t = 1)]
@@ -156,6 +154,9 @@ pub struct SimArgs {
     /// A fixed latency (simulated time) instead of the fitted distribution.
     #[arg(long)]
     pub latency: Option<String>,
+    /// Serve only these models (comma-separated); others get a 404. Default: any.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -164,17 +165,10 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match cli.command {
         Command::Run(args) => runtime.block_on(run_command(*args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
@@ -200,18 +194,14 @@ async fn run_command(args: RunArgs) -> i32 {
                 api_key: Some(key.clone()),
                 ..SimConfig::default()
             };
-            let server =
-                match SimServer::start(sim_cfg, "127.0.0.1:0".parse().expect("address")).await {
-                    Ok(server) => server,
-                    Err(e) => {
-                        eprintln!("bulkgen: cannot start the simulator on loopback: {e}");
-                        return exit::STOPPED;
-                    }
-                };
-            cfg.base_url = server
-                .base_url()
-                .parse()
-                .expect("the simulator's URL parses");
+            let server = match SimServer::start(sim_cfg, "127.0.0.1:0".parse().expect("address")).await {
+                Ok(server) => server,
+                Err(e) => {
+                    eprintln!("bulkgen: cannot start the simulator on loopback: {e}");
+                    return exit::STOPPED;
+                }
+            };
+            cfg.base_url = server.base_url().parse().expect("the simulator's URL parses");
             cfg.api_key = Some(ApiKey::new(key));
             if !matches!(cfg.progress, crate::config::ProgressMode::Quiet) {
                 eprintln!(
@@ -225,7 +215,7 @@ async fn run_command(args: RunArgs) -> i32 {
         }
         None => None,
     };
-    match runner::run(cfg).await {
+    match runner::run(cfg, listen_for_interrupts()).await {
         Ok(outcome) => {
             print_outcome(&outcome);
             outcome.exit_code
@@ -234,6 +224,39 @@ async fn run_command(args: RunArgs) -> i32 {
             eprintln!("bulkgen: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Ctrl-C (or SIGTERM) once: no new calls; twice: abandon calls in flight; a third
+/// time: exit at once (the checkpoint is consistent at every commit).
+fn listen_for_interrupts() -> Interrupts {
+    let interrupts = Interrupts::default();
+    let tokens = interrupts.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        next_signal(&mut term).await;
+        tokens.first.cancel();
+        next_signal(&mut term).await;
+        tokens.second.cancel();
+        next_signal(&mut term).await;
+        eprintln!("bulkgen: interrupted three times: exiting now");
+        std::process::exit(exit::INTERRUPTED);
+    });
+    interrupts
+}
+
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
     }
 }
 
@@ -246,7 +269,12 @@ fn print_outcome(o: &Outcome) {
         o.out.join(report::MD_FILE).display(),
         o.out.join(report::JSON_FILE).display()
     );
-    if let Some(reason) = &o.stopped {
+    if let Some(runner::StopReason::Interrupted) = &o.stopped {
+        eprintln!(
+            "bulkgen: interrupted; {} row(s) left pending: run the same command again to finish them",
+            o.counts.pending + o.counts.running
+        );
+    } else if let Some(reason) = &o.stopped {
         eprintln!(
             "bulkgen: the run stopped: {reason}\n  {} row(s) left pending: fix the cause and run the same command again \
              to finish them (done rows are not sent again)",
@@ -285,15 +313,14 @@ async fn sim_command(args: SimArgs) -> i32 {
         } else {
             cfg.faults
                 .iter()
-                .map(|(f, r)| format!("{}={r}", f.name()))
+                .map(|f| {
+                    let model = f.model.as_deref().map(|m| format!("@{m}")).unwrap_or_default();
+                    format!("{}{model}={}", f.fault.name(), f.rate)
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         },
-        if cfg.api_key.is_some() {
-            "required"
-        } else {
-            "any"
-        },
+        if cfg.api_key.is_some() { "required" } else { "any" },
         server.base_url()
     );
     let _ = tokio::signal::ctrl_c().await;
@@ -307,10 +334,7 @@ async fn sim_command(args: SimArgs) -> i32 {
 
 fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
     if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
-        return Err(format!(
-            "--time-scale {}: must be a number >= 0",
-            args.time_scale
-        ));
+        return Err(format!("--time-scale {}: must be a number >= 0", args.time_scale));
     }
     let api_key = match &args.api_key_env {
         Some(var) => Some(
@@ -323,21 +347,17 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
     };
     Ok(SimConfig {
         time_scale: args.time_scale,
-        faults: args
-            .faults
-            .iter()
-            .map(|f| sim::parse_fault(f))
-            .collect::<Result<_, _>>()?,
+        faults: args.faults.iter().map(|f| sim::parse_fault(f)).collect::<Result<_, _>>()?,
         seed: args.seed,
         api_key,
         image_bytes: args.image_bytes,
-        retry_after: parse_duration(&args.retry_after)
-            .map_err(|e| format!("--retry-after: {e}"))?,
+        retry_after: parse_duration(&args.retry_after).map_err(|e| format!("--retry-after: {e}"))?,
         fixed_latency: args
             .latency
             .as_deref()
             .map(parse_duration)
             .transpose()
             .map_err(|e| format!("--latency: {e}"))?,
+        models: (!args.models.is_empty()).then(|| args.models.clone()),
     })
 }

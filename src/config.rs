@@ -21,18 +21,22 @@ use crate::size::{Resolution, Size};
 pub enum Dialect {
     /// OpenAI-compatible `POST /v1/images/generations` (OpenAI and most aggregators).
     Openai,
+    /// Gemini native `POST /v1beta/models/{model}:generateContent`.
+    Gemini,
 }
 
 impl Dialect {
     pub fn default_base_url(self) -> &'static str {
         match self {
             Dialect::Openai => "https://api.openai.com",
+            Dialect::Gemini => "https://generativelanguage.googleapis.com",
         }
     }
 
     pub fn default_model(self) -> &'static str {
         match self {
             Dialect::Openai => "gpt-image-1",
+            Dialect::Gemini => "gemini-3-pro-image-preview",
         }
     }
 }
@@ -55,11 +59,7 @@ pub struct Timeouts(pub [Duration; 3]);
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
-        Timeouts([
-            Duration::from_secs(300),
-            Duration::from_secs(300),
-            Duration::from_secs(600),
-        ])
+        Timeouts([Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(600)])
     }
 }
 
@@ -70,23 +70,14 @@ impl Timeouts {
 
     /// Applies `RES=DUR` settings, each possibly a comma-separated list.
     pub fn apply(&mut self, specs: &[String]) -> Result<(), String> {
-        for spec in specs
-            .iter()
-            .flat_map(|s| s.split(','))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let (res, dur) = spec
-                .split_once('=')
-                .ok_or_else(|| format!("--timeout {spec:?}: write RES=DURATION, e.g. 4K=600s"))?;
-            let res = Resolution::parse(res).ok_or_else(|| {
-                format!("--timeout {spec:?}: unknown resolution {res:?} (use 1K, 2K or 4K)")
-            })?;
+        for spec in specs.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            let (res, dur) =
+                spec.split_once('=').ok_or_else(|| format!("--timeout {spec:?}: write RES=DURATION, e.g. 4K=600s"))?;
+            let res = Resolution::parse(res)
+                .ok_or_else(|| format!("--timeout {spec:?}: unknown resolution {res:?} (use 1K, 2K or 4K)"))?;
             let dur = parse_duration(dur).map_err(|e| format!("--timeout {spec:?}: {e}"))?;
             if dur.is_zero() {
-                return Err(format!(
-                    "--timeout {spec:?}: a deadline must be longer than zero"
-                ));
+                return Err(format!("--timeout {spec:?}: a deadline must be longer than zero"));
             }
             self.0[res as usize] = dur;
         }
@@ -108,7 +99,7 @@ pub enum ProgressMode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimSettings {
     pub time_scale: f64,
-    pub faults: Vec<(crate::sim::Fault, f64)>,
+    pub faults: Vec<crate::sim::FaultSpec>,
     pub seed: u64,
 }
 
@@ -124,6 +115,9 @@ pub struct RunConfig {
     #[serde(skip)]
     pub api_key: Option<ApiKey>,
     pub model: String,
+    /// After `fallback_after` overloaded answers, a row's next attempts use this model.
+    pub fallback_model: Option<String>,
+    pub fallback_after: u32,
     pub size: Size,
     pub response_format: ResponseFormat,
     pub concurrency: usize,
@@ -152,10 +146,18 @@ pub struct ConfigError(pub String);
 impl RunConfig {
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         let err = |m: String| ConfigError(m);
-        let dur =
-            |name: &str, v: &str| parse_duration(v).map_err(|e| err(format!("{name} {v:?}: {e}")));
+        let dur = |name: &str, v: &str| parse_duration(v).map_err(|e| err(format!("{name} {v:?}: {e}")));
 
         let size: Size = args.size.parse().map_err(|e| err(format!("--size: {e}")))?;
+        let response_format = match (args.provider, args.response_format) {
+            (Dialect::Gemini, Some(ResponseFormat::Url)) => {
+                return Err(err("--response-format url: the gemini dialect always returns the image inline".into()));
+            }
+            (_, format) => format.unwrap_or(ResponseFormat::B64Json),
+        };
+        if args.fallback_after == 0 {
+            return Err(err("--fallback-after must be at least 1".into()));
+        }
         if args.concurrency == 0 {
             return Err(err("--concurrency must be at least 1".into()));
         }
@@ -166,10 +168,8 @@ impl RunConfig {
         timeouts.apply(&args.timeouts).map_err(err)?;
         let connect_timeout = dur("--connect-timeout", &args.connect_timeout)?;
         let download_timeout = dur("--download-timeout", &args.download_timeout)?;
-        let mut backoff = Backoff {
-            base: dur("--backoff-base", &args.backoff_base)?,
-            max: dur("--backoff-max", &args.backoff_max)?,
-        };
+        let mut backoff =
+            Backoff { base: dur("--backoff-base", &args.backoff_base)?, max: dur("--backoff-max", &args.backoff_max)? };
         if backoff.max < backoff.base {
             return Err(err(format!(
                 "--backoff-max ({}) is shorter than --backoff-base ({})",
@@ -179,18 +179,14 @@ impl RunConfig {
         let progress = if args.quiet {
             ProgressMode::Quiet
         } else {
-            ProgressMode::Auto {
-                interval: dur("--progress-interval", &args.progress_interval)?,
-            }
+            ProgressMode::Auto { interval: dur("--progress-interval", &args.progress_interval)? }
         };
         let mut rate_window = Duration::from_secs(60);
 
         let simulate = if args.simulate {
             let time_scale = args.time_scale.unwrap_or(0.01);
             if !(time_scale.is_finite() && time_scale >= 0.0) {
-                return Err(err(format!(
-                    "--time-scale {time_scale}: must be a number >= 0"
-                )));
+                return Err(err(format!("--time-scale {time_scale}: must be a number >= 0")));
             }
             let faults = args
                 .sim_faults
@@ -203,29 +199,17 @@ impl RunConfig {
             for t in &mut timeouts.0 {
                 *t = scale(*t).max(Duration::from_millis(100));
             }
-            backoff = Backoff {
-                base: scale(backoff.base),
-                max: scale(backoff.max),
-            };
+            backoff = Backoff { base: scale(backoff.base), max: scale(backoff.max) };
             rate_window = scale(rate_window);
-            Some(SimSettings {
-                time_scale,
-                faults,
-                seed: args.seed.unwrap_or(1),
-            })
+            Some(SimSettings { time_scale, faults, seed: args.seed.unwrap_or(1) })
         } else {
             if args.time_scale.is_some() || !args.sim_faults.is_empty() {
-                return Err(err(
-                    "--time-scale and --sim-fault only apply with --simulate".into(),
-                ));
+                return Err(err("--time-scale and --sim-fault only apply with --simulate".into()));
             }
             None
         };
 
-        let base_url = args
-            .base_url
-            .as_deref()
-            .unwrap_or(args.provider.default_base_url());
+        let base_url = args.base_url.as_deref().unwrap_or(args.provider.default_base_url());
         let base_url = parse_base_url(base_url, args.allow_plain_http).map_err(err)?;
         let api_key = if simulate.is_some() {
             None
@@ -246,12 +230,11 @@ impl RunConfig {
             base_url,
             api_key_env: args.api_key_env.clone(),
             api_key,
-            model: args
-                .model
-                .clone()
-                .unwrap_or_else(|| args.provider.default_model().to_owned()),
+            model: args.model.clone().unwrap_or_else(|| args.provider.default_model().to_owned()),
+            fallback_model: args.fallback_model.clone(),
+            fallback_after: args.fallback_after,
             size,
-            response_format: args.response_format,
+            response_format,
             concurrency: args.concurrency,
             rpm: NonZeroU32::new(args.rpm),
             rate_window,
@@ -274,8 +257,7 @@ impl RunConfig {
 /// Checks the API root; plain `http://` is only for loopback unless the user opts in,
 /// because the key would cross the network in clear text.
 pub fn parse_base_url(raw: &str, allow_plain_http: bool) -> Result<Url, String> {
-    let url =
-        Url::parse(raw.trim()).map_err(|e| format!("--base-url {raw:?} is not a URL: {e}"))?;
+    let url = Url::parse(raw.trim()).map_err(|e| format!("--base-url {raw:?} is not a URL: {e}"))?;
     match url.scheme() {
         "https" => {}
         "http" => {
@@ -287,9 +269,7 @@ pub fn parse_base_url(raw: &str, allow_plain_http: bool) -> Result<Url, String> 
             }
         }
         other => {
-            return Err(format!(
-                "--base-url {raw:?}: scheme {other:?} is not http or https"
-            ));
+            return Err(format!("--base-url {raw:?}: scheme {other:?} is not http or https"));
         }
     }
     if url.host_str().is_none() {
@@ -310,13 +290,9 @@ fn is_loopback(url: &Url) -> bool {
 /// Durations as users write them: `300s`, `10m`, `1500ms`, `1h`, `2.5s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (write e.g. 300s, 10m, 1500ms)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (write e.g. 300s, 10m, 1500ms)"))?;
     let secs = match unit.trim() {
         "ms" => value / 1000.0,
         "s" => value,
@@ -347,26 +323,13 @@ mod tests {
     #[test]
     fn timeouts_take_single_and_comma_separated_settings() {
         let mut t = Timeouts::default();
-        t.apply(&["4K=900s".into(), "1k=2m, 2K=150s".into()])
-            .unwrap();
+        t.apply(&["4K=900s".into(), "1k=2m, 2K=150s".into()]).unwrap();
         assert_eq!(t.get(Resolution::K1), Duration::from_secs(120));
         assert_eq!(t.get(Resolution::K2), Duration::from_secs(150));
         assert_eq!(t.get(Resolution::K4), Duration::from_secs(900));
-        assert!(
-            t.apply(&["8K=1s".into()])
-                .unwrap_err()
-                .contains("unknown resolution")
-        );
-        assert!(
-            t.apply(&["4K".into()])
-                .unwrap_err()
-                .contains("RES=DURATION")
-        );
-        assert!(
-            t.apply(&["4K=0s".into()])
-                .unwrap_err()
-                .contains("longer than zero")
-        );
+        assert!(t.apply(&["8K=1s".into()]).unwrap_err().contains("unknown resolution"));
+        assert!(t.apply(&["4K".into()]).unwrap_err().contains("RES=DURATION"));
+        assert!(t.apply(&["4K=0s".into()]).unwrap_err().contains("longer than zero"));
     }
 
     #[test]
@@ -375,16 +338,9 @@ mod tests {
         assert!(parse_base_url("http://localhost:16888/v1", false).is_ok());
         assert!(parse_base_url("http://[::1]:9000", false).is_ok());
         let e = parse_base_url("http://api.example.com:16888/v1", false).unwrap_err();
-        assert!(
-            e.contains("clear text") && e.contains("--allow-plain-http"),
-            "{e}"
-        );
+        assert!(e.contains("clear text") && e.contains("--allow-plain-http"), "{e}");
         assert!(parse_base_url("http://api.example.com:16888/v1", true).is_ok());
         assert!(parse_base_url("https://api.example.com", false).is_ok());
-        assert!(
-            parse_base_url("ftp://x", false)
-                .unwrap_err()
-                .contains("scheme")
-        );
+        assert!(parse_base_url("ftp://x", false).unwrap_err().contains("scheme"));
     }
 }

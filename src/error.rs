@@ -121,12 +121,7 @@ pub struct CallError {
 
 impl CallError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        CallError {
-            class,
-            status: None,
-            message: truncate(message.into(), 500),
-            retry_after: None,
-        }
+        CallError { class, status: None, message: truncate(message.into(), 500), retry_after: None }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -170,10 +165,7 @@ mod tests {
         assert_eq!(ErrorClass::Quota.disposition(), Disposition::StopRun);
         assert_eq!(ErrorClass::NotFound.disposition(), Disposition::StopRun);
         assert_eq!(ErrorClass::Refused.disposition(), Disposition::FailRow);
-        assert_eq!(
-            ErrorClass::InvalidRequest.disposition(),
-            Disposition::FailRow
-        );
+        assert_eq!(ErrorClass::InvalidRequest.disposition(), Disposition::FailRow);
         assert_eq!(ErrorClass::RateLimited.disposition(), Disposition::Retry);
         assert_eq!(ErrorClass::Download.disposition(), Disposition::Retry);
     }

@@ -51,39 +51,19 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn new(
-        client: Client,
-        provider: Box<dyn Provider>,
-        key: Option<ApiKey>,
-        download_timeout: Duration,
-    ) -> Caller {
-        Caller {
-            client,
-            provider,
-            key,
-            download_timeout,
-        }
+    pub fn new(client: Client, provider: Box<dyn Provider>, key: Option<ApiKey>, download_timeout: Duration) -> Caller {
+        Caller { client, provider, key, download_timeout }
     }
 
     /// One generation, bounded by `deadline` from the first byte sent to the last byte
     /// of the body received.
-    pub async fn generate(
-        &self,
-        job: &Job<'_>,
-        deadline: Duration,
-    ) -> Result<Generated, CallError> {
+    pub async fn generate(&self, job: &Job<'_>, deadline: Duration) -> Result<Generated, CallError> {
         let result = async {
-            let req = self
-                .provider
-                .request(&self.client, self.key.as_ref(), job)
-                .timeout(deadline);
+            let req = self.provider.request(&self.client, self.key.as_ref(), job).timeout(deadline);
             let resp = req.send().await.map_err(|e| transport(e, deadline))?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| transport(e, deadline).with_status(status.as_u16()))?;
+            let body = resp.bytes().await.map_err(|e| transport(e, deadline).with_status(status.as_u16()))?;
             self.provider.parse(status, &headers, &body)
         }
         .await;
@@ -93,10 +73,7 @@ impl Caller {
     /// Fetches a result URL. Every failure is class `download`: it is retried as a
     /// download, never as a new generation.
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, CallError> {
-        let as_download = |e: CallError| CallError {
-            class: ErrorClass::Download,
-            ..e
-        };
+        let as_download = |e: CallError| CallError { class: ErrorClass::Download, ..e };
         let result = async {
             let resp = self
                 .client
@@ -107,23 +84,15 @@ impl Caller {
                 .map_err(|e| as_download(transport(e, self.download_timeout)))?;
             let status = resp.status();
             if !status.is_success() {
-                return Err(CallError::new(
-                    ErrorClass::Download,
-                    format!("result URL answered HTTP {status}"),
-                )
-                .with_status(status.as_u16()));
+                return Err(CallError::new(ErrorClass::Download, format!("result URL answered HTTP {status}"))
+                    .with_status(status.as_u16()));
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| as_download(transport(e, self.download_timeout)).with_status(200))?;
+            let body =
+                resp.bytes().await.map_err(|e| as_download(transport(e, self.download_timeout)).with_status(200))?;
             if image_extension(&body).is_none() {
                 return Err(CallError::new(
                     ErrorClass::Download,
-                    format!(
-                        "result URL did not return a PNG, JPEG or WebP image ({} bytes)",
-                        body.len()
-                    ),
+                    format!("result URL did not return a PNG, JPEG or WebP image ({} bytes)", body.len()),
                 )
                 .with_status(200));
             }
@@ -143,11 +112,7 @@ impl Caller {
 
 /// A transport failure (no usable HTTP answer) as an error class.
 fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
-    let class = if e.is_timeout() {
-        ErrorClass::Timeout
-    } else {
-        ErrorClass::Network
-    };
+    let class = if e.is_timeout() { ErrorClass::Timeout } else { ErrorClass::Network };
     let mut chain = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(&e);
     while let Some(s) = source {
@@ -158,10 +123,7 @@ fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
         source = s.source();
     }
     let what = if e.is_timeout() {
-        format!(
-            "no complete answer within the {:.1}s deadline",
-            deadline.as_secs_f64()
-        )
+        format!("no complete answer within the {:.1}s deadline", deadline.as_secs_f64())
     } else if e.is_connect() {
         "cannot connect".to_owned()
     } else if e.is_body() || e.is_decode() {

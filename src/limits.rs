@@ -32,26 +32,15 @@ impl Gate {
     pub fn new(concurrency: usize, rate: Option<(NonZeroU32, Duration)>) -> Gate {
         let rate = rate.map(|(starts, window)| {
             let period = (window / starts.get()).max(Duration::from_nanos(1));
-            let quota = Quota::with_period(period)
-                .expect("period is non-zero")
-                .allow_burst(NonZeroU32::MIN);
+            let quota = Quota::with_period(period).expect("period is non-zero").allow_burst(NonZeroU32::MIN);
             RateLimiter::direct(quota)
         });
-        Gate {
-            slots: Arc::new(Semaphore::new(concurrency)),
-            rate,
-            hold_until: Mutex::new(None),
-        }
+        Gate { slots: Arc::new(Semaphore::new(concurrency)), rate, hold_until: Mutex::new(None) }
     }
 
     pub async fn admit(&self) -> Admission {
         let started = Instant::now();
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the gate's semaphore is never closed");
+        let permit = self.slots.clone().acquire_owned().await.expect("the gate's semaphore is never closed");
         loop {
             self.wait_out_hold().await;
             if let Some(rate) = &self.rate {
@@ -63,10 +52,7 @@ impl Gate {
                 break;
             }
         }
-        Admission {
-            permit,
-            waited: started.elapsed(),
-        }
+        Admission { permit, waited: started.elapsed() }
     }
 
     /// No call starts, on any worker, until `delay` from now has passed.
@@ -122,19 +108,12 @@ mod tests {
 
     #[tokio::test]
     async fn starts_are_spaced_by_the_rate_even_when_fresh() {
-        let gate = Gate::new(
-            8,
-            Some((NonZeroU32::new(20).unwrap(), Duration::from_secs(1))),
-        );
+        let gate = Gate::new(8, Some((NonZeroU32::new(20).unwrap(), Duration::from_secs(1))));
         let t = Instant::now();
         for _ in 0..5 {
             drop(gate.admit().await);
         }
         // 5 starts at 50 ms spacing: the last at >= 200 ms.
-        assert!(
-            t.elapsed() >= Duration::from_millis(195),
-            "{:?}",
-            t.elapsed()
-        );
+        assert!(t.elapsed() >= Duration::from_millis(195), "{:?}", t.elapsed());
     }
 }

@@ -47,25 +47,15 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read manifest {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("manifest {path}: {reason}")]
     Header { path: PathBuf, reason: String },
     #[error("manifest {path} has {} bad row(s); nothing was sent:\n{}", problems.len(), list(problems))]
-    Rows {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Rows { path: PathBuf, problems: Vec<Problem> },
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
 }
 
 /// What a valid manifest holds, for the plan and the progress display.
@@ -80,7 +70,21 @@ const MAX_ID_LEN: usize = 128;
 
 /// Reads every row and reports all problems at once: empty prompts, unknown sizes, bad
 /// aspect ratios, unsafe or duplicate ids, undecodable text.
-pub fn validate(path: &Path, default_size: Size) -> Result<ManifestStats, ManifestError> {
+/// What a row gets when it names no size or model, and which models render 1K only.
+pub struct Rules<'a> {
+    pub default_size: Size,
+    pub default_model: &'a str,
+    pub one_k_only: &'a dyn Fn(&str) -> bool,
+}
+
+impl Rules<'_> {
+    /// Rules for tests and callers with no model restrictions.
+    pub fn sizes_only(default_size: Size) -> Rules<'static> {
+        Rules { default_size, default_model: "", one_k_only: &|_| false }
+    }
+}
+
+pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, ManifestError> {
     let mut reader = ManifestReader::open(path)?;
     let mut stats = ManifestStats::default();
     let mut problems = Vec::new();
@@ -88,10 +92,7 @@ pub fn validate(path: &Path, default_size: Size) -> Result<ManifestStats, Manife
     for row in &mut reader {
         match row {
             Err(ReadError::Io(source)) => {
-                return Err(ManifestError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
+                return Err(ManifestError::Io { path: path.to_owned(), source });
             }
             Err(ReadError::Row(p)) => {
                 if let Some(id) = &p.id {
@@ -106,36 +107,35 @@ pub fn validate(path: &Path, default_size: Size) -> Result<ManifestStats, Manife
                     problems.push(duplicate(&row.id, row.line, first));
                     continue;
                 }
+                let class = row.size.unwrap_or(rules.default_size).resolution();
+                let model = row.model.as_deref().unwrap_or(rules.default_model);
+                if class != Resolution::K1 && (rules.one_k_only)(model) {
+                    problems.push(Problem {
+                        line: row.line,
+                        reason: format!(
+                            "model {model} renders 1K only, but this row asks for {class}: drop the size or use a \
+                             model that renders {class} (e.g. gemini-3-pro-image-preview)"
+                        ),
+                        id: None,
+                    });
+                    continue;
+                }
                 stats.rows += 1;
-                let class = row.size.unwrap_or(default_size).resolution();
-                stats.per_class[Resolution::ALL
-                    .iter()
-                    .position(|r| *r == class)
-                    .unwrap_or(0)] += 1;
+                stats.per_class[Resolution::ALL.iter().position(|r| *r == class).unwrap_or(0)] += 1;
             }
         }
     }
     if !problems.is_empty() {
-        return Err(ManifestError::Rows {
-            path: path.to_owned(),
-            problems,
-        });
+        return Err(ManifestError::Rows { path: path.to_owned(), problems });
     }
     if stats.rows == 0 {
-        return Err(ManifestError::Header {
-            path: path.to_owned(),
-            reason: "has no data rows".into(),
-        });
+        return Err(ManifestError::Header { path: path.to_owned(), reason: "has no data rows".into() });
     }
     Ok(stats)
 }
 
 fn duplicate(id: &str, line: u64, first: u64) -> Problem {
-    Problem {
-        line,
-        reason: format!("duplicate id {id:?} (first used on line {first})"),
-        id: None,
-    }
+    Problem { line, reason: format!("duplicate id {id:?} (first used on line {first})"), id: None }
 }
 
 /// Two independent 64-bit hashes: a false "duplicate" would need a 128-bit collision.
@@ -174,34 +174,17 @@ pub struct ManifestReader {
 
 impl ManifestReader {
     pub fn open(path: &Path) -> Result<ManifestReader, ManifestError> {
-        let io = |source| ManifestError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let header_err = |reason: String| ManifestError::Header {
-            path: path.to_owned(),
-            reason,
-        };
+        let io = |source| ManifestError::Io { path: path.to_owned(), source };
+        let header_err = |reason: String| ManifestError::Header { path: path.to_owned(), reason };
         let file = File::open(path).map_err(io)?;
-        let mut rdr = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_reader(BufReader::new(file));
-        let header = rdr
-            .byte_headers()
-            .map_err(|e| header_err(format!("unreadable header: {e}")))?
-            .clone();
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(file));
+        let header = rdr.byte_headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
         if header.is_empty() {
-            return Err(header_err(
-                "is empty: it needs a header row with at least a `prompt` column".into(),
-            ));
+            return Err(header_err("is empty: it needs a header row with at least a `prompt` column".into()));
         }
         let mut names = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
-            let raw = if i == 0 {
-                raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw)
-            } else {
-                raw
-            };
+            let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
             let name = std::str::from_utf8(raw)
                 .map_err(|_| header_err(format!("header column {} is not UTF-8 text", i + 1)))?;
             names.push(name.trim().to_owned());
@@ -236,24 +219,13 @@ impl ManifestReader {
                 }
             };
             if slot.replace(i).is_some() {
-                return Err(header_err(format!(
-                    "has two `{}` columns",
-                    name.to_ascii_lowercase()
-                )));
+                return Err(header_err(format!("has two `{}` columns", name.to_ascii_lowercase())));
             }
         }
         if layout.prompt == usize::MAX {
-            return Err(header_err(format!(
-                "has no `prompt` column (columns found: {})",
-                names.join(", ")
-            )));
+            return Err(header_err(format!("has no `prompt` column (columns found: {})", names.join(", "))));
         }
-        Ok(ManifestReader {
-            records: rdr.into_byte_records(),
-            layout,
-            extra_columns,
-            index: 0,
-        })
+        Ok(ManifestReader { records: rdr.into_byte_records(), layout, extra_columns, index: 0 })
     }
 
     /// Names of the columns carried through to results.csv, in header order.
@@ -261,25 +233,11 @@ impl ManifestReader {
         &self.extra_columns
     }
 
-    fn check(
-        &self,
-        record: &csv::ByteRecord,
-        line: u64,
-        index: u64,
-    ) -> Result<ManifestRow, Problem> {
-        let problem = |reason: String| Problem {
-            line,
-            reason,
-            id: None,
-        };
+    fn check(&self, record: &csv::ByteRecord, line: u64, index: u64) -> Result<ManifestRow, Problem> {
+        let problem = |reason: String| Problem { line, reason, id: None };
         let text = |col: usize| -> Result<&str, Problem> {
             let raw = record.get(col).unwrap_or(b"");
-            std::str::from_utf8(raw).map_err(|_| {
-                problem(format!(
-                    "undecodable text in column {} (not UTF-8)",
-                    col + 1
-                ))
-            })
+            std::str::from_utf8(raw).map_err(|_| problem(format!("undecodable text in column {} (not UTF-8)", col + 1)))
         };
         let optional = |col: Option<usize>| -> Result<Option<&str>, Problem> {
             match col {
@@ -295,11 +253,7 @@ impl ManifestReader {
             }
             None => format!("row-{index}"),
         };
-        let with_id = |reason: String| Problem {
-            line,
-            reason,
-            id: Some(id.clone()),
-        };
+        let with_id = |reason: String| Problem { line, reason, id: Some(id.clone()) };
         let rest = || -> Result<ManifestRow, Problem> {
             if record.len() > self.layout.width {
                 return Err(problem(format!(
@@ -312,10 +266,7 @@ impl ManifestReader {
             if prompt.trim().is_empty() {
                 return Err(problem("empty prompt".into()));
             }
-            let size = optional(self.layout.size)?
-                .map(str::parse::<Size>)
-                .transpose()
-                .map_err(problem)?;
+            let size = optional(self.layout.size)?.map(str::parse::<Size>).transpose().map_err(problem)?;
             let aspect_ratio = match optional(self.layout.aspect_ratio)? {
                 Some(a) => Some(AspectRatio::parse(a).ok_or_else(|| {
                     problem(format!(
@@ -326,22 +277,8 @@ impl ManifestReader {
                 None => None,
             };
             let model = optional(self.layout.model)?.map(str::to_owned);
-            let extra = self
-                .layout
-                .extra
-                .iter()
-                .map(|&c| text(c).map(str::to_owned))
-                .collect::<Result<_, _>>()?;
-            Ok(ManifestRow {
-                line,
-                index,
-                id: id.clone(),
-                prompt: prompt.to_owned(),
-                size,
-                aspect_ratio,
-                model,
-                extra,
-            })
+            let extra = self.layout.extra.iter().map(|&c| text(c).map(str::to_owned)).collect::<Result<_, _>>()?;
+            Ok(ManifestRow { line, index, id: id.clone(), prompt: prompt.to_owned(), size, aspect_ratio, model, extra })
         };
         rest().map_err(|p| with_id(p.reason))
     }
@@ -356,13 +293,8 @@ fn check_id(id: &str) -> Result<(), String> {
     if id.starts_with('.') {
         return Err("starts with '.'".into());
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "contains {c:?}; only A-Z a-z 0-9 . _ - are allowed"
-        ));
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("contains {c:?}; only A-Z a-z 0-9 . _ - are allowed"));
     }
     Ok(())
 }
@@ -377,20 +309,15 @@ impl Iterator for ManifestReader {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 return Some(match e.into_kind() {
                     csv::ErrorKind::Io(io) => Err(ReadError::Io(io)),
-                    other => Err(ReadError::Row(Problem {
-                        line,
-                        reason: format!("unreadable CSV: {other:?}"),
-                        id: None,
-                    })),
+                    other => {
+                        Err(ReadError::Row(Problem { line, reason: format!("unreadable CSV: {other:?}"), id: None }))
+                    }
                 });
             }
         };
         self.index += 1;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        Some(
-            self.check(&record, line, self.index)
-                .map_err(ReadError::Row),
-        )
+        Some(self.check(&record, line, self.index).map_err(ReadError::Row))
     }
 }
 
@@ -407,10 +334,7 @@ mod tests {
 
     fn rows(text: &[u8]) -> Vec<ManifestRow> {
         let f = manifest(text);
-        ManifestReader::open(f.path())
-            .unwrap()
-            .map(|r| r.ok().unwrap())
-            .collect()
+        ManifestReader::open(f.path()).unwrap().map(|r| r.ok().unwrap()).collect()
     }
 
     #[test]
@@ -424,30 +348,21 @@ mod tests {
         assert_eq!(rows[0].model.as_deref(), Some("m1"));
         assert_eq!(rows[0].extra, vec!["blue"]);
         assert_eq!(rows[1].id, "row-2");
-        assert_eq!(
-            rows[1].line, 4,
-            "the second record starts after the two-line field"
-        );
+        assert_eq!(rows[1].line, 4, "the second record starts after the two-line field");
         assert_eq!(rows[1].size, None);
     }
 
     #[test]
     fn every_bad_row_is_reported_with_its_line() {
         let f = manifest(b"prompt,id,size,aspect_ratio\n ,a,1K,\nok,b,3K,\nok,c,1K,7:5\nok,b2,1K,\nok,b2,1K,\nok,../x,1K,\nok,.hid,1K,\nok,d,1K,,extra\n\xff\xfe,e,1K,\n");
-        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err();
-        let ManifestError::Rows { problems, .. } = err else {
-            panic!("{err}")
-        };
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err();
+        let ManifestError::Rows { problems, .. } = err else { panic!("{err}") };
         let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 6, 7, 8, 9, 10], "{problems:?}");
         assert!(problems[0].reason.contains("empty prompt"));
         assert!(problems[1].reason.contains("unknown size"));
         assert!(problems[2].reason.contains("bad aspect ratio"));
-        assert!(
-            problems[3]
-                .reason
-                .contains("duplicate id \"b2\" (first used on line 5)")
-        );
+        assert!(problems[3].reason.contains("duplicate id \"b2\" (first used on line 5)"));
         assert!(problems[4].reason.contains("unsafe id"));
         assert!(problems[5].reason.contains("starts with '.'"));
         assert!(problems[6].reason.contains("fields"));
@@ -457,37 +372,34 @@ mod tests {
     #[test]
     fn a_default_id_that_collides_with_an_explicit_one_is_a_duplicate() {
         let f = manifest(b"prompt,id\na,row-2\nb,\n");
-        let err = validate(f.path(), Size::Class(Resolution::K1)).unwrap_err();
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err();
         assert!(err.to_string().contains("duplicate id \"row-2\""), "{err}");
     }
 
     #[test]
     fn header_problems_are_named() {
         let f = manifest(b"text,id\nhello,a\n");
-        let err = validate(f.path(), Size::Class(Resolution::K1))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("no `prompt` column") && err.contains("text, id"),
-            "{err}"
-        );
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err().to_string();
+        assert!(err.contains("no `prompt` column") && err.contains("text, id"), "{err}");
         let f = manifest(b"prompt\n");
-        let err = validate(f.path(), Size::Class(Resolution::K1))
-            .unwrap_err()
-            .to_string();
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err().to_string();
         assert!(err.contains("no data rows"), "{err}");
+    }
+
+    #[test]
+    fn one_k_only_models_refuse_larger_rows() {
+        let f = manifest(b"prompt,size,model\na,1K,flash\nb,2K,flash\nc,4K,pro\nd,,flash\n");
+        let one_k_only = |m: &str| m == "flash";
+        let rules = Rules { default_size: Size::Class(Resolution::K2), default_model: "flash", one_k_only: &one_k_only };
+        let ManifestError::Rows { problems, .. } = validate(f.path(), &rules).unwrap_err() else { panic!() };
+        assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![3, 5]);
+        assert!(problems[0].reason.contains("model flash renders 1K only, but this row asks for 2K"));
     }
 
     #[test]
     fn stats_count_rows_per_class_with_the_default_size() {
         let f = manifest(b"prompt,size\na,\nb,4K\nc,2048x2048\nd,1024x1024\n");
-        let stats = validate(f.path(), Size::Class(Resolution::K4)).unwrap();
-        assert_eq!(
-            stats,
-            ManifestStats {
-                rows: 4,
-                per_class: [1, 1, 2]
-            }
-        );
+        let stats = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K4))).unwrap();
+        assert_eq!(stats, ManifestStats { rows: 4, per_class: [1, 1, 2] });
     }
 }

@@ -34,18 +34,9 @@ pub fn write_image(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> io::Result<
 
 /// Writes a file through a temporary name in the same folder: flush, fsync, rename,
 /// fsync the folder. Readers see the old file or the whole new one, never a part.
-pub fn write_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::other("no file name"))?
-        .to_string_lossy();
+pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| io::Error::other("no file name"))?.to_string_lossy();
     let temp = dir.join(format!(".{file_name}.{}{TEMP_SUFFIX}", std::process::id()));
     let result = (|| {
         let mut w = BufWriter::new(File::create(&temp)?);
@@ -63,10 +54,7 @@ pub fn write_atomically(
 
 /// The finished image of row `id`, if one is in place.
 pub fn find_image(dir: &Path, id: &str) -> Option<String> {
-    EXTENSIONS
-        .iter()
-        .map(|ext| format!("{id}.{ext}"))
-        .find(|name| dir.join(name).is_file())
+    EXTENSIONS.iter().map(|ext| format!("{id}.{ext}")).find(|name| dir.join(name).is_file())
 }
 
 /// Removes temporary files a killed process left behind.
@@ -98,10 +86,7 @@ impl OutDir {
     pub fn create(root: &Path) -> io::Result<OutDir> {
         let images = root.join(IMAGES_DIR);
         fs::create_dir_all(&images)?;
-        Ok(OutDir {
-            root: root.to_owned(),
-            images,
-        })
+        Ok(OutDir { root: root.to_owned(), images })
     }
 
     pub fn results(&self) -> PathBuf {
@@ -127,18 +112,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let name = write_image(dir.path(), "a-1", "png", b"\x89PNG\r\n\x1a\nbody").unwrap();
         assert_eq!(name, "a-1.png");
-        assert_eq!(
-            fs::read(dir.path().join("a-1.png")).unwrap(),
-            b"\x89PNG\r\n\x1a\nbody"
-        );
+        assert_eq!(fs::read(dir.path().join("a-1.png")).unwrap(), b"\x89PNG\r\n\x1a\nbody");
         assert_eq!(find_image(dir.path(), "a-1").as_deref(), Some("a-1.png"));
         assert_eq!(find_image(dir.path(), "a-2"), None);
         fs::write(dir.path().join(".a-2.png.99.partial"), b"half").unwrap();
         remove_temp_files(dir.path()).unwrap();
-        let left: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("a-1.png")]);
     }
 }

@@ -89,19 +89,14 @@ pub struct Display {
 
 pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
     let ProgressMode::Auto { interval } = mode else {
-        return Display {
-            task: None,
-            progress,
-        };
+        return Display { task: None, progress };
     };
     let task = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{wide_bar}] {pos}/{len} rows, eta {eta}\n{msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows, eta {eta}\n{msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_position(progress.position());
         *progress.bar.lock().expect("bar lock") = Some(bar.clone());
@@ -121,21 +116,11 @@ pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
             loop {
                 tick.tick().await;
                 let t = p.started.elapsed().as_secs();
-                eprintln!(
-                    "[{:02}:{:02}] {}/{} rows settled; {}",
-                    t / 60,
-                    t % 60,
-                    p.position(),
-                    p.total,
-                    p.line()
-                );
+                eprintln!("[{:02}:{:02}] {}/{} rows settled; {}", t / 60, t % 60, p.position(), p.total, p.line());
             }
         })
     };
-    Display {
-        task: Some(task),
-        progress,
-    }
+    Display { task: Some(task), progress }
 }
 
 impl Display {

@@ -87,22 +87,10 @@ pub struct Report {
 
 pub fn build(inputs: &ReportInputs) -> Report {
     let mut classes: BTreeMap<String, (ClassReport, [Vec<f64>; 3])> = BTreeMap::new();
-    let mut overall = (
-        ClassReport {
-            class: "all".into(),
-            ..ClassReport::default()
-        },
-        [vec![], vec![], vec![]],
-    );
+    let mut overall = (ClassReport { class: "all".into(), ..ClassReport::default() }, [vec![], vec![], vec![]]);
     for (res, state, e2e) in &inputs.rows {
         let entry = classes.entry(res.clone()).or_insert_with(|| {
-            (
-                ClassReport {
-                    class: res.clone(),
-                    ..ClassReport::default()
-                },
-                [vec![], vec![], vec![]],
-            )
+            (ClassReport { class: res.clone(), ..ClassReport::default() }, [vec![], vec![], vec![]])
         });
         for c in [&mut entry.0, &mut overall.0] {
             c.rows += 1;
@@ -121,10 +109,7 @@ pub fn build(inputs: &ReportInputs) -> Report {
         let Some(entry) = classes.get_mut(res) else {
             continue;
         };
-        for (c, series) in [
-            (&mut entry.0, &mut entry.1),
-            (&mut overall.0, &mut overall.1),
-        ] {
+        for (c, series) in [(&mut entry.0, &mut entry.1), (&mut overall.0, &mut overall.1)] {
             c.attempts += 1;
             if kind == "generate" {
                 series[2].push(*wait);
@@ -144,11 +129,7 @@ pub fn build(inputs: &ReportInputs) -> Report {
         c.recommended_timeout_s = recommend_timeout(&c.call_latency_s);
         c
     };
-    let wall_time_s: f64 = inputs
-        .runs
-        .iter()
-        .filter_map(|(start, end)| end.map(|e| (e - start).max(0.0)))
-        .sum();
+    let wall_time_s: f64 = inputs.runs.iter().filter_map(|(start, end)| end.map(|e| (e - start).max(0.0))).sum();
     let overall = finish(overall);
     let images_per_minute = (wall_time_s > 0.0).then(|| overall.done as f64 / wall_time_s * 60.0);
     Report {
@@ -179,26 +160,13 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-fn table(
-    out: &mut String,
-    rows: &[&ClassReport],
-    pick: impl Fn(&ClassReport) -> &Percentiles,
-    md: bool,
-) {
+fn table(out: &mut String, rows: &[&ClassReport], pick: impl Fn(&ClassReport) -> &Percentiles, md: bool) {
     let header = ["class", "N", "P50", "P90", "P95", "P99", "max"];
     let lines: Vec<[String; 7]> = rows
         .iter()
         .map(|c| {
             let p = pick(c);
-            [
-                c.class.clone(),
-                p.n.to_string(),
-                secs(p.p50),
-                secs(p.p90),
-                secs(p.p95),
-                secs(p.p99),
-                secs(p.max),
-            ]
+            [c.class.clone(), p.n.to_string(), secs(p.p50), secs(p.p90), secs(p.p95), secs(p.p99), secs(p.max)]
         })
         .collect();
     if md {
@@ -214,11 +182,7 @@ fn table(
             header[0], header[1], header[2], header[3], header[4], header[5], header[6]
         );
         for l in &lines {
-            let _ = writeln!(
-                out,
-                "  {:<6}{:>7}{:>9}{:>9}{:>9}{:>9}{:>9}",
-                l[0], l[1], l[2], l[3], l[4], l[5], l[6]
-            );
+            let _ = writeln!(out, "  {:<6}{:>7}{:>9}{:>9}{:>9}{:>9}{:>9}", l[0], l[1], l[2], l[3], l[4], l[5], l[6]);
         }
     }
 }
@@ -247,20 +211,11 @@ pub fn render(r: &Report, md: bool) -> String {
     if r.classes.len() > 1 {
         rows.push(o);
     }
-    let _ = writeln!(
-        out,
-        "\n{h}Successful call latency (request sent to full body received)"
-    );
+    let _ = writeln!(out, "\n{h}Successful call latency (request sent to full body received)");
     table(&mut out, &rows, |c| &c.call_latency_s, md);
-    let _ = writeln!(
-        out,
-        "\n{h}End-to-end time per row (first dispatch to file in place, retries included)"
-    );
+    let _ = writeln!(out, "\n{h}End-to-end time per row (first dispatch to file in place, retries included)");
     table(&mut out, &rows, |c| &c.end_to_end_s, md);
-    let _ = writeln!(
-        out,
-        "\n{h}Time waiting for a slot or the rate limiter, per call"
-    );
+    let _ = writeln!(out, "\n{h}Time waiting for a slot or the rate limiter, per call");
     table(&mut out, &rows, |c| &c.wait_s, md);
     if !o.errors.is_empty() {
         let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -269,23 +224,12 @@ pub fn render(r: &Report, md: bool) -> String {
     let recs: Vec<String> = r
         .classes
         .iter()
-        .filter_map(|c| {
-            c.recommended_timeout_s
-                .map(|t| format!("--timeout {}={}s", c.class, t))
-        })
+        .filter_map(|c| c.recommended_timeout_s.map(|t| format!("--timeout {}={}s", c.class, t)))
         .collect();
     if !recs.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nrecommended timeouts ({}): {}",
-            r.timeout_rule,
-            recs.join(" ")
-        );
+        let _ = writeln!(out, "\nrecommended timeouts ({}): {}", r.timeout_rule, recs.join(" "));
     }
-    if r.classes
-        .iter()
-        .any(|c| c.call_latency_s.n < MIN_TAIL_SAMPLES)
-    {
+    if r.classes.iter().any(|c| c.call_latency_s.n < MIN_TAIL_SAMPLES) {
         let _ = writeln!(
             out,
             "\nnote: percentiles are exact ({}); where N < {MIN_TAIL_SAMPLES}, P95 and P99 are not meaningful",
@@ -313,23 +257,12 @@ mod tests {
         let p = Percentiles::of((1..=10).rev().map(f64::from).collect());
         assert_eq!(
             (p.n, p.min, p.p50, p.p90, p.p95, p.p99, p.max),
-            (
-                10,
-                Some(1.0),
-                Some(5.0),
-                Some(9.0),
-                Some(10.0),
-                Some(10.0),
-                Some(10.0)
-            )
+            (10, Some(1.0), Some(5.0), Some(9.0), Some(10.0), Some(10.0), Some(10.0))
         );
         assert_eq!(p.mean, Some(5.5));
         // 1..=200: P95 rank 190, P99 rank 198.
         let p = Percentiles::of((1..=200).map(f64::from).collect());
-        assert_eq!(
-            (p.p50, p.p95, p.p99),
-            (Some(100.0), Some(190.0), Some(198.0))
-        );
+        assert_eq!((p.p50, p.p95, p.p99), (Some(100.0), Some(190.0), Some(198.0)));
         let one = Percentiles::of(vec![3.0]);
         assert_eq!((one.p50, one.p99), (Some(3.0), Some(3.0)));
         assert_eq!(Percentiles::of(vec![]).n, 0);
@@ -355,40 +288,20 @@ mod tests {
             ],
             attempts: vec![
                 ("1K".into(), "generate".into(), true, 1.5, 0.1, None),
-                (
-                    "1K".into(),
-                    "generate".into(),
-                    false,
-                    0.5,
-                    0.0,
-                    Some("refused".into()),
-                ),
-                (
-                    "1K".into(),
-                    "generate".into(),
-                    false,
-                    0.5,
-                    0.0,
-                    Some("server".into()),
-                ),
+                ("1K".into(), "generate".into(), false, 0.5, 0.0, Some("refused".into())),
+                ("1K".into(), "generate".into(), false, 0.5, 0.0, Some("server".into())),
             ],
             runs: vec![(100.0, Some(160.0))],
         };
         let r = build(&inputs);
         assert_eq!(r.classes.len(), 2);
         let k1 = &r.classes[0];
-        assert_eq!(
-            (k1.class.as_str(), k1.rows, k1.done, k1.failed, k1.attempts),
-            ("1K", 2, 1, 1, 3)
-        );
+        assert_eq!((k1.class.as_str(), k1.rows, k1.done, k1.failed, k1.attempts), ("1K", 2, 1, 1, 3));
         assert_eq!(k1.call_latency_s.p50, Some(1.5));
         assert_eq!(k1.errors.get("refused"), Some(&1));
         assert_eq!(r.overall.pending, 1);
         assert_eq!(r.images_per_minute, Some(1.0));
         let text = render(&r, false);
-        assert!(
-            text.contains("3 rows: 1 done, 1 failed, 1 pending; 3 calls"),
-            "{text}"
-        );
+        assert!(text.contains("3 rows: 1 done, 1 failed, 1 pending; 3 calls"), "{text}");
     }
 }

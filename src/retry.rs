@@ -65,10 +65,7 @@ mod tests {
 
     #[test]
     fn backoff_grows_then_caps_and_stays_within_its_ceiling() {
-        let b = Backoff {
-            base: Duration::from_secs(2),
-            max: Duration::from_secs(60),
-        };
+        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(60) };
         assert_eq!(b.ceiling(1), Duration::from_secs(2));
         assert_eq!(b.ceiling(3), Duration::from_secs(8));
         assert_eq!(b.ceiling(10), Duration::from_secs(60));
@@ -77,23 +74,14 @@ mod tests {
         let samples: Vec<Duration> = (0..1000).map(|_| b.delay(4, &mut rng)).collect();
         assert!(samples.iter().all(|d| *d <= Duration::from_secs(16)));
         let mean = samples.iter().sum::<Duration>() / 1000;
-        assert!(
-            mean > Duration::from_secs(7) && mean < Duration::from_secs(9),
-            "{mean:?}"
-        );
+        assert!(mean > Duration::from_secs(7) && mean < Duration::from_secs(9), "{mean:?}");
     }
 
     #[test]
     fn server_advice_wins_over_backoff() {
-        let b = Backoff {
-            base: Duration::from_secs(2),
-            max: Duration::from_secs(60),
-        };
+        let b = Backoff { base: Duration::from_secs(2), max: Duration::from_secs(60) };
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(
-            b.wait(5, Some(Duration::from_millis(1500)), &mut rng),
-            Duration::from_millis(1500)
-        );
+        assert_eq!(b.wait(5, Some(Duration::from_millis(1500)), &mut rng), Duration::from_millis(1500));
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -107,24 +95,12 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_dates_and_milliseconds() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "38")]), now),
-            Some(Duration::from_secs(38))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")]), now),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "38")]), now), Some(Duration::from_secs(38)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1.5")]), now), Some(Duration::from_millis(1500)));
         let date = httpdate::fmt_http_date(now + Duration::from_secs(120));
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", &date)]), now),
-            Some(Duration::from_secs(120))
-        );
+        assert_eq!(retry_after(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(120)));
         let past = httpdate::fmt_http_date(now - Duration::from_secs(5));
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", &past)]), now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(retry_after(&headers(&[("retry-after", &past)]), now), Some(Duration::ZERO));
         let both = headers(&[("retry-after", "2"), ("retry-after-ms", "1250")]);
         assert_eq!(retry_after(&both, now), Some(Duration::from_millis(1250)));
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);

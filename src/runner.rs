@@ -21,18 +21,18 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{
-    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered,
-    RowDefaults, SyncOptions, SyncReport, now_unix,
+    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered, RowDefaults, SyncOptions,
+    SyncReport, now_unix,
 };
-use crate::config::RunConfig;
+use crate::config::{Dialect, RunConfig};
 use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
 use crate::http::{self, Caller, HttpPolicy};
 use crate::limits::Gate;
-use crate::manifest::{self, ManifestError};
+use crate::manifest::{self, ManifestError, Rules};
 use crate::output::{self, OutDir};
 use crate::progress::{self, Progress};
-use crate::provider::{self, Generated, Job};
+use crate::provider::{self, Generated, Job, gemini};
 use crate::report::{self, Report};
 
 /// Rows fetched from the checkpoint at a time.
@@ -47,10 +47,7 @@ pub enum RunError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("output folder {path}: {source}")]
-    Output {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Output { path: PathBuf, source: std::io::Error },
     #[error("cannot set up the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
 }
@@ -71,6 +68,8 @@ pub enum StopReason {
     Api(CallError),
     /// The output folder or the checkpoint failed.
     Local(String),
+    /// The user pressed Ctrl-C (or sent SIGTERM).
+    Interrupted,
 }
 
 impl std::fmt::Display for StopReason {
@@ -85,6 +84,7 @@ impl std::fmt::Display for StopReason {
                 Ok(())
             }
             StopReason::Local(m) => f.write_str(m),
+            StopReason::Interrupted => f.write_str("interrupted"),
         }
     }
 }
@@ -109,7 +109,10 @@ struct Ctx {
     out: OutDir,
     run_id: i64,
     progress: Arc<Progress>,
+    /// No new calls start (fatal error, first Ctrl-C).
     stop: CancellationToken,
+    /// Calls in flight are abandoned too (second Ctrl-C).
+    abort: CancellationToken,
     stopped: Mutex<Option<StopReason>>,
     rng: Mutex<StdRng>,
 }
@@ -125,54 +128,49 @@ impl Ctx {
     }
 
     fn backoff(&self, retry: u32, advised: Option<Duration>) -> Duration {
-        self.cfg
-            .backoff
-            .wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
+        self.cfg.backoff.wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
     }
 
     fn note_failure(&self, row: &PendingRow, e: &CallError) {
         let n = self.progress.counters.failed.load(Ordering::Relaxed);
         if n <= MAX_FAILURE_NOTES {
-            self.progress.note(&format!(
-                "row {} (line {}) failed for good: {e}",
-                row.id,
-                row.seq + 1
-            ));
+            self.progress.note(&format!("row {} (line {}) failed for good: {e}", row.id, row.seq + 1));
             if n == MAX_FAILURE_NOTES {
-                self.progress
-                    .note("further failures are not printed; see results.csv");
+                self.progress.note("further failures are not printed; see results.csv");
             }
         }
     }
 }
 
-/// Runs (or resumes) the batch described by `cfg`.
-pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
-    let manifest_path = cfg.manifest.clone();
-    let default_size = cfg.size;
-    tokio::task::spawn_blocking(move || manifest::validate(&manifest_path, default_size))
-        .await
-        .expect("manifest validation does not panic")?;
+/// Ctrl-C as the runner sees it: `first` stops new calls and lets those in flight finish;
+/// `second` abandons those too. The CLI cancels them from signal handlers; tests and
+/// library users can cancel them directly.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupts {
+    pub first: CancellationToken,
+    pub second: CancellationToken,
+}
 
-    let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output {
-        path: cfg.out.clone(),
-        source,
-    })?;
+/// Runs (or resumes) the batch described by `cfg`.
+pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunError> {
+    let (manifest_path, default_size, default_model, dialect) =
+        (cfg.manifest.clone(), cfg.size, cfg.model.clone(), cfg.dialect);
+    tokio::task::spawn_blocking(move || {
+        let one_k_only = |model: &str| dialect == Dialect::Gemini && gemini::is_1k_only(model);
+        let rules = Rules { default_size, default_model: &default_model, one_k_only: &one_k_only };
+        manifest::validate(&manifest_path, &rules)
+    })
+    .await
+    .expect("manifest validation does not panic")?;
+
+    let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     let ckpt = Arc::new(Checkpoint::open(&out.root)?);
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
-    let defaults = RowDefaults {
-        size: cfg.size,
-        model: cfg.model.clone(),
-    };
-    let opts = SyncOptions {
-        retry_failed: cfg.retry_failed,
-        regenerate_changed: cfg.regenerate_changed,
-    };
-    let sync = ckpt
-        .sync_manifest(cfg.manifest.clone(), defaults, opts)
-        .await?;
+    let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone() };
+    let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
+    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
     let before = ckpt.counts().await?;
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
@@ -182,12 +180,7 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
         http2: cfg.http2,
         concurrency: cfg.concurrency,
     })?;
-    let caller = Caller::new(
-        client,
-        provider::for_config(&cfg),
-        cfg.api_key.clone(),
-        cfg.download_timeout,
-    );
+    let caller = Caller::new(client, provider::for_config(&cfg), cfg.api_key.clone(), cfg.download_timeout);
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
@@ -203,11 +196,14 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
         run_id,
         progress,
         stop: CancellationToken::new(),
+        abort: interrupts.second.clone(),
         stopped: Mutex::new(None),
         rng: Mutex::new(rng),
     });
+    let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
     dispatch(ctx.clone()).await;
+    watcher.abort();
     display.finish();
 
     if let Err(e) = ckpt.flush().await {
@@ -215,7 +211,9 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
     }
     let counts = ckpt.counts().await?;
     let stopped = ctx.stopped.lock().expect("stop lock").clone();
-    let exit_code = if stopped.is_some() {
+    let exit_code = if matches!(stopped, Some(StopReason::Interrupted)) {
+        exit::INTERRUPTED
+    } else if stopped.is_some() {
         exit::STOPPED
     } else if counts.failed > 0 || counts.pending > 0 || counts.running > 0 {
         exit::ROWS_FAILED
@@ -225,20 +223,10 @@ pub async fn run(cfg: RunConfig) -> Result<Outcome, RunError> {
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
     let report = report::build(&ckpt.report_inputs().await?);
-    report::write_files(&report, &ctx.out.root).map_err(|source| RunError::Output {
-        path: ctx.out.root.clone(),
-        source,
-    })?;
+    report::write_files(&report, &ctx.out.root)
+        .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
-    Ok(Outcome {
-        exit_code,
-        counts,
-        report,
-        recovered,
-        sync,
-        stopped,
-        out: ctx.out.root.clone(),
-    })
+    Ok(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() })
 }
 
 fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
@@ -249,11 +237,7 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
         ));
     }
     if sync.changed_kept > 0 {
-        let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 {
-            ", ..."
-        } else {
-            ""
-        };
+        let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 { ", ..." } else { "" };
         progress.note(&format!(
             "{} done row(s) changed in the manifest since their image was made (prompt, size, aspect ratio or model): \
              {}{more}. Their old images are kept; pass --regenerate-changed to make them again",
@@ -262,10 +246,7 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
         ));
     }
     if sync.regenerated > 0 {
-        progress.note(&format!(
-            "{} changed row(s) will be generated again (--regenerate-changed)",
-            sync.regenerated
-        ));
+        progress.note(&format!("{} changed row(s) will be generated again (--regenerate-changed)", sync.regenerated));
     }
     if sync.failed_kept > 0 {
         progress.note(&format!(
@@ -331,65 +312,98 @@ fn reap(result: Result<(), tokio::task::JoinError>) {
     }
 }
 
+async fn watch_interrupts(ctx: Arc<Ctx>, interrupts: Interrupts) {
+    interrupts.first.cancelled().await;
+    ctx.stop_run(StopReason::Interrupted);
+    let in_flight = ctx.progress.counters.in_flight.load(Ordering::Relaxed);
+    ctx.progress.note(&format!(
+        "bulkgen: interrupted: no new calls; waiting for {in_flight} call(s) in flight to finish and be recorded \
+         (Ctrl-C again to stop now; they go back to the queue)"
+    ));
+    interrupts.second.cancelled().await;
+    ctx.progress.note("bulkgen: stopping now: calls in flight are abandoned and their rows go back to the queue");
+}
+
+/// What a successful generation produced.
+struct Made {
+    generated: Generated,
+    latency_s: f64,
+    /// The model that made it (the fallback, if the row switched).
+    model: String,
+}
+
 /// One row from pending to done, failed, or back to pending if the run stops.
 async fn drive_row(ctx: &Ctx, row: PendingRow) {
-    let resolution = row.size.resolution();
-    let url = match row.result_url.clone() {
-        Some(url) => url,
+    if row.stashed {
+        // Received in an earlier run, not yet written: no call needed.
+        match ctx.ckpt.stashed(row.rid).await {
+            Ok(Some(bytes)) => return finish(ctx, &row, bytes, None, row.model.clone()).await,
+            Ok(None) => {}
+            Err(e) => return ctx.stop_run(StopReason::Local(e.to_string())),
+        }
+    }
+    let (url, model) = match row.result_url.clone() {
+        Some(url) => (url, row.model.clone()),
         None => match generate(ctx, &row).await {
-            Some((Generated::Image(bytes), latency)) => {
-                return finish(ctx, &row, bytes, Some(latency)).await;
+            Some(Made { generated: Generated::Image(bytes), latency_s, model }) => {
+                return finish(ctx, &row, bytes, Some(latency_s), model).await;
             }
-            Some((Generated::Url(url), _)) => url,
+            Some(Made { generated: Generated::Url(url), model, .. }) => (url, model),
             None => return,
         },
     };
     // The image exists at the provider: only the download is retried from here on.
+    let resolution = row.size.resolution().as_str();
     let mut tries = 0;
     loop {
         tries += 1;
         let started_at = now_unix();
         let t = Instant::now();
-        let result = ctx.caller.download(&url).await;
-        record(
-            ctx,
-            &row,
-            AttemptKind::Download,
-            resolution.as_str(),
-            started_at,
-            t.elapsed(),
-            Duration::ZERO,
-            &result,
-        );
+        let result = tokio::select! {
+            biased;
+            _ = ctx.abort.cancelled() => return ctx.ckpt.mark_pending(row.rid),
+            r = ctx.caller.download(&url) => r,
+        };
+        record(ctx, &row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
         match result {
-            Ok(bytes) => return finish(ctx, &row, bytes, None).await,
+            Ok(bytes) => return finish(ctx, &row, bytes, None, model).await,
             Err(e) if tries < ctx.cfg.max_attempts => {
-                let wait = ctx.backoff(tries, e.retry_after);
-                tokio::time::sleep(wait).await;
+                if !wait_or_stop(ctx, ctx.backoff(tries, e.retry_after)).await {
+                    return ctx.ckpt.mark_pending(row.rid);
+                }
             }
-            Err(e) => {
-                ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
-                Progress::add(&ctx.progress.counters.failed, 1);
-                ctx.note_failure(&row, &e);
-                return;
-            }
+            Err(e) => return fail_row(ctx, &row, &e),
         }
     }
 }
 
+/// Sleeps `wait` (counted as a retry waiting); false when the run stopped meanwhile.
+async fn wait_or_stop(ctx: &Ctx, wait: Duration) -> bool {
+    let counters = &ctx.progress.counters;
+    Progress::add(&counters.retry_waiting, 1);
+    let stopped = tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => true,
+        _ = tokio::time::sleep(wait) => false,
+    };
+    Progress::sub(&counters.retry_waiting, 1);
+    !stopped
+}
+
+fn fail_row(ctx: &Ctx, row: &PendingRow, e: &CallError) {
+    ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
+    Progress::add(&ctx.progress.counters.failed, 1);
+    ctx.note_failure(row, e);
+}
+
 /// Attempts the generation until it succeeds, fails for good, or the run stops. Returns
-/// the result and its call latency (seconds) for the caller to store, or None when the
-/// row's fate is already recorded.
-async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
+/// None when the row's fate is already recorded.
+async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
     let resolution = row.size.resolution();
     let deadline = ctx.cfg.timeouts.get(resolution);
-    let job = Job {
-        prompt: &row.prompt,
-        model: &row.model,
-        size: row.size,
-        aspect_ratio: row.aspect_ratio,
-    };
     let counters = &ctx.progress.counters;
+    let mut model = row.model.as_str();
+    let mut overloaded = 0;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -413,38 +427,45 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
         Progress::add(&counters.in_flight, 1);
         Progress::add(&counters.calls, 1);
         let t = Instant::now();
-        let result = ctx.caller.generate(&job, deadline).await;
+        let job = Job { prompt: &row.prompt, model, size: row.size, aspect_ratio: row.aspect_ratio };
+        let result = tokio::select! {
+            biased;
+            _ = ctx.abort.cancelled() => None,
+            r = ctx.caller.generate(&job, deadline) => Some(r),
+        };
         let took = t.elapsed();
         drop(admission.permit);
         Progress::sub(&counters.in_flight, 1);
-        record(
-            ctx,
-            row,
-            AttemptKind::Generate,
-            resolution.as_str(),
-            started_at,
-            took,
-            admission.waited,
-            &result,
-        );
+        let Some(result) = result else {
+            // Abandoned by a second Ctrl-C: the row goes back to the queue.
+            ctx.ckpt.mark_pending(row.rid);
+            return None;
+        };
+        record(ctx, row, model, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
 
         let e = match result {
             Ok(Generated::Url(url)) => {
                 // Committed before the download starts: from now on this row is only
                 // ever downloaded, never generated again.
-                if let Err(e) = ctx
-                    .ckpt
-                    .save_url(row.rid, url.clone(), took.as_secs_f64(), row.model.clone())
-                    .await
-                {
+                let saved = ctx.ckpt.save_url(row.rid, url.clone(), took.as_secs_f64(), model.to_owned()).await;
+                if let Err(e) = saved {
                     ctx.stop_run(StopReason::Local(e.to_string()));
                     return None;
                 }
-                return Some((Generated::Url(url), took.as_secs_f64()));
+                let generated = Generated::Url(url);
+                return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned() });
             }
-            Ok(image) => return Some((image, took.as_secs_f64())),
+            Ok(generated) => return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned() }),
             Err(e) => e,
         };
+        if e.class == ErrorClass::Overloaded {
+            overloaded += 1;
+            if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model) {
+                if overloaded >= ctx.cfg.fallback_after {
+                    model = fallback;
+                }
+            }
+        }
         match e.class.disposition() {
             Disposition::Retry if attempt < ctx.cfg.max_attempts => {
                 let wait = ctx.backoff(attempt, e.retry_after);
@@ -452,22 +473,13 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
                     // The limit is the account's, not this row's: hold every worker.
                     ctx.gate.hold_for(wait);
                 }
-                Progress::add(&counters.retry_waiting, 1);
-                let stopped = tokio::select! {
-                    biased;
-                    _ = ctx.stop.cancelled() => true,
-                    _ = tokio::time::sleep(wait) => false,
-                };
-                Progress::sub(&counters.retry_waiting, 1);
-                if stopped {
+                if !wait_or_stop(ctx, wait).await {
                     ctx.ckpt.mark_pending(row.rid);
                     return None;
                 }
             }
             Disposition::Retry | Disposition::FailRow => {
-                ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
-                Progress::add(&counters.failed, 1);
-                ctx.note_failure(row, &e);
+                fail_row(ctx, row, &e);
                 return None;
             }
             Disposition::StopRun => {
@@ -483,6 +495,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<(Generated, f64)> {
 fn record<T>(
     ctx: &Ctx,
     row: &PendingRow,
+    model: &str,
     kind: AttemptKind,
     resolution: &'static str,
     started_at: f64,
@@ -498,7 +511,7 @@ fn record<T>(
         rid: row.rid,
         run_id: ctx.run_id,
         kind,
-        model: row.model.clone(),
+        model: model.to_owned(),
         resolution,
         started_at,
         duration_s: took.as_secs_f64(),
@@ -509,31 +522,38 @@ fn record<T>(
 }
 
 /// Puts the image in place, then marks the row done — in that order. `latency` is the
-/// generation's, when it was not saved with a result URL already.
-async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>) {
+/// generation's, when it was not saved with a result URL already. If the output folder
+/// fails, the bytes are kept in the checkpoint so the rerun does not pay for them again.
+async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>, model: String) {
     let Some(ext) = output::image_extension(&bytes) else {
-        unreachable!("providers and downloads only hand over checked image bytes")
+        unreachable!("providers, downloads and the stash only hold checked image bytes")
     };
     let images = ctx.out.images.clone();
     let id = row.id.clone();
-    let written =
-        tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &bytes))
-            .await
-            .expect("writing a file does not panic");
+    let bytes = Arc::new(bytes);
+    let to_write = bytes.clone();
+    let written = tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &to_write))
+        .await
+        .expect("writing a file does not panic");
     match written {
         Ok(file) => {
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
-            ctx.ckpt
-                .mark_done(row.rid, file, latency, row.model.clone());
+            ctx.ckpt.mark_done(row.rid, file, latency, model);
             Progress::add(&ctx.progress.counters.done, 1);
         }
         Err(e) => {
             ctx.ckpt.mark_pending(row.rid);
+            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone());
+            let kept = match ctx.ckpt.stash(row.rid, bytes).await {
+                Ok(()) => "the image is kept in the checkpoint and will be written by the next run without a new call"
+                    .to_owned(),
+                Err(db) => format!("the checkpoint could not keep the image either ({db}): it will be generated again"),
+            };
             ctx.stop_run(StopReason::Local(format!(
-                "cannot write the image of row {} into {}: {e}. Free space or fix permissions, then run the same \
-                 command again",
+                "cannot write the image of row {} into {}: {e}; {kept}. Free space or fix permissions, then run the \
+                 same command again",
                 row.id,
                 ctx.out.images.display()
             )));

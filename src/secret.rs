@@ -13,11 +13,7 @@ impl ApiKey {
 
     /// Reads the key from the named variable; `None` when unset or blank.
     pub fn from_env(var: &str) -> Option<ApiKey> {
-        std::env::var(var)
-            .ok()
-            .map(|k| k.trim().to_owned())
-            .filter(|k| !k.is_empty())
-            .map(ApiKey)
+        std::env::var(var).ok().map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).map(ApiKey)
     }
 
     /// The key itself, for the one place that needs it: the request header.

@@ -103,15 +103,12 @@ impl FromStr for Size {
         if let Some(r) = Resolution::parse(t) {
             return Ok(Size::Class(r));
         }
-        let bad =
-            || format!("unknown size {s:?}: use 1K, 2K, 4K or WIDTHxHEIGHT such as 1024x1536");
+        let bad = || format!("unknown size {s:?}: use 1K, 2K, 4K or WIDTHxHEIGHT such as 1024x1536");
         let (w, h) = t.split_once(['x', 'X']).ok_or_else(bad)?;
         let width: u32 = w.trim().parse().map_err(|_| bad())?;
         let height: u32 = h.trim().parse().map_err(|_| bad())?;
         if width == 0 || height == 0 || width > MAX_EDGE || height > MAX_EDGE {
-            return Err(format!(
-                "size {s:?} is out of range: each side must be 1..={MAX_EDGE} pixels"
-            ));
+            return Err(format!("size {s:?} is out of range: each side must be 1..={MAX_EDGE} pixels"));
         }
         Ok(Size::Pixels { width, height })
     }
@@ -157,14 +154,27 @@ impl AspectRatio {
 
     pub fn parse(s: &str) -> Option<AspectRatio> {
         let t = s.trim();
-        ASPECTS
-            .iter()
-            .find(|(name, _, _)| *name == t)
-            .map(|(name, _, _)| AspectRatio(name))
+        ASPECTS.iter().find(|(name, _, _)| *name == t).map(|(name, _, _)| AspectRatio(name))
     }
 
     pub fn as_str(self) -> &'static str {
         self.0
+    }
+
+    /// The supported ratio nearest to `width:height`, compared on a log scale.
+    pub fn nearest(width: u32, height: u32) -> AspectRatio {
+        let target = (f64::from(width) / f64::from(height.max(1))).ln();
+        let distance = |name: &str| {
+            let (w, h) = name.split_once(':').expect("table names are W:H");
+            let r: f64 = w.parse::<f64>().expect("number") / h.parse::<f64>().expect("number");
+            (r.ln() - target).abs()
+        };
+        ASPECTS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+            .map(AspectRatio)
+            .expect("the table is not empty")
     }
 
     pub fn all() -> impl Iterator<Item = &'static str> {
@@ -221,16 +231,22 @@ mod tests {
         let two_k = Size::Class(Resolution::K2);
         assert_eq!(two_k.openai_pixels(None), "2048x2048");
         assert_eq!(two_k.openai_pixels(AspectRatio::parse("16:9")), "2752x1536");
-        assert_eq!(
-            Size::Class(Resolution::K1).openai_pixels(AspectRatio::parse("9:16")),
-            "768x1376"
-        );
-        assert_eq!(
-            Size::Class(Resolution::K4).openai_pixels(AspectRatio::parse("4:3")),
-            "4800x3584"
-        );
+        assert_eq!(Size::Class(Resolution::K1).openai_pixels(AspectRatio::parse("9:16")), "768x1376");
+        assert_eq!(Size::Class(Resolution::K4).openai_pixels(AspectRatio::parse("4:3")), "4800x3584");
         let exact = "1000x700".parse::<Size>().unwrap();
         assert_eq!(exact.openai_pixels(AspectRatio::parse("16:9")), "1000x700");
+    }
+
+    #[test]
+    fn pixel_sizes_map_to_the_nearest_aspect_ratio() {
+        let n = |w, h| AspectRatio::nearest(w, h).as_str();
+        assert_eq!(n(1024, 1024), "1:1");
+        assert_eq!(n(1920, 1080), "16:9");
+        assert_eq!(n(1080, 1920), "9:16");
+        assert_eq!(n(1000, 1500), "2:3");
+        assert_eq!(n(2560, 1080), "21:9");
+        assert_eq!(n(4000, 1000), "21:9");
+        assert_eq!(n(1100, 1000), "1:1");
     }
 
     #[test]

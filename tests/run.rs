@@ -12,17 +12,8 @@ async fn readme_quick_start_finishes_fast_and_a_rerun_skips_every_row() {
     let out = dir.path().join("out");
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prompts.csv");
     let t = Instant::now();
-    let first = bin()
-        .args(["run", manifest, "--simulate", "-o"])
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        t.elapsed() < Duration::from_secs(30),
-        "quick start took {:?}",
-        t.elapsed()
-    );
+    let first = bin().args(["run", manifest, "--simulate", "-o"]).arg(&out).output().await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(30), "quick start took {:?}", t.elapsed());
     assert_eq!(first.status.code(), Some(0), "{}", text(&first));
     let rows = results(&out);
     assert!(rows.len() >= 24);
@@ -33,25 +24,14 @@ async fn readme_quick_start_finishes_fast_and_a_rerun_skips_every_row() {
     }
     let stdout = String::from_utf8_lossy(&first.stdout);
     for class in ["1K", "2K", "4K"] {
-        assert!(
-            stdout.lines().any(|l| l.trim_start().starts_with(class)),
-            "no {class} line in\n{stdout}"
-        );
+        assert!(stdout.lines().any(|l| l.trim_start().starts_with(class)), "no {class} line in\n{stdout}");
     }
     let calls_before = attempts(&out).len();
 
-    let second = bin()
-        .args(["run", manifest, "--simulate", "-o"])
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
+    let second = bin().args(["run", manifest, "--simulate", "-o"]).arg(&out).output().await.unwrap();
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
     assert_eq!(attempts(&out).len(), calls_before, "the rerun made calls");
-    assert!(
-        String::from_utf8_lossy(&second.stderr)
-            .contains(&format!("{} already done, 0 to run", rows.len()))
-    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains(&format!("{} already done, 0 to run", rows.len())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,11 +40,11 @@ async fn a_mixed_batch_with_twenty_percent_faults_finishes_with_every_image_made
         time_scale: 0.002,
         seed: 11,
         faults: vec![
-            (Fault::RateLimited, 0.04),
-            (Fault::Overloaded, 0.04),
-            (Fault::Server, 0.04),
-            (Fault::Reset, 0.04),
-            (Fault::BadJson, 0.04),
+            FaultSpec::new(Fault::RateLimited, 0.04),
+            FaultSpec::new(Fault::Overloaded, 0.04),
+            FaultSpec::new(Fault::Server, 0.04),
+            FaultSpec::new(Fault::Reset, 0.04),
+            FaultSpec::new(Fault::BadJson, 0.04),
         ],
         retry_after: Duration::from_secs(5),
         ..SimConfig::default()
@@ -73,68 +53,32 @@ async fn a_mixed_batch_with_twenty_percent_faults_finishes_with_every_image_made
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 90);
     let out = dir.path().join("out");
-    let o = run(
-        &sim,
-        &manifest,
-        &out,
-        &[
-            "-c",
-            "12",
-            "--max-attempts",
-            "12",
-            "--timeout",
-            "1K=20s,2K=20s,4K=20s",
-        ],
-    )
-    .await;
+    let o =
+        run(&sim, &manifest, &out, &["-c", "12", "--max-attempts", "12", "--timeout", "1K=20s,2K=20s,4K=20s"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stats = sim.stats();
-    assert!(
-        stats.faults.values().sum::<u64>() >= 10,
-        "faults were injected: {:?}",
-        stats.faults
-    );
+    assert!(stats.faults.values().sum::<u64>() >= 10, "faults were injected: {:?}", stats.faults);
     assert_images_match(&out, &prompts);
     assert_each_generated_once(&stats, &prompts);
     let rows = results(&out);
     assert!(rows.iter().all(|r| r["status"] == "done"));
-    assert!(
-        rows.iter().any(|r| r["attempts"] != "1"),
-        "some rows needed retries"
-    );
-    assert_eq!(
-        rows[5]["note"], "note 5",
-        "extra columns are carried through"
-    );
+    assert!(rows.iter().any(|r| r["attempts"] != "1"), "some rows needed retries");
+    assert_eq!(rows[5]["note"], "note 5", "extra columns are carried through");
 
     let before = sim.stats().requests;
     let again = run(&sim, &manifest, &out, &[]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    assert_eq!(
-        sim.stats().requests,
-        before,
-        "a rerun of a finished batch sent requests"
-    );
+    assert_eq!(sim.stats().requests, before, "a rerun of a finished batch sent requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_and_rate_caps_hold_retries_included() {
-    let sim = sim(SimConfig {
-        faults: vec![(Fault::Overloaded, 0.2)],
-        ..fixed(Duration::from_millis(120))
-    })
-    .await;
+    let sim = sim(SimConfig { faults: vec![FaultSpec::new(Fault::Overloaded, 0.2)], ..fixed(Duration::from_millis(120)) }).await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 40);
     let out = dir.path().join("out");
     // 1,200 starts a minute: one every 50 ms.
-    let o = run(
-        &sim,
-        &manifest,
-        &out,
-        &["-c", "3", "--rpm", "1200", "--max-attempts", "10"],
-    )
-    .await;
+    let o = run(&sim, &manifest, &out, &["-c", "3", "--rpm", "1200", "--max-attempts", "10"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stats = sim.stats();
     assert_eq!(stats.max_in_flight, 3, "the cap binds and is never passed");
@@ -143,76 +87,41 @@ async fn concurrency_and_rate_caps_hold_retries_included() {
     // Any 60 s window holds at most 1,200 starts: the starts are spaced 50 ms apart, so
     // any window of 1 s holds at most 20 (+1 for network jitter at the edges).
     for (i, a) in arrivals.iter().enumerate() {
-        let in_window = arrivals[i..]
-            .iter()
-            .take_while(|b| **b < *a + Duration::from_secs(1))
-            .count();
+        let in_window = arrivals[i..].iter().take_while(|b| **b < *a + Duration::from_secs(1)).count();
         assert!(in_window <= 21, "{in_window} starts within 1 s of {a:?}");
     }
     let span = *arrivals.last().unwrap() - arrivals[0];
     let ideal = Duration::from_millis(50) * (arrivals.len() as u32 - 1);
-    assert!(
-        span >= ideal.mul_f64(0.9),
-        "starts came faster than the rate: {span:?} < {ideal:?}"
-    );
+    assert!(span >= ideal.mul_f64(0.9), "starts came faster than the rate: {span:?} < {ideal:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_calls_are_abandoned_at_their_own_resolution_deadline_and_retried() {
-    let sim = sim(SimConfig {
-        faults: vec![(Fault::Stall, 0.3)],
-        seed: 5,
-        ..fixed(Duration::from_millis(30))
-    })
-    .await;
+    let sim = sim(SimConfig { faults: vec![FaultSpec::new(Fault::Stall, 0.3)], seed: 5, ..fixed(Duration::from_millis(30)) }).await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 24);
     let out = dir.path().join("out");
-    let o = run(
-        &sim,
-        &manifest,
-        &out,
-        &[
-            "-c",
-            "8",
-            "--max-attempts",
-            "8",
-            "--timeout",
-            "1K=400ms,2K=400ms,4K=900ms",
-        ],
-    )
-    .await;
+    let o = run(&sim, &manifest, &out, &["-c", "8", "--max-attempts", "8", "--timeout", "1K=400ms,2K=400ms,4K=900ms"])
+        .await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_images_match(&out, &prompts);
-    let resolution: std::collections::HashMap<String, String> = results(&out)
-        .into_iter()
-        .map(|r| (r["id"].clone(), r["resolution"].clone()))
-        .collect();
-    let timeouts: Vec<_> = attempts(&out)
-        .into_iter()
-        .filter(|a| a.4.as_deref() == Some("timeout"))
-        .collect();
+    let resolution: std::collections::HashMap<String, String> =
+        results(&out).into_iter().map(|r| (r["id"].clone(), r["resolution"].clone())).collect();
+    let timeouts: Vec<_> = attempts(&out).into_iter().filter(|a| a.4.as_deref() == Some("timeout")).collect();
     assert!(timeouts.len() >= 3, "stalls were hit: {timeouts:?}");
     let mut classes = std::collections::HashSet::new();
     for (id, _, _, took, _) in &timeouts {
         let deadline = if resolution[id] == "4K" { 0.9 } else { 0.4 };
-        assert!(
-            *took >= deadline - 0.01 && *took < deadline + 0.3,
-            "{id} ({}) gave up after {took}s",
-            resolution[id]
-        );
+        assert!(*took >= deadline - 0.01 && *took < deadline + 0.3, "{id} ({}) gave up after {took}s", resolution[id]);
         classes.insert(resolution[id].clone());
     }
-    assert!(
-        classes.contains("4K") && classes.len() >= 2,
-        "both deadlines exercised: {classes:?}"
-    );
+    assert!(classes.contains("4K") && classes.len() >= 2, "both deadlines exercised: {classes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_waited_out_by_the_row_and_by_every_other_worker() {
     let sim = sim(SimConfig {
-        faults: vec![(Fault::RateLimited, 0.3)],
+        faults: vec![FaultSpec::new(Fault::RateLimited, 0.3)],
         retry_after: Duration::from_millis(400),
         seed: 3,
         ..fixed(Duration::from_millis(20))
@@ -224,23 +133,13 @@ async fn retry_after_is_waited_out_by_the_row_and_by_every_other_worker() {
     let o = run(&sim, &manifest, &out, &["-c", "4", "--max-attempts", "10"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let all = attempts(&out);
-    let limited: Vec<_> = all
-        .iter()
-        .filter(|a| a.4.as_deref() == Some("rate_limited"))
-        .collect();
+    let limited: Vec<_> = all.iter().filter(|a| a.4.as_deref() == Some("rate_limited")).collect();
     assert!(limited.len() >= 3, "429s were hit");
     for (id, _, start, took, _) in &limited {
         let answered = start + took;
         // The same row's next attempt comes no sooner than advised.
-        let next = all
-            .iter()
-            .find(|a| &a.0 == id && a.2 > *start)
-            .expect("the row was retried");
-        assert!(
-            next.2 >= answered + 0.395,
-            "{id} retried {:.3}s after a 429 advising 0.4s",
-            next.2 - answered
-        );
+        let next = all.iter().find(|a| &a.0 == id && a.2 > *start).expect("the row was retried");
+        assert!(next.2 >= answered + 0.395, "{id} retried {:.3}s after a 429 advising 0.4s", next.2 - answered);
         // No worker starts a call while the hold is in force (a start already past the
         // gate when the 429 arrived may land within a few ms).
         for other in &all {
@@ -256,29 +155,16 @@ async fn retry_after_is_waited_out_by_the_row_and_by_every_other_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_results_whose_download_fails_are_downloaded_again_not_generated_again() {
-    let sim = sim(SimConfig {
-        faults: vec![(Fault::Download, 0.5)],
-        seed: 9,
-        ..fixed(Duration::from_millis(10))
-    })
-    .await;
+    let sim =
+        sim(SimConfig { faults: vec![FaultSpec::new(Fault::Download, 0.5)], seed: 9, ..fixed(Duration::from_millis(10)) }).await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 30);
     let out = dir.path().join("out");
-    let o = run(
-        &sim,
-        &manifest,
-        &out,
-        &["-c", "6", "--response-format", "url"],
-    )
-    .await;
+    let o = run(&sim, &manifest, &out, &["-c", "6", "--response-format", "url"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stats = sim.stats();
     assert!(stats.download_failures >= 5, "{stats:?}");
-    assert_eq!(
-        stats.requests, 30,
-        "a failed download caused a new generation"
-    );
+    assert_eq!(stats.requests, 30, "a failed download caused a new generation");
     assert_eq!(stats.downloads, 30 + stats.download_failures);
     assert_images_match(&out, &prompts);
 }

@@ -2,14 +2,17 @@
 //! image or a classified error. One file per dialect behind the [`Provider`] trait; the
 //! HTTP policy (client, deadlines, downloads) lives in `http.rs`.
 
+use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 
 use crate::config::{Dialect, RunConfig};
-use crate::error::CallError;
+use crate::error::{CallError, ErrorClass};
+use crate::output::image_extension;
 use crate::secret::ApiKey;
 use crate::size::{AspectRatio, Size};
 
+pub mod gemini;
 pub mod openai;
 
 /// What one generation asks for.
@@ -34,34 +37,61 @@ pub trait Provider: Send + Sync {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder;
 
     /// The answer, whole: an image, or an error in one of the classes of `error.rs`.
-    fn parse(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Generated, CallError>;
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError>;
 }
 
 pub fn for_config(cfg: &RunConfig) -> Box<dyn Provider> {
     match cfg.dialect {
         Dialect::Openai => Box::new(openai::OpenAi::new(&cfg.base_url, cfg.response_format)),
+        Dialect::Gemini => Box::new(gemini::Gemini::new(&cfg.base_url)),
     }
+}
+
+/// base64 (or a `data:` URL) to image bytes, refusing anything that is not an image.
+pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
+    let payload = match b64.strip_prefix("data:") {
+        Some(rest) => rest.split_once(',').map(|(_, data)| data).unwrap_or(rest),
+        None => b64,
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload.trim())
+        .map_err(|e| CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {e}")))?;
+    if image_extension(&bytes).is_none() {
+        return Err(CallError::new(
+            ErrorClass::BadResponse,
+            format!("the base64 data is not a PNG, JPEG or WebP image ({} bytes)", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The class of an error answer when its body says nothing more specific.
+pub fn class_by_status(status: StatusCode) -> ErrorClass {
+    match status.as_u16() {
+        401 | 403 => ErrorClass::Auth,
+        404 => ErrorClass::NotFound,
+        408 => ErrorClass::Timeout,
+        429 => ErrorClass::RateLimited,
+        400..=499 => ErrorClass::InvalidRequest,
+        503 => ErrorClass::Overloaded,
+        500..=599 => ErrorClass::Server,
+        _ => ErrorClass::BadResponse,
+    }
+}
+
+/// The start of a body, for error messages.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+    if text.is_empty() { "(empty body)".into() } else { text }
 }
 
 /// `{base}{path}`, where `path` starts with a version segment (`/v1/...`) that is left
 /// out when the base already ends in one (aggregators print `http://host:16888/v1`).
 pub fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let base_path = base.path().trim_end_matches('/');
-    let (version, rest) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or((path, ""));
+    let (version, rest) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
     let ends_in_version = base_path.rsplit('/').next().is_some_and(is_version_segment);
-    let joined = if ends_in_version {
-        format!("{base_path}/{rest}")
-    } else {
-        format!("{base_path}/{version}/{rest}")
-    };
+    let joined = if ends_in_version { format!("{base_path}/{rest}") } else { format!("{base_path}/{version}/{rest}") };
     let mut url = base.clone();
     url.set_path(&joined);
     url
@@ -82,33 +112,12 @@ mod tests {
     #[test]
     fn endpoints_never_double_the_version_segment() {
         let e = |base: &str| endpoint(&base.parse().unwrap(), "/v1/images/generations").to_string();
-        assert_eq!(
-            e("https://api.openai.com"),
-            "https://api.openai.com/v1/images/generations"
-        );
-        assert_eq!(
-            e("https://api.openai.com/"),
-            "https://api.openai.com/v1/images/generations"
-        );
-        assert_eq!(
-            e("http://host:16888/v1"),
-            "http://host:16888/v1/images/generations"
-        );
-        assert_eq!(
-            e("http://host:16888/v1/"),
-            "http://host:16888/v1/images/generations"
-        );
-        assert_eq!(
-            e("https://gw.example/openai"),
-            "https://gw.example/openai/v1/images/generations"
-        );
-        assert_eq!(
-            e("https://gw.example/api/v1beta"),
-            "https://gw.example/api/v1beta/images/generations"
-        );
-        assert_eq!(
-            e("https://gw.example/video"),
-            "https://gw.example/video/v1/images/generations"
-        );
+        assert_eq!(e("https://api.openai.com"), "https://api.openai.com/v1/images/generations");
+        assert_eq!(e("https://api.openai.com/"), "https://api.openai.com/v1/images/generations");
+        assert_eq!(e("http://host:16888/v1"), "http://host:16888/v1/images/generations");
+        assert_eq!(e("http://host:16888/v1/"), "http://host:16888/v1/images/generations");
+        assert_eq!(e("https://gw.example/openai"), "https://gw.example/openai/v1/images/generations");
+        assert_eq!(e("https://gw.example/api/v1beta"), "https://gw.example/api/v1beta/images/generations");
+        assert_eq!(e("https://gw.example/video"), "https://gw.example/video/v1/images/generations");
     }
 }

@@ -5,16 +5,14 @@
 
 use std::time::SystemTime;
 
-use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Generated, Job, Provider};
+use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
 use crate::config::ResponseFormat;
 use crate::error::{CallError, ErrorClass};
-use crate::output::image_extension;
 use crate::retry::retry_after;
 use crate::secret::ApiKey;
 
@@ -25,10 +23,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new(base: &Url, response_format: ResponseFormat) -> OpenAi {
-        OpenAi {
-            url: super::endpoint(base, "/v1/images/generations"),
-            response_format,
-        }
+        OpenAi { url: super::endpoint(base, "/v1/images/generations"), response_format }
     }
 }
 
@@ -58,32 +53,21 @@ impl Provider for OpenAi {
         });
         let mut req = client.post(self.url.clone()).json(&body);
         if let Some(key) = key {
-            let mut value =
-                reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                    .unwrap_or_else(|_| {
-                        reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters")
-                    });
+            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters"));
             value.set_sensitive(true);
             req = req.header(reqwest::header::AUTHORIZATION, value);
         }
         req
     }
 
-    fn parse(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Generated, CallError> {
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
         if !status.is_success() {
             return Err(classify(status, headers, body));
         }
         let response: Response = serde_json::from_slice(body).map_err(|e| {
-            CallError::new(
-                ErrorClass::BadResponse,
-                format!("response is not the expected JSON: {e}"),
-            )
-            .with_status(status.as_u16())
+            CallError::new(ErrorClass::BadResponse, format!("response is not the expected JSON: {e}"))
+                .with_status(status.as_u16())
         })?;
         let datum = response.data.into_iter().next().ok_or_else(|| {
             let why = match serde_json::from_slice::<Value>(body) {
@@ -100,66 +84,22 @@ impl Provider for OpenAi {
         if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
             return Ok(Generated::Url(url));
         }
-        Err(CallError::new(
-            ErrorClass::BadResponse,
-            "the response's `data[0]` has neither `b64_json` nor `url`",
-        )
-        .with_status(status.as_u16()))
+        Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
+            .with_status(status.as_u16()))
     }
-}
-
-/// base64 (or a `data:` URL) to image bytes, refusing anything that is not an image.
-pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
-    let payload = match b64.strip_prefix("data:") {
-        Some(rest) => rest.split_once(',').map(|(_, data)| data).unwrap_or(rest),
-        None => b64,
-    };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map_err(|e| {
-            CallError::new(
-                ErrorClass::BadResponse,
-                format!("undecodable base64 image: {e}"),
-            )
-        })?;
-    if image_extension(&bytes).is_none() {
-        return Err(CallError::new(
-            ErrorClass::BadResponse,
-            format!(
-                "the base64 data is not a PNG, JPEG or WebP image ({} bytes)",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes)
 }
 
 /// The error class of a non-2xx answer, from its status and OpenAI-style error body.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallError {
     let detail = ErrorBody::parse(body);
-    let is = |needle: &str| {
-        detail.code.as_deref() == Some(needle) || detail.kind.as_deref() == Some(needle)
-    };
+    let is = |needle: &str| detail.code.as_deref() == Some(needle) || detail.kind.as_deref() == Some(needle);
     let class = match status.as_u16() {
-        401 => ErrorClass::Auth,
         402 => ErrorClass::Quota,
-        403 if is("insufficient_quota") => ErrorClass::Quota,
-        403 => ErrorClass::Auth,
-        404 => ErrorClass::NotFound,
-        408 => ErrorClass::Timeout,
-        429 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
-        429 => ErrorClass::RateLimited,
-        400..=499 if is("content_policy_violation") || is("moderation_blocked") => {
-            ErrorClass::Refused
-        }
+        403 | 429 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
+        400..=499 if is("content_policy_violation") || is("moderation_blocked") => ErrorClass::Refused,
         400..=499 if is("invalid_api_key") => ErrorClass::Auth,
-        400..=499 if is("insufficient_quota") || is("billing_hard_limit_reached") => {
-            ErrorClass::Quota
-        }
-        400..=499 => ErrorClass::InvalidRequest,
-        503 => ErrorClass::Overloaded,
-        500..=599 => ErrorClass::Server,
-        _ => ErrorClass::BadResponse,
+        400..=499 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
+        _ => class_by_status(status),
     };
     let mut message = detail.message.unwrap_or_else(|| snippet(body));
     if let Some(code) = detail.code.filter(|c| !message.contains(c.as_str())) {
@@ -192,42 +132,20 @@ impl ErrorBody {
             _ => None,
         };
         if let Value::String(s) = &e {
-            return ErrorBody {
-                message: Some(s.clone()),
-                ..ErrorBody::default()
-            };
+            return ErrorBody { message: Some(s.clone()), ..ErrorBody::default() };
         }
-        ErrorBody {
-            message: text(e.get("message")),
-            kind: text(e.get("type")),
-            code: text(e.get("code")),
-        }
-    }
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_owned();
-    if text.is_empty() {
-        "(empty body)".into()
-    } else {
-        text
+        ErrorBody { message: text(e.get("message")), kind: text(e.get("type")), code: text(e.get("code")) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
     use reqwest::header::HeaderValue;
 
     fn class_of(status: u16, body: &str) -> ErrorClass {
-        classify(
-            StatusCode::from_u16(status).unwrap(),
-            &HeaderMap::new(),
-            body.as_bytes(),
-        )
-        .class
+        classify(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes()).class
     }
 
     #[test]
@@ -238,24 +156,20 @@ mod tests {
         assert_eq!(class_of(429, quota), ErrorClass::Quota);
         let policy = r#"{"error":{"message":"Your request was rejected as a result of our safety system.","type":"invalid_request_error","param":null,"code":"content_policy_violation"}}"#;
         assert_eq!(class_of(400, policy), ErrorClass::Refused);
-        let moderation = r#"{"error":{"message":"blocked","type":"image_generation_user_error","code":"moderation_blocked"}}"#;
+        let moderation =
+            r#"{"error":{"message":"blocked","type":"image_generation_user_error","code":"moderation_blocked"}}"#;
         assert_eq!(class_of(400, moderation), ErrorClass::Refused);
-        let bad_size = r#"{"error":{"message":"Invalid size","type":"invalid_request_error","param":"size","code":null}}"#;
+        let bad_size =
+            r#"{"error":{"message":"Invalid size","type":"invalid_request_error","param":"size","code":null}}"#;
         assert_eq!(class_of(400, bad_size), ErrorClass::InvalidRequest);
         let key = r#"{"error":{"message":"Incorrect API key provided: sk-abc***xyz.","type":"invalid_request_error","code":"invalid_api_key"}}"#;
         assert_eq!(class_of(401, key), ErrorClass::Auth);
         assert_eq!(
-            class_of(
-                404,
-                r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#
-            ),
+            class_of(404, r#"{"error":{"message":"The model `x` does not exist","code":"model_not_found"}}"#),
             ErrorClass::NotFound
         );
         assert_eq!(
-            class_of(
-                503,
-                r#"{"error":{"message":"The model is overloaded","code":503}}"#
-            ),
+            class_of(503, r#"{"error":{"message":"The model is overloaded","code":503}}"#),
             ErrorClass::Overloaded
         );
         assert_eq!(class_of(500, "<html>oops</html>"), ErrorClass::Server);
@@ -263,17 +177,10 @@ mod tests {
         assert_eq!(class_of(504, ""), ErrorClass::Server);
         // Aggregators wrap errors in arrays or send bare strings and numeric codes.
         assert_eq!(
-            class_of(
-                400,
-                r#"[{"error":{"message":"flagged","code":"content_policy_violation"}}]"#
-            ),
+            class_of(400, r#"[{"error":{"message":"flagged","code":"content_policy_violation"}}]"#),
             ErrorClass::Refused
         );
-        let e = classify(
-            StatusCode::BAD_REQUEST,
-            &HeaderMap::new(),
-            br#"{"error":"bad prompt"}"#,
-        );
+        let e = classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), br#"{"error":"bad prompt"}"#);
         assert_eq!(e.message, "bad prompt");
     }
 
@@ -292,10 +199,7 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Generated, CallError> {
-        let p = OpenAi::new(
-            &"http://127.0.0.1:1".parse().unwrap(),
-            ResponseFormat::B64Json,
-        );
+        let p = OpenAi::new(&"http://127.0.0.1:1".parse().unwrap(), ResponseFormat::B64Json);
         p.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
     }
 
@@ -303,17 +207,11 @@ mod tests {
     fn successful_answers_give_images_or_urls_and_bad_ones_are_bad_responses() {
         let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nrest");
         assert_eq!(
-            parse(&format!(
-                r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#
-            ))
-            .unwrap(),
+            parse(&format!(r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#)).unwrap(),
             Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
         );
         assert_eq!(
-            parse(&format!(
-                r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#
-            ))
-            .unwrap(),
+            parse(&format!(r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
             Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
         );
         assert_eq!(
@@ -327,16 +225,10 @@ mod tests {
             r#"{"data":[{"b64_json":"!!!"}]}"#,
             r#"{"data":[{"b64_json":"aGVsbG8="}]}"#,
         ] {
-            assert_eq!(
-                parse(bad).unwrap_err().class,
-                ErrorClass::BadResponse,
-                "{bad}"
-            );
+            assert_eq!(parse(bad).unwrap_err().class, ErrorClass::BadResponse, "{bad}");
         }
         assert_eq!(
-            parse(r#"{"error":{"message":"x","code":"content_policy_violation"}}"#)
-                .unwrap_err()
-                .class,
+            parse(r#"{"error":{"message":"x","code":"content_policy_violation"}}"#).unwrap_err().class,
             ErrorClass::Refused
         );
     }

@@ -43,20 +43,12 @@ impl ShiftedLogNormal {
         }
         for _ in 0..200 {
             let mid = (lo + hi) / 2.0;
-            if ratio(mid) < target {
-                lo = mid
-            } else {
-                hi = mid
-            }
+            if ratio(mid) < target { lo = mid } else { hi = mid }
         }
         let sigma = (lo + hi) / 2.0;
         let scale = (p95 - p50) / (Z95 * sigma).exp_m1();
         let shift = p50 - scale;
-        (shift >= 0.0).then_some(ShiftedLogNormal {
-            shift,
-            scale,
-            sigma,
-        })
+        (shift >= 0.0).then_some(ShiftedLogNormal { shift, scale, sigma })
     }
 
     /// The value at standard-normal quantile `z` (0 is P50, 1.645 is P95...).
@@ -111,10 +103,7 @@ mod tests {
             let q = |p: f64| xs[((p * xs.len() as f64).ceil() as usize).saturating_sub(1)];
             let (p50, p95, p99) = published(r);
             for (got, want) in [(q(0.50), p50), (q(0.95), p95), (q(0.99), p99)] {
-                assert!(
-                    (got - want).abs() / want < 0.10,
-                    "{r}: sample {got:.1}s vs published {want}s"
-                );
+                assert!((got - want).abs() / want < 0.10, "{r}: sample {got:.1}s vs published {want}s");
             }
         }
     }
@@ -122,9 +111,6 @@ mod tests {
     #[test]
     fn impossible_targets_have_no_fit() {
         assert!(ShiftedLogNormal::fit(10.0, 5.0, 20.0).is_none());
-        assert!(
-            ShiftedLogNormal::fit(10.0, 20.0, 21.0).is_none(),
-            "tail shorter than a normal's"
-        );
+        assert!(ShiftedLogNormal::fit(10.0, 20.0, 21.0).is_none(), "tail shorter than a normal's");
     }
 }

@@ -29,83 +29,112 @@ use crate::size::Size;
 
 pub mod latency;
 pub mod png;
+mod wire;
+
+use wire::Wire;
 
 pub use png::{prompt_tag, read_tag};
 
 /// A fault the simulator injects at a given rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Fault {
-    /// 429 rate_limit_exceeded with `retry-after` and `retry-after-ms`.
+    /// 429 with the dialect's retry advice (`retry-after` headers, or RetryInfo).
     RateLimited,
+    /// 429 insufficient_quota / a per-day QuotaFailure: the account is out.
+    Quota,
     /// 503 "The model is overloaded".
     Overloaded,
     /// 500 internal error.
     Server,
+    /// 502 from a proxy, with an HTML body.
+    BadGateway,
+    /// 504.
+    GatewayTimeout,
     /// Never answers (well past any deadline).
     Stall,
     /// Sends half the body, then drops the connection.
     Reset,
-    /// 200 with a body that is not JSON.
+    /// 200 with JSON cut short.
     BadJson,
-    /// 400 content_policy_violation.
+    /// 200 with an HTML page instead of JSON.
+    Html,
+    /// 200 with no image in it.
+    NoImage,
+    /// 200 whose base64 does not decode.
+    BadBase64,
+    /// A safety refusal.
     Refuse,
     /// The first download of a result URL fails with 500 (url mode).
     Download,
 }
 
 impl Fault {
-    pub const ALL: [(&'static str, Fault); 8] = [
+    pub const ALL: [(&'static str, Fault); 14] = [
         ("429", Fault::RateLimited),
+        ("quota", Fault::Quota),
         ("503", Fault::Overloaded),
         ("500", Fault::Server),
+        ("502", Fault::BadGateway),
+        ("504", Fault::GatewayTimeout),
         ("stall", Fault::Stall),
         ("reset", Fault::Reset),
         ("badjson", Fault::BadJson),
+        ("html", Fault::Html),
+        ("noimage", Fault::NoImage),
+        ("badbase64", Fault::BadBase64),
         ("refuse", Fault::Refuse),
         ("download", Fault::Download),
     ];
 
     pub fn name(self) -> &'static str {
-        Fault::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Fault::ALL.iter().find(|(_, f)| *f == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
-/// `KIND=RATE`, e.g. `429=0.05`.
-pub fn parse_fault(spec: &str) -> Result<(Fault, f64), String> {
-    let names = || {
-        Fault::ALL
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
+/// A fault, the rate it is injected at, and optionally the one model it hits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultSpec {
+    pub fault: Fault,
+    pub rate: f64,
+    pub model: Option<String>,
+}
+
+impl FaultSpec {
+    pub fn new(fault: Fault, rate: f64) -> FaultSpec {
+        FaultSpec { fault, rate, model: None }
+    }
+
+    fn applies_to(&self, model: &str) -> bool {
+        self.model.as_deref().is_none_or(|m| m == model)
+    }
+}
+
+/// `KIND[@MODEL]=RATE`, e.g. `429=0.05` or `503@gemini-3-pro-image-preview=1`.
+pub fn parse_fault(spec: &str) -> Result<FaultSpec, String> {
+    let names = || Fault::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let (kind, rate) =
+        spec.rsplit_once('=').ok_or_else(|| format!("{spec:?}: write KIND=RATE or KIND@MODEL=RATE, e.g. 429=0.05"))?;
+    let (kind, model) = match kind.split_once('@') {
+        Some((k, m)) => (k, Some(m.trim().to_owned())),
+        None => (kind, None),
     };
-    let (kind, rate) = spec
-        .split_once('=')
-        .ok_or_else(|| format!("{spec:?}: write KIND=RATE, e.g. 429=0.05"))?;
     let fault = Fault::ALL
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(kind.trim()))
         .map(|(_, f)| *f)
         .ok_or_else(|| format!("{spec:?}: unknown fault {kind:?} (known: {})", names()))?;
-    let rate: f64 = rate
-        .trim()
-        .parse()
-        .map_err(|_| format!("{spec:?}: rate {rate:?} is not a number"))?;
+    let rate: f64 = rate.trim().parse().map_err(|_| format!("{spec:?}: rate {rate:?} is not a number"))?;
     if !(0.0..=1.0).contains(&rate) {
         return Err(format!("{spec:?}: rate must be between 0 and 1"));
     }
-    Ok((fault, rate))
+    Ok(FaultSpec { fault, rate, model })
 }
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Multiplies every simulated duration (latency, Retry-After advice).
     pub time_scale: f64,
-    pub faults: Vec<(Fault, f64)>,
+    pub faults: Vec<FaultSpec>,
     pub seed: u64,
     /// The key callers must present; `None` accepts any non-empty key.
     pub api_key: Option<String>,
@@ -115,6 +144,8 @@ pub struct SimConfig {
     pub retry_after: Duration,
     /// Replaces the latency model with a fixed latency (simulated time), for tests.
     pub fixed_latency: Option<Duration>,
+    /// The models it serves; `None` serves any name, others get a 404.
+    pub models: Option<Vec<String>>,
 }
 
 impl Default for SimConfig {
@@ -127,6 +158,7 @@ impl Default for SimConfig {
             image_bytes: 16 * 1024,
             retry_after: Duration::from_secs(20),
             fixed_latency: None,
+            models: None,
         }
     }
 }
@@ -153,6 +185,8 @@ pub struct SimStats {
     pub per_prompt: HashMap<String, PromptCount>,
     /// Injected faults by name.
     pub faults: HashMap<String, u64>,
+    /// Images handed out per model.
+    pub per_model: HashMap<String, u64>,
     /// Arrival time of every generation request, since the simulator started.
     pub arrivals: Vec<Duration>,
 }
@@ -189,7 +223,8 @@ impl SimServer {
             files: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
-            .route("/v1/images/generations", post(generate))
+            .route("/v1/images/generations", post(generate_openai))
+            .route("/v1beta/models/{model_action}", post(generate_gemini))
             .route("/files/{name}", get(download))
             .route("/_sim/stats", get(stats))
             .with_state(shared.clone());
@@ -231,40 +266,27 @@ impl Drop for InFlight<'_> {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct GenerateRequest {
-    #[serde(default)]
-    model: String,
-    prompt: String,
-    #[serde(default)]
-    size: Option<String>,
-    #[serde(default)]
-    response_format: Option<String>,
+async fn generate_openai(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    serve(&s, Wire::OpenAi, None, &headers, &body).await
 }
 
-fn error_json(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-async fn generate(
+async fn generate_gemini(
     State(s): State<Arc<Shared>>,
+    Path(model_action): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    serve(&s, Wire::Gemini, Some(&model_action), &headers, &body).await
+}
+
+/// One generation request, in either dialect: bookkeeping, key and model checks, the
+/// fault and latency draws, then the answer.
+async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
     let arrived = s.started.elapsed();
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(&s.in_flight);
-    let req: Result<GenerateRequest, _> = serde_json::from_slice(&body);
-    let tag = req
-        .as_ref()
-        .map(|r| prompt_tag(&r.prompt))
-        .unwrap_or_default();
+    let req = wire.parse(model_path, headers, body);
+    let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
     {
         let mut st = s.stats.lock().expect("stats lock");
         st.requests += 1;
@@ -272,60 +294,36 @@ async fn generate(
         st.arrivals.push(arrived);
         st.per_prompt.entry(tag.clone()).or_default().requests += 1;
     }
-
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let req = match req {
+        Ok(r) => r,
+        Err(why) => return wire.bad_request(&why),
+    };
     let key_ok = match &s.cfg.api_key {
-        Some(k) => presented == k,
-        None => !presented.is_empty(),
+        Some(k) => req.key == *k,
+        None => !req.key.is_empty(),
     };
     if !key_ok {
         s.stats.lock().expect("stats lock").auth_failures += 1;
-        // Real providers quote (part of) the key back; quoting all of it tests masking.
-        return error_json(
-            StatusCode::UNAUTHORIZED,
-            &format!(
-                "Incorrect API key provided: {presented}. You can find your API key in your account settings."
-            ),
-            "invalid_request_error",
-            "invalid_api_key",
-        );
+        return wire.bad_key(&req.key);
     }
-    let Ok(req) = req else {
-        return error_json(
-            StatusCode::BAD_REQUEST,
-            "could not parse the JSON body",
-            "invalid_request_error",
-            "",
-        );
-    };
-    let resolution = req
-        .size
-        .as_deref()
-        .and_then(|s| s.parse::<Size>().ok())
-        .map(Size::resolution);
-    let Some(resolution) = resolution else {
-        return error_json(
-            StatusCode::BAD_REQUEST,
-            "Invalid size",
-            "invalid_request_error",
-            "invalid_size",
-        );
+    if s.cfg.models.as_ref().is_some_and(|known| !known.contains(&req.model)) {
+        return wire.unknown_model(&req.model);
+    }
+    let Some(resolution) = req.size.parse::<Size>().ok().map(Size::resolution) else {
+        return wire.bad_request(&format!("Invalid size {:?}", req.size));
     };
 
-    let (fault, latency, fail_download) = {
+    let (fault, latency, fail_download, alternate) = {
         let mut rng = s.rng.lock().expect("rng lock");
         let mut u: f64 = rng.random();
         let mut fault = None;
-        for (f, rate) in s.cfg.faults.iter().filter(|(f, _)| *f != Fault::Download) {
-            if u < *rate {
-                fault = Some(*f);
+        let applicable = s.cfg.faults.iter().filter(|f| f.fault != Fault::Download && f.applies_to(&req.model));
+        for f in applicable {
+            if u < f.rate {
+                fault = Some(f.fault);
                 break;
             }
-            u -= rate;
+            u -= f.rate;
         }
         let latency = match s.cfg.fixed_latency {
             Some(d) => d.as_secs_f64(),
@@ -335,18 +333,13 @@ async fn generate(
             .cfg
             .faults
             .iter()
-            .filter(|(f, _)| *f == Fault::Download)
-            .map(|(_, r)| *r)
+            .filter(|f| f.fault == Fault::Download && f.applies_to(&req.model))
+            .map(|f| f.rate)
             .sum::<f64>();
-        (fault, latency, rng.random::<f64>() < download_rate)
+        (fault, latency, rng.random::<f64>() < download_rate, rng.random::<bool>())
     };
     if let Some(f) = fault {
-        *s.stats
-            .lock()
-            .expect("stats lock")
-            .faults
-            .entry(f.name().to_owned())
-            .or_default() += 1;
+        *s.stats.lock().expect("stats lock").faults.entry(f.name().to_owned()).or_default() += 1;
     }
     let scaled = |secs: f64| Duration::from_secs_f64((secs * s.cfg.time_scale).max(0.0));
     let pause = |d: Duration| async move {
@@ -355,104 +348,66 @@ async fn generate(
         }
     };
 
+    // Errors that come back at once, as overload and limits do in practice.
     match fault {
-        Some(Fault::RateLimited) => {
-            let after = scaled(s.cfg.retry_after.as_secs_f64());
-            let mut resp = error_json(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Rate limit reached for images per minute. Please try again later.",
-                "requests",
-                "rate_limit_exceeded",
-            );
-            let h = resp.headers_mut();
-            h.insert(
-                "retry-after",
-                after
-                    .as_secs_f64()
-                    .ceil()
-                    .to_string()
-                    .parse()
-                    .expect("number"),
-            );
-            h.insert(
-                "retry-after-ms",
-                after.as_millis().to_string().parse().expect("number"),
-            );
-            return resp;
-        }
-        Some(Fault::Overloaded) => {
-            return error_json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The model is overloaded. Please try again later.",
-                "server_error",
-                "model_overloaded",
-            );
-        }
+        Some(Fault::RateLimited) => return wire.rate_limited(scaled(s.cfg.retry_after.as_secs_f64())),
+        Some(Fault::Quota) => return wire.quota(),
+        Some(Fault::Overloaded) => return wire.overloaded(),
+        Some(Fault::Stall) => tokio::time::sleep(Duration::from_secs(3600)).await,
+        _ => {}
+    }
+    // The rest take (part of) a render.
+    match fault {
         Some(Fault::Server) => {
             pause(scaled(latency / 2.0)).await;
-            return error_json(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-                "server_error",
-                "",
-            );
+            return wire.server_error(500);
         }
-        Some(Fault::Stall) => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+        Some(Fault::BadGateway) => {
+            pause(scaled(latency / 2.0)).await;
+            return wire.server_error(502);
+        }
+        Some(Fault::GatewayTimeout) => {
+            pause(scaled(latency)).await;
+            return wire.server_error(504);
         }
         Some(Fault::Refuse) => {
             pause(scaled(latency / 4.0)).await;
-            return error_json(
-                StatusCode::BAD_REQUEST,
-                "Your request was rejected as a result of our safety system.",
-                "invalid_request_error",
-                "content_policy_violation",
-            );
+            return wire.refused(alternate);
         }
         _ => pause(scaled(latency)).await,
     }
-
-    if fault == Some(Fault::BadJson) {
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"created\": 1, \"data\": [{\"b64_",
-        )
-            .into_response();
+    match fault {
+        Some(Fault::BadJson) => {
+            return wire::json_response(StatusCode::OK, "{\"created\": 1, \"data\": [{\"b64_".into());
+        }
+        Some(Fault::Html) => {
+            return wire::html(StatusCode::OK, "<html><body>Service temporarily unavailable</body></html>");
+        }
+        Some(Fault::NoImage) => return wire.no_image(),
+        Some(Fault::BadBase64) => return wire::json_response(StatusCode::OK, wire.bad_base64()),
+        _ => {}
     }
+
     let n = s.next_image.fetch_add(1, Ordering::SeqCst);
-    let text = format!(
-        "prompt={tag};model={};size={};n={n}",
-        req.model,
-        req.size.as_deref().unwrap_or("")
-    );
+    let text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
     let seed = u64::from_str_radix(&tag, 16).unwrap_or(n);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let image = png::make(s.cfg.image_bytes, seed, &text);
-    let datum = if req.response_format.as_deref() == Some("url") {
+    let (image_b64, url) = if req.url_mode {
         let name = format!("{n}.png");
-        s.files
-            .lock()
-            .expect("files lock")
-            .insert(name.clone(), (image, fail_download));
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
-        serde_json::json!({"url": format!("http://{host}/files/{name}")})
+        s.files.lock().expect("files lock").insert(name.clone(), (image, fail_download));
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+        (String::new(), Some(format!("http://{host}/files/{name}")))
     } else {
-        serde_json::json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&image)})
+        (b64(&image), None)
     };
-    let body = serde_json::json!({"created": 1_713_833_628u64, "data": [datum]}).to_string();
+    let draft = if wire == Wire::Gemini { b64(&png::make(64, n, "prompt=draft")) } else { String::new() };
+    let body = wire.success(&image_b64, url.as_deref(), &draft, &req.model, n);
 
     if fault == Some(Fault::Reset) {
         let half = body.as_bytes()[..body.len() / 2].to_vec();
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
-            Ok(half),
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "simulated reset",
-            )),
-        ];
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset"))];
         return Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
@@ -464,13 +419,9 @@ async fn generate(
         let mut st = s.stats.lock().expect("stats lock");
         st.successes += 1;
         st.per_prompt.entry(tag).or_default().successes += 1;
+        *st.per_model.entry(req.model.clone()).or_default() += 1;
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    wire::json_response(StatusCode::OK, body)
 }
 
 async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
@@ -483,12 +434,7 @@ async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
             st.download_failures += 1;
             (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
         }
-        Some((image, _)) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "image/png")],
-            image.clone(),
-        )
-            .into_response(),
+        Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
 }
@@ -504,18 +450,14 @@ mod tests {
 
     #[test]
     fn faults_parse_and_bad_ones_are_named() {
-        assert_eq!(parse_fault("429=0.05"), Ok((Fault::RateLimited, 0.05)));
-        assert_eq!(parse_fault("STALL=1"), Ok((Fault::Stall, 1.0)));
-        assert!(
-            parse_fault("418=0.1")
-                .unwrap_err()
-                .contains("unknown fault")
+        assert_eq!(parse_fault("429=0.05"), Ok(FaultSpec::new(Fault::RateLimited, 0.05)));
+        assert_eq!(parse_fault("STALL=1"), Ok(FaultSpec::new(Fault::Stall, 1.0)));
+        assert_eq!(
+            parse_fault("503@gemini-3-pro-image-preview=1"),
+            Ok(FaultSpec { fault: Fault::Overloaded, rate: 1.0, model: Some("gemini-3-pro-image-preview".into()) })
         );
-        assert!(
-            parse_fault("503=2")
-                .unwrap_err()
-                .contains("between 0 and 1")
-        );
+        assert!(parse_fault("418=0.1").unwrap_err().contains("unknown fault"));
+        assert!(parse_fault("503=2").unwrap_err().contains("between 0 and 1"));
         assert!(parse_fault("503").unwrap_err().contains("KIND=RATE"));
     }
 }

@@ -8,36 +8,24 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-pub use bulkgen::sim::{Fault, SimConfig, SimServer, SimStats, prompt_tag, read_tag};
+pub use bulkgen::sim::{Fault, FaultSpec, SimConfig, SimServer, SimStats, prompt_tag, read_tag};
 
 pub const KEY: &str = "sk-test-4f9c2a7e1b";
 
 pub async fn sim(cfg: SimConfig) -> SimServer {
-    SimServer::start(
-        SimConfig {
-            api_key: Some(KEY.into()),
-            ..cfg
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("simulator starts")
+    SimServer::start(SimConfig { api_key: Some(KEY.into()), ..cfg }, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
 }
 
 /// A simulator whose calls all take `latency` (real time).
 pub fn fixed(latency: Duration) -> SimConfig {
-    SimConfig {
-        time_scale: 1.0,
-        fixed_latency: Some(latency),
-        ..SimConfig::default()
-    }
+    SimConfig { time_scale: 1.0, fixed_latency: Some(latency), ..SimConfig::default() }
 }
 
 pub fn bin() -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_bulkgen"));
-    c.env_remove("BULKGEN_API_KEY")
-        .env("BULKGEN_API_KEY", KEY)
-        .kill_on_drop(true);
+    c.env_remove("BULKGEN_API_KEY").env("BULKGEN_API_KEY", KEY).kill_on_drop(true);
     c
 }
 
@@ -45,27 +33,10 @@ pub fn bin() -> tokio::process::Command {
 /// backoff; returns the finished process's output.
 pub async fn run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> Output {
     let mut c = bin();
-    c.arg("run")
-        .arg(manifest)
-        .arg("--base-url")
-        .arg(sim.base_url())
-        .arg("-o")
-        .arg(out);
-    c.args([
-        "--backoff-base",
-        "5ms",
-        "--backoff-max",
-        "50ms",
-        "--rpm",
-        "0",
-        "--seed",
-        "7",
-    ]);
+    c.arg("run").arg(manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(out);
+    c.args(["--backoff-base", "5ms", "--backoff-max", "50ms", "--rpm", "0", "--seed", "7"]);
     c.args(args);
-    tokio::time::timeout(Duration::from_secs(120), c.output())
-        .await
-        .expect("run finishes")
-        .unwrap()
+    tokio::time::timeout(Duration::from_secs(120), c.output()).await.expect("run finishes").unwrap()
 }
 
 pub fn text(out: &Output) -> String {
@@ -86,8 +57,7 @@ pub fn manifest(dir: &Path, n: usize) -> (PathBuf, HashMap<String, String>) {
         let id = format!("r{i:04}");
         let prompt = format!("test prompt number {i}, a \"quoted\" word");
         let size = ["1K", "2K", "4K"][i % 3];
-        w.write_record([id.as_str(), prompt.as_str(), size, &format!("note {i}")])
-            .unwrap();
+        w.write_record([id.as_str(), prompt.as_str(), size, &format!("note {i}")]).unwrap();
         prompts.insert(id, prompt);
     }
     w.flush().unwrap();
@@ -99,13 +69,7 @@ pub fn results(out: &Path) -> Vec<HashMap<String, String>> {
     let mut r = csv::Reader::from_path(out.join("results.csv")).expect("results.csv exists");
     let header = r.headers().unwrap().clone();
     r.records()
-        .map(|rec| {
-            header
-                .iter()
-                .zip(rec.unwrap().iter())
-                .map(|(h, v)| (h.to_owned(), v.to_owned()))
-                .collect()
-        })
+        .map(|rec| header.iter().zip(rec.unwrap().iter()).map(|(h, v)| (h.to_owned(), v.to_owned())).collect())
         .collect()
 }
 
@@ -114,26 +78,16 @@ pub fn assert_images_match(out: &Path, prompts: &HashMap<String, String>) {
     for (id, prompt) in prompts {
         let path = out.join("images").join(format!("{id}.png"));
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let tag =
-            read_tag(&bytes).unwrap_or_else(|| panic!("{} is not a simulator PNG", path.display()));
-        assert_eq!(
-            tag["prompt"],
-            prompt_tag(prompt),
-            "{id} holds another prompt's image"
-        );
+        let tag = read_tag(&bytes).unwrap_or_else(|| panic!("{} is not a simulator PNG", path.display()));
+        assert_eq!(tag["prompt"], prompt_tag(prompt), "{id} holds another prompt's image");
     }
 }
 
 /// Rows in each state, straight from the checkpoint.
 pub fn states(out: &Path) -> HashMap<String, String> {
     let db = rusqlite::Connection::open(out.join("bulkgen.db")).unwrap();
-    let mut st = db
-        .prepare("SELECT id, state FROM rows WHERE seq IS NOT NULL")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut st = db.prepare("SELECT id, state FROM rows WHERE seq IS NOT NULL").unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
 /// (id, kind, started_at, duration_s, error_class) of every attempt, in start order.
@@ -145,22 +99,16 @@ pub fn attempts(out: &Path) -> Vec<(String, String, f64, f64, Option<String>)> {
              JOIN rows r ON r.rid = a.rid ORDER BY a.started_at",
         )
         .unwrap();
-    st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// Every prompt generated successfully exactly once.
 pub fn assert_each_generated_once(stats: &SimStats, prompts: &HashMap<String, String>) {
     for (id, prompt) in prompts {
-        let c = stats
-            .per_prompt
-            .get(&prompt_tag(prompt))
-            .copied()
-            .unwrap_or_default();
+        let c = stats.per_prompt.get(&prompt_tag(prompt)).copied().unwrap_or_default();
         assert_eq!(c.successes, 1, "{id} was generated {} times", c.successes);
     }
 }

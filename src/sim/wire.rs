@@ -1,0 +1,270 @@
+//! How the simulator speaks each dialect: request fields it reads, and the exact shapes
+//! of its answers — successes, provider errors, refusals and broken bodies — as the real
+//! providers send them (wire-formats.md).
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    OpenAi,
+    Gemini,
+}
+
+/// What the simulator needs from a generation request.
+pub struct Request {
+    pub model: String,
+    pub prompt: String,
+    /// `1K`/`2K`/`4K` or `WxH`.
+    pub size: String,
+    pub url_mode: bool,
+    /// The key presented, or "" when none.
+    pub key: String,
+}
+
+impl Wire {
+    pub fn parse(self, model_path: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Request, String> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| format!("could not parse the JSON body: {e}"))?;
+        let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+        match self {
+            Wire::OpenAi => Ok(Request {
+                model: text(&v["model"]),
+                prompt: text(&v["prompt"]),
+                size: text(&v["size"]),
+                url_mode: v["response_format"] == "url",
+                key: headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .unwrap_or("")
+                    .to_owned(),
+            }),
+            Wire::Gemini => {
+                let model = model_path
+                    .and_then(|p| p.strip_suffix(":generateContent"))
+                    .ok_or("expected models/{model}:generateContent")?;
+                let config = &v["generationConfig"]["imageConfig"];
+                Ok(Request {
+                    model: model.to_owned(),
+                    prompt: text(&v["contents"][0]["parts"][0]["text"]),
+                    size: config["imageSize"].as_str().unwrap_or("1K").to_owned(),
+                    url_mode: false,
+                    key: headers.get("x-goog-api-key").and_then(|h| h.to_str().ok()).unwrap_or("").to_owned(),
+                })
+            }
+        }
+    }
+
+    fn openai_error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
+        let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+        json_response(status, body.to_string())
+    }
+
+    fn gemini_error(code: u16, status: &str, message: &str, details: Value) -> Response {
+        let body = json!({"error": {"code": code, "message": message, "status": status, "details": details}});
+        json_response(StatusCode::from_u16(code).expect("valid status"), body.to_string())
+    }
+
+    pub fn bad_request(self, why: &str) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(StatusCode::BAD_REQUEST, why, "invalid_request_error", ""),
+            Wire::Gemini => Wire::gemini_error(400, "INVALID_ARGUMENT", why, json!([])),
+        }
+    }
+
+    /// A wrong or missing key. Real providers quote (part of) the key back; quoting all
+    /// of it lets tests prove bulkgen masks it.
+    pub fn bad_key(self, presented: &str) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "Incorrect API key provided: {presented}. You can find your API key in your account settings."
+                ),
+                "invalid_request_error",
+                "invalid_api_key",
+            ),
+            Wire::Gemini => Wire::gemini_error(
+                400,
+                "INVALID_ARGUMENT",
+                &format!("API key not valid. Please pass a valid API key. (got {presented})"),
+                json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]),
+            ),
+        }
+    }
+
+    pub fn unknown_model(self, model: &str) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(
+                StatusCode::NOT_FOUND,
+                &format!("The model `{model}` does not exist or you do not have access to it."),
+                "invalid_request_error",
+                "model_not_found",
+            ),
+            Wire::Gemini => Wire::gemini_error(
+                404,
+                "NOT_FOUND",
+                &format!(
+                    "models/{model} is not found for API version v1beta, or is not supported for generateContent."
+                ),
+                json!([]),
+            ),
+        }
+    }
+
+    pub fn rate_limited(self, after: Duration) -> Response {
+        match self {
+            Wire::OpenAi => {
+                let mut resp = Wire::openai_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Rate limit reached for images per minute. Please try again later.",
+                    "requests",
+                    "rate_limit_exceeded",
+                );
+                let h = resp.headers_mut();
+                h.insert("retry-after", after.as_secs_f64().ceil().to_string().parse().expect("number"));
+                h.insert("retry-after-ms", after.as_millis().to_string().parse().expect("number"));
+                resp
+            }
+            // Gemini sends no Retry-After header: the advice is in the body.
+            Wire::Gemini => Wire::gemini_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Resource has been exhausted (e.g. check quota).",
+                json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{:.3}s", after.as_secs_f64())}]),
+            ),
+        }
+    }
+
+    pub fn quota(self) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "insufficient_quota",
+            ),
+            Wire::Gemini => Wire::gemini_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing details.",
+                json!([
+                    {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_requests_per_model_per_day",
+                        "quotaId": "GenerateRequestsPerDayPerProjectPerModel"}]},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"}
+                ]),
+            ),
+        }
+    }
+
+    pub fn overloaded(self) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The model is overloaded. Please try again later.",
+                "server_error",
+                "model_overloaded",
+            ),
+            Wire::Gemini => {
+                Wire::gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.", json!([]))
+            }
+        }
+    }
+
+    pub fn server_error(self, code: u16) -> Response {
+        match (self, code) {
+            (_, 502) => html(StatusCode::BAD_GATEWAY, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            (Wire::OpenAi, 504) => {
+                html(StatusCode::GATEWAY_TIMEOUT, "<html><body><h1>504 Gateway Time-out</h1></body></html>")
+            }
+            (Wire::Gemini, 504) => Wire::gemini_error(
+                504,
+                "DEADLINE_EXCEEDED",
+                "Deadline expired before operation could complete.",
+                json!([]),
+            ),
+            (Wire::OpenAi, _) => Wire::openai_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server had an error while processing your request.",
+                "server_error",
+                "",
+            ),
+            (Wire::Gemini, _) => Wire::gemini_error(500, "INTERNAL", "An internal error has occurred.", json!([])),
+        }
+    }
+
+    /// A refusal: OpenAI's policy 400; Gemini's 200 with a blockReason, or (every other
+    /// time) a candidate stopped for IMAGE_SAFETY.
+    pub fn refused(self, alternate: bool) -> Response {
+        match self {
+            Wire::OpenAi => Wire::openai_error(
+                StatusCode::BAD_REQUEST,
+                "Your request was rejected as a result of our safety system.",
+                "invalid_request_error",
+                "content_policy_violation",
+            ),
+            Wire::Gemini if alternate => json_response(
+                StatusCode::OK,
+                json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "IMAGE_SAFETY", "index": 0}]}).to_string(),
+            ),
+            Wire::Gemini => json_response(
+                StatusCode::OK,
+                json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 9}}).to_string(),
+            ),
+        }
+    }
+
+    /// A 200 whose body holds no image.
+    pub fn no_image(self) -> Response {
+        match self {
+            Wire::OpenAi => json_response(StatusCode::OK, json!({"created": 1_713_833_628u64, "data": []}).to_string()),
+            Wire::Gemini => json_response(
+                StatusCode::OK,
+                json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "I can describe it, but here is no picture."}]}, "finishReason": "STOP"}]}).to_string(),
+            ),
+        }
+    }
+
+    /// The success body: the image as base64 (or a URL), and for Gemini a draft image
+    /// and thoughts first, as the thinking models send them.
+    pub fn success(self, image_b64: &str, url: Option<&str>, draft_b64: &str, model: &str, n: u64) -> String {
+        match self {
+            Wire::OpenAi => {
+                let datum = match url {
+                    Some(u) => json!({"url": u, "revised_prompt": null}),
+                    None => json!({"b64_json": image_b64}),
+                };
+                json!({"created": 1_713_833_628u64, "data": [datum], "usage": {"total_tokens": 100}}).to_string()
+            }
+            Wire::Gemini => json!({
+                "candidates": [{"content": {"role": "model", "parts": [
+                    {"text": "Planning the composition.", "thought": true},
+                    {"inlineData": {"mimeType": "image/png", "data": draft_b64}, "thought": true},
+                    {"text": "Here is the image."},
+                    {"inlineData": {"mimeType": "image/png", "data": image_b64}}
+                ]}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 1120, "totalTokenCount": 1128},
+                "modelVersion": model,
+                "responseId": format!("sim-{n}"),
+            })
+            .to_string(),
+        }
+    }
+
+    /// A 200 whose base64 does not decode.
+    pub fn bad_base64(self) -> String {
+        self.success("%%%not-base64%%%", None, "", "sim", 0)
+    }
+}
+
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub fn html(status: StatusCode, body: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
+}
