@@ -451,10 +451,8 @@ impl Checkpoint {
     }
 
     pub async fn stashed(&self, rid: i64) -> Result<Option<Vec<u8>>, CheckpointError> {
-        self.call(move |c| {
-            Ok(c.query_row("SELECT bytes FROM stash WHERE rid = ?1", [rid], |r| r.get(0)).optional()?)
-        })
-        .await
+        self.call(move |c| Ok(c.query_row("SELECT bytes FROM stash WHERE rid = ?1", [rid], |r| r.get(0)).optional()?))
+            .await
     }
 
     pub fn mark_failed(&self, rid: i64, class: ErrorClass, message: String) {

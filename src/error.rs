@@ -133,6 +133,14 @@ impl CallError {
         self.retry_after = after;
         self
     }
+
+    /// The message with the HTTP status in front, as results.csv shows it.
+    pub fn detail(&self) -> String {
+        match self.status {
+            Some(s) => format!("HTTP {s}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -390,7 +390,8 @@ mod tests {
     fn one_k_only_models_refuse_larger_rows() {
         let f = manifest(b"prompt,size,model\na,1K,flash\nb,2K,flash\nc,4K,pro\nd,,flash\n");
         let one_k_only = |m: &str| m == "flash";
-        let rules = Rules { default_size: Size::Class(Resolution::K2), default_model: "flash", one_k_only: &one_k_only };
+        let rules =
+            Rules { default_size: Size::Class(Resolution::K2), default_model: "flash", one_k_only: &one_k_only };
         let ManifestError::Rows { problems, .. } = validate(f.path(), &rules).unwrap_err() else { panic!() };
         assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![3, 5]);
         assert!(problems[0].reason.contains("model flash renders 1K only, but this row asks for 2K"));

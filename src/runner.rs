@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -330,6 +330,9 @@ struct Made {
     latency_s: f64,
     /// The model that made it (the fallback, if the row switched).
     model: String,
+    /// The concurrency slot, kept until the image is on disk: a crash can then lose at
+    /// most `--concurrency` paid-for images, as many as there are calls in flight.
+    slot: OwnedSemaphorePermit,
 }
 
 /// One row from pending to done, failed, or back to pending if the run stops.
@@ -345,8 +348,10 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     let (url, model) = match row.result_url.clone() {
         Some(url) => (url, row.model.clone()),
         None => match generate(ctx, &row).await {
-            Some(Made { generated: Generated::Image(bytes), latency_s, model }) => {
-                return finish(ctx, &row, bytes, Some(latency_s), model).await;
+            Some(Made { generated: Generated::Image(bytes), latency_s, model, slot }) => {
+                finish(ctx, &row, bytes, Some(latency_s), model).await;
+                drop(slot);
+                return;
             }
             Some(Made { generated: Generated::Url(url), model, .. }) => (url, model),
             None => return,
@@ -391,7 +396,7 @@ async fn wait_or_stop(ctx: &Ctx, wait: Duration) -> bool {
 }
 
 fn fail_row(ctx: &Ctx, row: &PendingRow, e: &CallError) {
-    ctx.ckpt.mark_failed(row.rid, e.class, e.message.clone());
+    ctx.ckpt.mark_failed(row.rid, e.class, e.detail());
     Progress::add(&ctx.progress.counters.failed, 1);
     ctx.note_failure(row, e);
 }
@@ -434,14 +439,23 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             r = ctx.caller.generate(&job, deadline) => Some(r),
         };
         let took = t.elapsed();
-        drop(admission.permit);
         Progress::sub(&counters.in_flight, 1);
         let Some(result) = result else {
             // Abandoned by a second Ctrl-C: the row goes back to the queue.
             ctx.ckpt.mark_pending(row.rid);
             return None;
         };
-        record(ctx, row, model, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
+        record(
+            ctx,
+            row,
+            model,
+            AttemptKind::Generate,
+            resolution.as_str(),
+            started_at,
+            took,
+            admission.waited,
+            &result,
+        );
 
         let e = match result {
             Ok(Generated::Url(url)) => {
@@ -452,12 +466,16 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                     ctx.stop_run(StopReason::Local(e.to_string()));
                     return None;
                 }
-                let generated = Generated::Url(url);
-                return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned() });
+                let (generated, slot) = (Generated::Url(url), admission.permit);
+                return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned(), slot });
             }
-            Ok(generated) => return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned() }),
+            Ok(generated) => {
+                let (latency_s, model, slot) = (took.as_secs_f64(), model.to_owned(), admission.permit);
+                return Some(Made { generated, latency_s, model, slot });
+            }
             Err(e) => e,
         };
+        drop(admission.permit);
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
             if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model) {

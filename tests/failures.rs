@@ -53,55 +53,86 @@ async fn a_wrong_key_stops_the_run_at_once_and_a_rerun_with_the_right_key_finish
     assert_key_absent(&out, KEY);
 }
 
+/// Where a run is killed: after a delay from its start (startup: the writer is busy
+/// taking in the manifest), or once this many images are in place.
+enum KillAt {
+    Delay(Duration),
+    Images(usize),
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_run_resumes_without_paying_twice_for_finished_rows() {
+async fn a_batch_killed_five_times_resumes_each_time_without_paying_twice() {
+    let sim = sim(fixed(Duration::from_millis(15))).await;
     let dir = tempfile::tempdir().unwrap();
-    let (manifest, prompts) = manifest(dir.path(), 120);
+    let (manifest, prompts) = manifest(dir.path(), 2000);
     let out = dir.path().join("out");
     let images = out.join("images");
-    let concurrency = 4;
-    for round in 0..3 {
-        let sim = sim(fixed(Duration::from_millis(60))).await;
+    let concurrency = 8;
+    let count = |dir: &Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let points = [
+        KillAt::Delay(Duration::from_millis(40)),
+        KillAt::Images(150),
+        KillAt::Delay(Duration::from_millis(60)),
+        KillAt::Images(700),
+        KillAt::Images(1400),
+    ];
+    // (images in place at the kill, simulator counters at the kill)
+    let mut kills: Vec<(Vec<String>, SimStats)> = Vec::new();
+    for point in &points {
         let mut c = bin();
         c.arg("run").arg(&manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(&out);
         c.args(["-c", &concurrency.to_string(), "--rpm", "0", "--quiet"]);
         let mut child = c.spawn().unwrap();
-        // Kill it once a few more images are in place (different points each round).
-        let target = 15 + round * 30;
-        let t = std::time::Instant::now();
-        while std::fs::read_dir(&images).map(|d| d.count()).unwrap_or(0) < target {
-            assert!(t.elapsed() < Duration::from_secs(30), "no progress");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        match point {
+            KillAt::Delay(d) => tokio::time::sleep(*d).await,
+            KillAt::Images(n) => {
+                let t = std::time::Instant::now();
+                while count(&images) < *n {
+                    assert!(t.elapsed() < Duration::from_secs(60), "no progress");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
         }
         child.start_kill().unwrap(); // SIGKILL
         child.wait().await.unwrap();
-        let before = sim.stats();
         let finished: Vec<String> = std::fs::read_dir(&images)
-            .unwrap()
-            .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".png").map(str::to_owned))
-            .collect();
-        // Resume once to the end, then check nothing finished was sent again.
-        let o = run(&sim, &manifest, &out, &["-c", &concurrency.to_string()]).await;
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        let after = sim.stats();
-        for id in &finished {
+            .map(|d| {
+                d.filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".png").map(str::to_owned)).collect()
+            })
+            .unwrap_or_default();
+        kills.push((finished, sim.stats()));
+    }
+    let o = run(&sim, &manifest, &out, &["-c", &concurrency.to_string()]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+    assert!(states(&out).values().all(|s| s == "done"));
+    let last = sim.stats();
+    assert_each_generated_once_or_lost_in_a_kill(&last, &prompts, kills.len() * concurrency);
+    for (k, (finished, at_kill)) in kills.iter().enumerate() {
+        let next = kills.get(k + 1).map(|(_, s)| s).unwrap_or(&last);
+        for id in finished {
             let tag = prompt_tag(&prompts[id]);
-            assert_eq!(after.per_prompt[&tag], before.per_prompt[&tag], "{id} was done before the kill and sent again");
+            assert_eq!(last.per_prompt[&tag], at_kill.per_prompt[&tag], "kill {k}: {id} was done and sent again");
         }
+        let finished: std::collections::HashSet<&String> = finished.iter().collect();
         let resent = prompts
-            .values()
-            .map(|p| prompt_tag(p))
+            .iter()
+            .filter(|(id, _)| !finished.contains(id))
+            .map(|(_, p)| prompt_tag(p))
             .filter(|t| {
-                before.per_prompt.get(t).is_some_and(|c| c.requests > 0)
-                    && after.per_prompt[t].requests > before.per_prompt[t].requests
+                let before = at_kill.per_prompt.get(t).map_or(0, |c| c.requests);
+                before > 0 && next.per_prompt.get(t).map_or(0, |c| c.requests) > before
             })
             .count();
-        assert!(resent <= concurrency, "round {round}: {resent} rows sent twice");
-        assert_images_match(&out, &prompts);
-        assert!(states(&out).values().all(|s| s == "done"));
-        // Start the next round from scratch, killed at another point.
-        std::fs::remove_dir_all(&out).unwrap();
+        assert!(resent <= concurrency, "kill {k}: {resent} rows in flight at the kill were sent again");
     }
+}
+
+/// Each prompt made once, except at most `lost` made again after a kill took them.
+fn assert_each_generated_once_or_lost_in_a_kill(stats: &SimStats, prompts: &HashMap<String, String>, lost: usize) {
+    let twice = prompts.values().filter(|p| stats.per_prompt[&prompt_tag(p)].successes > 1).count();
+    assert!(prompts.values().all(|p| stats.per_prompt[&prompt_tag(p)].successes >= 1));
+    assert!(twice <= lost, "{twice} prompts were generated more than once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +223,9 @@ async fn changed_rows_are_listed_and_kept_unless_regeneration_is_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_prompts_fail_at_once_and_the_exit_code_says_so() {
-    let sim = sim(SimConfig { faults: vec![FaultSpec::new(Fault::Refuse, 0.3)], seed: 2, ..fixed(Duration::from_millis(5)) }).await;
+    let sim =
+        sim(SimConfig { faults: vec![FaultSpec::new(Fault::Refuse, 0.3)], seed: 2, ..fixed(Duration::from_millis(5)) })
+            .await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 20);
     let out = dir.path().join("out");
@@ -210,4 +243,124 @@ async fn refused_prompts_fail_at_once_and_the_exit_code_says_so() {
     let requests = sim.stats().requests;
     let _ = run(&sim, &manifest, &out, &["--retry-failed"]).await;
     assert!(sim.stats().requests >= requests + refused.len() as u64);
+}
+
+fn send_sigint(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success();
+    assert!(ok, "kill -INT {pid}");
+}
+
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn spawn_run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Child {
+    let mut c = bin();
+    c.arg("run").arg(manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(out);
+    c.args(["--rpm", "0", "--backoff-base", "5ms", "--backoff-max", "50ms"]).args(args);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_once_lets_calls_in_flight_finish_and_be_recorded() {
+    let sim = sim(fixed(Duration::from_millis(400))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 40);
+    let out = dir.path().join("out");
+    let child = spawn_run(&sim, &manifest, &out, &["-c", "4"]);
+    wait_until("the second wave of calls", || sim.stats().requests >= 8).await;
+    send_sigint(&child);
+    let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("waiting for") && stderr.contains("Ctrl-C again"), "{stderr}");
+    // Every image the provider handed out is on disk and recorded: nothing paid is lost.
+    let stats = sim.stats();
+    let on_disk = std::fs::read_dir(out.join("images")).unwrap().count();
+    assert_eq!(stats.successes as usize, on_disk);
+    assert!(on_disk >= 8, "calls in flight at the Ctrl-C finished: {on_disk}");
+    let rows = results(&out);
+    assert_eq!(rows.iter().filter(|r| r["status"] == "done").count(), on_disk);
+    assert!(rows.iter().all(|r| r["status"] == "done" || r["status"] == "pending"), "{rows:?}");
+    assert!(out.join("report.json").is_file());
+    // The rerun finishes the rest and sends nothing twice.
+    let o = run(&sim, &manifest, &out, &["-c", "8"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_each_generated_once(&sim.stats(), &prompts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_twice_stops_at_once_and_puts_calls_in_flight_back() {
+    let slow = sim(fixed(Duration::from_secs(20))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 20);
+    let out = dir.path().join("out");
+    let child = spawn_run(&slow, &manifest, &out, &["-c", "4"]);
+    wait_until("4 calls in flight", || slow.stats().requests >= 4).await;
+    send_sigint(&child);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_sigint(&child);
+    let t = std::time::Instant::now();
+    let o = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?} to stop", t.elapsed());
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stopping now"), "{}", text(&o));
+    assert!(states(&out).values().all(|s| s == "pending"), "rows in flight went back to pending");
+    assert!(results(&out).iter().all(|r| r["status"] == "pending"));
+
+    let fast = sim(fixed(Duration::from_millis(5))).await;
+    let o = run(&fast, &manifest, &out, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_folder_that_cannot_be_made_stops_with_exit_3_before_any_call() {
+    let sim = sim(fixed(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 3);
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").unwrap();
+    let o = run(&sim, &manifest, &blocker.join("out"), &[]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not-a-folder"), "{}", text(&o));
+    assert_eq!(sim.stats().requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_images_folder_stops_the_run_and_the_rerun_pays_for_nothing_again() {
+    let sim = sim(fixed(Duration::from_millis(150))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 30);
+    let out = dir.path().join("out");
+    let images = out.join("images");
+    let moved = out.join("images.moved");
+    let child = spawn_run(&sim, &manifest, &out, &["-c", "4"]);
+    wait_until("a few images", || std::fs::read_dir(&images).map(|d| d.count()).unwrap_or(0) >= 6).await;
+    // The images folder goes away under the running batch (as a full or failed disk would
+    // make writes fail): every write from now on fails.
+    std::fs::rename(&images, &moved).unwrap();
+    std::fs::write(&images, b"not a folder").unwrap();
+    let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("cannot write the image") && stderr.contains("kept in the checkpoint"), "{stderr}");
+    // No row is done without its file.
+    for (id, state) in states(&out) {
+        if state == "done" {
+            assert!(moved.join(format!("{id}.png")).is_file(), "{id} is done without its file");
+        }
+    }
+    std::fs::remove_file(&images).unwrap();
+    std::fs::rename(&moved, &images).unwrap();
+    let o = run(&sim, &manifest, &out, &["-c", "4"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+    assert_each_generated_once(&sim.stats(), &prompts);
 }

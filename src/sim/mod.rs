@@ -405,14 +405,22 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
     let body = wire.success(&image_b64, url.as_deref(), &draft, &req.model, n);
 
     if fault == Some(Fault::Reset) {
+        // Headers and half the body go out; a moment later the connection drops.
         let half = body.as_bytes()[..body.len() / 2].to_vec();
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset"))];
+        let chunks = futures::stream::unfold(Some(half), |half| async move {
+            match half {
+                Some(h) => Some((Ok(h), None)),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated reset")), None))
+                }
+            }
+        });
         return Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::CONTENT_LENGTH, body.len())
-            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .body(Body::from_stream(chunks))
             .expect("valid response");
     }
     {
