@@ -171,7 +171,14 @@ pub struct ReportInputs {
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// One unit of work for the writer thread.
+struct Job {
+    work: Box<dyn FnOnce(&Connection) -> Reply + Send>,
+    /// The images must be made durable before this job's transaction commits (it marks
+    /// a row done after its image was written).
+    sync_images: bool,
+}
 
 /// Handle to the checkpoint; cheap to share behind an `Arc`.
 pub struct Checkpoint {
@@ -213,11 +220,12 @@ impl Checkpoint {
         .map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
+        let images = dir.join(output::IMAGES_DIR);
         let failure = Arc::new(Mutex::new(None));
         let writer_failure = failure.clone();
         let thread = std::thread::Builder::new()
             .name("bulkgen-checkpoint".into())
-            .spawn(move || writer(conn, rx, writer_failure))?;
+            .spawn(move || writer(conn, rx, writer_failure, images))?;
         Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)), path })
     }
 
@@ -238,12 +246,15 @@ impl Checkpoint {
         f: impl FnOnce(&Connection) -> Result<R, CheckpointError> + Send + 'static,
     ) -> Result<R, CheckpointError> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
-            Box::new(move || {
-                let _ = tx.send(result);
-            })
-        });
+        let job = Job {
+            work: Box::new(move |conn| {
+                let result = f(conn);
+                Box::new(move || {
+                    let _ = tx.send(result);
+                })
+            }),
+            sync_images: false,
+        };
         if !self.send(job) {
             return Err(self.writer_gone());
         }
@@ -252,14 +263,18 @@ impl Checkpoint {
 
     /// Queues a write without waiting; a failure is kept for [`Checkpoint::flush`].
     fn post(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
+        self.post_job(false, f);
+    }
+
+    fn post_job(&self, sync_images: bool, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
         let failure = self.failure.clone();
-        let job: Job = Box::new(move |conn| {
+        let work = Box::new(move |conn: &Connection| -> Reply {
             if let Err(e) = f(conn) {
                 failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
             }
             Box::new(|| {})
         });
-        if !self.send(job) {
+        if !self.send(Job { work, sync_images }) {
             self.failure.lock().expect("failure lock").get_or_insert_with(|| "the writer thread has stopped".into());
         }
     }
@@ -309,8 +324,13 @@ impl Checkpoint {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
             let mut found = Recovered::default();
+            if !running.is_empty() {
+                // Files a dead process renamed into place may not be flushed yet: flush
+                // them before any of them is marked done.
+                output::make_durable(&images)?;
+            }
             for (rid, id, first) in running {
-                if let Some(file) = output::find_image(&images, &id) {
+                if let Some(file) = output::find_image(&images, &id)? {
                     let done_at = now_unix();
                     c.execute(
                         "UPDATE rows SET state='done', file=?1, done_at=?2, e2e_s=?3, error_class=NULL, error=NULL \
@@ -426,9 +446,10 @@ impl Checkpoint {
         .await
     }
 
-    /// The row's file is in place: the row is done.
+    /// The row's file is in place: the row is done (committed after the images are made
+    /// durable, so the file is as durable as the mark).
     pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, model: String) {
-        self.post(move |c| {
+        self.post_job(true, move |c| {
             let done_at = now_unix();
             c.prepare_cached(
                 "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), made_by=?3, \
@@ -587,7 +608,10 @@ impl Checkpoint {
     }
 }
 
-fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>) {
+fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>, images: PathBuf) {
+    let fail = |e: String| {
+        failure.lock().expect("failure lock").get_or_insert(e);
+    };
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -597,17 +621,23 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
-            return;
+            return fail(e.to_string());
         }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let sync_images = batch.iter().any(|job| job.sync_images);
+        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(&conn)).collect();
+        // Renames become durable before the marks that rely on them; dropping the
+        // replies on failure tells every waiting caller the write did not land.
+        if sync_images {
+            if let Err(e) = output::make_durable(&images) {
+                let _ = conn.execute_batch("ROLLBACK");
+                return fail(format!("cannot sync {}: {e}", images.display()));
+            }
+        }
         match conn.execute_batch("COMMIT") {
             Ok(()) => replies.into_iter().for_each(|reply| reply()),
             Err(e) => {
-                // Dropping the replies tells every waiting caller the write did not land.
-                failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
                 let _ = conn.execute_batch("ROLLBACK");
-                return;
+                return fail(e.to_string());
             }
         }
     }

@@ -115,7 +115,13 @@ struct Ctx {
     abort: CancellationToken,
     stopped: Mutex<Option<StopReason>>,
     rng: Mutex<StdRng>,
+    /// Image writes at once: creates and renames in one folder serialize on its lock in
+    /// the kernel, and more writers than cores only spin on it.
+    writers: Semaphore,
 }
+
+/// See `Ctx::writers`.
+const MAX_WRITERS: usize = 2;
 
 impl Ctx {
     fn stop_run(&self, reason: StopReason) {
@@ -199,6 +205,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
         abort: interrupts.second.clone(),
         stopped: Mutex::new(None),
         rng: Mutex::new(rng),
+        writers: Semaphore::new(MAX_WRITERS),
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
@@ -550,9 +557,11 @@ async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64
     let id = row.id.clone();
     let bytes = Arc::new(bytes);
     let to_write = bytes.clone();
+    let writer = ctx.writers.acquire().await.expect("never closed");
     let written = tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &to_write))
         .await
         .expect("writing a file does not panic");
+    drop(writer);
     match written {
         Ok(file) => {
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {

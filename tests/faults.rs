@@ -26,7 +26,9 @@ async fn run_in(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_storms_are_waited_out_and_hold_every_worker() {
     for dialect in DIALECTS {
+        // Every prompt's first call is rate limited, then a third of the others.
         let sim = sim(SimConfig {
+            fail_first: Some(Fault::RateLimited),
             faults: vec![FaultSpec::new(Fault::RateLimited, 0.3)],
             retry_after: Duration::from_millis(400),
             seed: 3,
@@ -34,14 +36,14 @@ async fn rate_limit_storms_are_waited_out_and_hold_every_worker() {
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
-        let (manifest, prompts) = manifest(dir.path(), 20);
+        let (manifest, prompts) = manifest(dir.path(), 12);
         let out = dir.path().join("out");
         let o = run_in(dialect, &sim, &manifest, &out, &["-c", "4", "--max-attempts", "10"]).await;
         assert_eq!(o.status.code(), Some(0), "{dialect}: {}", text(&o));
         assert_images_match(&out, &prompts);
         let all = attempts(&out);
         let limited: Vec<_> = all.iter().filter(|a| a.4.as_deref() == Some("rate_limited")).collect();
-        assert!(limited.len() >= 3, "{dialect}: 429s were hit");
+        assert!(limited.len() >= 12, "{dialect}: every row met a 429");
         for (id, _, start, took, _) in &limited {
             let answered = start + took;
             let next = all.iter().find(|a| &a.0 == id && a.2 > *start).expect("the row was retried");
@@ -130,29 +132,27 @@ async fn transient_faults_are_retried_up_to_max_attempts_then_fail_with_the_last
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_that_never_answer_are_abandoned_at_each_resolutions_own_deadline() {
     for dialect in DIALECTS {
-        let sim = sim(SimConfig {
-            faults: vec![FaultSpec::new(Fault::Stall, 0.3)],
-            seed: 5,
-            ..fixed(Duration::from_millis(30))
-        })
-        .await;
+        // Every prompt's first call stalls; the retry answers.
+        let sim = sim(SimConfig { fail_first: Some(Fault::Stall), ..fixed(Duration::from_millis(30)) }).await;
         let dir = tempfile::tempdir().unwrap();
-        let (manifest, prompts) = manifest(dir.path(), 24);
+        let (manifest, prompts) = manifest(dir.path(), 12);
         let out = dir.path().join("out");
-        let args = ["-c", "8", "--max-attempts", "8", "--timeout", "1K=400ms,2K=400ms,4K=900ms"];
+        let args = ["-c", "12", "--timeout", "1K=400ms,2K=600ms,4K=900ms"];
         let o = run_in(dialect, &sim, &manifest, &out, &args).await;
         assert_eq!(o.status.code(), Some(0), "{dialect}: {}", text(&o));
         assert_images_match(&out, &prompts);
         let resolution: HashMap<String, String> =
             results(&out).into_iter().map(|r| (r["id"].clone(), r["resolution"].clone())).collect();
         let timeouts: Vec<_> = attempts(&out).into_iter().filter(|a| a.4.as_deref() == Some("timeout")).collect();
-        let mut classes = std::collections::HashSet::new();
+        assert_eq!(timeouts.len(), 12, "{dialect}: one abandoned call per row");
         for (id, _, _, took, _) in &timeouts {
-            let deadline = if resolution[id] == "4K" { 0.9 } else { 0.4 };
+            let deadline = match resolution[id].as_str() {
+                "1K" => 0.4,
+                "2K" => 0.6,
+                _ => 0.9,
+            };
             assert!(*took >= deadline - 0.01 && *took < deadline + 0.3, "{dialect}: {id} gave up after {took}s");
-            classes.insert(resolution[id].clone());
         }
-        assert!(classes.contains("4K") && classes.len() >= 2, "{dialect}: both deadlines exercised: {classes:?}");
     }
 }
 

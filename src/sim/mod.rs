@@ -146,6 +146,8 @@ pub struct SimConfig {
     pub fixed_latency: Option<Duration>,
     /// The models it serves; `None` serves any name, others get a 404.
     pub models: Option<Vec<String>>,
+    /// The first request of every prompt gets this fault (deterministic tests).
+    pub fail_first: Option<Fault>,
 }
 
 impl Default for SimConfig {
@@ -159,6 +161,7 @@ impl Default for SimConfig {
             retry_after: Duration::from_secs(20),
             fixed_latency: None,
             models: None,
+            fail_first: None,
         }
     }
 }
@@ -287,13 +290,15 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
     let _guard = InFlight(&s.in_flight);
     let req = wire.parse(model_path, headers, body);
     let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
-    {
+    let first_of_prompt = {
         let mut st = s.stats.lock().expect("stats lock");
         st.requests += 1;
         st.max_in_flight = st.max_in_flight.max(now);
         st.arrivals.push(arrived);
-        st.per_prompt.entry(tag.clone()).or_default().requests += 1;
-    }
+        let count = st.per_prompt.entry(tag.clone()).or_default();
+        count.requests += 1;
+        count.requests == 1
+    };
     let req = match req {
         Ok(r) => r,
         Err(why) => return wire.bad_request(&why),
@@ -336,6 +341,7 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
             .filter(|f| f.fault == Fault::Download && f.applies_to(&req.model))
             .map(|f| f.rate)
             .sum::<f64>();
+        let fault = if first_of_prompt { s.cfg.fail_first.or(fault) } else { fault };
         (fault, latency, rng.random::<f64>() < download_rate, rng.random::<bool>())
     };
     if let Some(f) = fault {
