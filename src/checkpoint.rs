@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::error::ErrorClass;
 use crate::manifest::{ManifestReader, ReadError};
 use crate::output;
-use crate::size::{AspectRatio, Size};
+use crate::size::{AspectRatio, Resolution, Size};
 
 pub const DB_FILE: &str = "bulkgen.db";
 const SCHEMA_VERSION: i64 = 1;
@@ -159,15 +159,38 @@ pub struct AttemptRecord {
     pub error: Option<(ErrorClass, String)>,
 }
 
+/// A manifest row, as the report sees it.
+#[derive(Debug, Clone)]
+pub struct RowFact {
+    pub resolution: String,
+    /// The model that made its image, or the one it asks for.
+    pub model: String,
+    pub state: String,
+    pub attempts: u32,
+    pub e2e_s: Option<f64>,
+}
+
+/// One call, as the report sees it.
+#[derive(Debug, Clone)]
+pub struct AttemptFact {
+    pub resolution: String,
+    pub model: String,
+    pub kind: String,
+    pub ok: bool,
+    pub duration_s: f64,
+    pub wait_s: f64,
+    pub error_class: Option<String>,
+}
+
 /// Inputs of the latency report: the current manifest's rows and their attempts.
 #[derive(Debug, Clone, Default)]
 pub struct ReportInputs {
-    /// (resolution, state, e2e seconds if done and known)
-    pub rows: Vec<(String, String, Option<f64>)>,
-    /// (resolution, kind, ok, duration, wait, error class)
-    pub attempts: Vec<(String, String, bool, f64, f64, Option<String>)>,
+    pub rows: Vec<RowFact>,
+    pub attempts: Vec<AttemptFact>,
     /// Wall time of every run on this folder: (started, ended).
     pub runs: Vec<(f64, Option<f64>)>,
+    /// The last run's rate cap in starts per second of real time.
+    pub rate_per_s: Option<f64>,
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
@@ -492,6 +515,21 @@ impl Checkpoint {
         });
     }
 
+    /// The (model, class) pairs pending rows of the manifest will call.
+    pub async fn pending_models(&self) -> Result<Vec<(String, Resolution)>, CheckpointError> {
+        self.call(|c| {
+            let mut st = c.prepare(
+                "SELECT DISTINCT model, resolution FROM rows WHERE seq IS NOT NULL AND state IN ('pending', 'running')",
+            )?;
+            let pairs = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .filter_map(|p| p.map(|(m, r)| Resolution::parse(&r).map(|r| (m, r))).transpose())
+                .collect::<Result<_, _>>()?;
+            Ok(pairs)
+        })
+        .await
+    }
+
     pub async fn counts(&self) -> Result<Counts, CheckpointError> {
         self.call(|c| {
             let mut counts = Counts::default();
@@ -575,25 +613,7 @@ impl Checkpoint {
     }
 
     pub async fn report_inputs(&self) -> Result<ReportInputs, CheckpointError> {
-        self.call(|c| {
-            let rows = c
-                .prepare("SELECT resolution, state, e2e_s FROM rows WHERE seq IS NOT NULL")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?;
-            let attempts = c
-                .prepare(
-                    "SELECT a.resolution, a.kind, a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
-                     FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
-                )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
-                .collect::<Result<_, _>>()?;
-            let runs = c
-                .prepare("SELECT started_at, ended_at FROM runs ORDER BY run_id")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok(ReportInputs { rows, attempts, runs })
-        })
-        .await
+        self.call(report_inputs).await
     }
 
     /// Commits what is queued and stops the writer thread.
@@ -627,11 +647,9 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
         let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(&conn)).collect();
         // Renames become durable before the marks that rely on them; dropping the
         // replies on failure tells every waiting caller the write did not land.
-        if sync_images {
-            if let Err(e) = output::make_durable(&images) {
-                let _ = conn.execute_batch("ROLLBACK");
-                return fail(format!("cannot sync {}: {e}", images.display()));
-            }
+        if sync_images && let Err(e) = output::make_durable(&images) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return fail(format!("cannot sync {}: {e}", images.display()));
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => replies.into_iter().for_each(|reply| reply()),
@@ -641,6 +659,58 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             }
         }
     }
+}
+
+fn last_settings(c: &Connection) -> Result<Option<String>, CheckpointError> {
+    Ok(c.query_row("SELECT settings FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+}
+
+/// Reads what the report needs; also used on a read-only connection by `bulkgen report`.
+pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
+    let rows = c
+        .prepare("SELECT resolution, COALESCE(made_by, model), state, attempts, e2e_s FROM rows WHERE seq IS NOT NULL")?
+        .query_map([], |r| {
+            Ok(RowFact {
+                resolution: r.get(0)?,
+                model: r.get(1)?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                e2e_s: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let attempts = c
+        .prepare(
+            "SELECT a.resolution, a.model, a.kind, a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
+             FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
+        )?
+        .query_map([], |r| {
+            Ok(AttemptFact {
+                resolution: r.get(0)?,
+                model: r.get(1)?,
+                kind: r.get(2)?,
+                ok: r.get(3)?,
+                duration_s: r.get(4)?,
+                wait_s: r.get(5)?,
+                error_class: r.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let runs = c
+        .prepare("SELECT started_at, ended_at FROM runs ORDER BY run_id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let rate_per_s = last_settings(c)?.and_then(|s| rate_of(&s));
+    Ok(ReportInputs { rows, attempts, runs, rate_per_s })
+}
+
+/// Starts per second allowed by a run's settings (`rpm` per `rate_window`).
+fn rate_of(settings: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(settings).ok()?;
+    let rpm = v.get("rpm")?.as_f64()?;
+    let w = v.get("rate_window")?;
+    let window = w.get("secs")?.as_f64()? + w.get("nanos").and_then(serde_json::Value::as_f64).unwrap_or(0.0) / 1e9;
+    (window > 0.0).then(|| rpm / window)
 }
 
 fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> Result<SyncReport, CheckpointError> {

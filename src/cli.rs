@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use rand::RngCore;
 
-use crate::config::{Dialect, ResponseFormat, RunConfig, parse_duration};
+use crate::config::{Dialect, Origin, ResponseFormat, RunConfig, parse_duration};
 use crate::exit;
+use crate::inspect;
 use crate::report;
 use crate::runner::{self, Interrupts, Outcome};
 use crate::secret::ApiKey;
@@ -30,8 +31,46 @@ pub struct Cli {
 pub enum Command {
     /// Run a batch, or resume it (same --out).
     Run(Box<RunArgs>),
-    /// Serve the built-in simulated provider (OpenAI-compatible) on loopback.
+    /// Resume the batch in --out with the flags its last run was given (flags given here win).
+    Resume(ResumeArgs),
+    /// One screen: rows by state and class, recent errors, spend, whether a run is active.
+    Status(OutArgs),
+    /// The latency report, from the checkpoint alone (works during a run and after a crash).
+    Report(ReportArgs),
+    /// Serve the built-in simulated provider (OpenAI and Gemini dialects) on loopback.
     Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OutArgs {
+    /// The output folder of the batch.
+    #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub folder: OutArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Md,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub folder: OutArgs,
+    /// `run` flags that override the stored ones, e.g. `-c 16 --rpm 120`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "RUN FLAGS")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -124,6 +163,17 @@ pub struct RunArgs {
     /// Seed for the backoff jitter and the simulator (runs are repeatable with it).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Price of one image, MODEL:RES=USD (RES may be *), for spend estimates; repeatable.
+    /// Built in: gemini-3-pro-image-preview 1K/2K $0.134, 4K $0.24.
+    #[arg(long = "price", value_name = "MODEL:RES=USD")]
+    pub prices: Vec<String>,
+    /// Stop starting calls before this run's estimated spend (done plus in flight) would
+    /// pass this many USD; exit 1.
+    #[arg(long, value_name = "USD", env = "BULKGEN_MAX_COST")]
+    pub max_cost: Option<f64>,
+    /// Validate and print the plan (rows per class, already done, cost and time estimate); send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -170,14 +220,44 @@ pub fn main() -> i32 {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match cli.command {
-        Command::Run(args) => runtime.block_on(run_command(*args)),
+        Command::Run(args) => {
+            let origin =
+                Origin { cwd: std::env::current_dir().unwrap_or_default(), argv: std::env::args().skip(2).collect() };
+            runtime.block_on(run_command(*args, origin))
+        }
+        Command::Resume(args) => match resume_args(&args) {
+            Ok((run, origin)) => runtime.block_on(run_command(run, origin)),
+            Err(e) => {
+                eprintln!("bulkgen resume: {e}");
+                exit::USAGE
+            }
+        },
+        Command::Status(args) => inspect::status(&args.out),
+        Command::Report(args) => inspect::report(&args.folder.out, args.format),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
     }
 }
 
-async fn run_command(args: RunArgs) -> i32 {
+/// Rebuilds a run's flags from the last run stored in `--out`, the new flags after them
+/// (a flag given twice keeps its last value), paths made absolute from the stored folder.
+fn resume_args(args: &ResumeArgs) -> Result<(RunArgs, Origin), String> {
+    let out = &args.folder.out;
+    let origin = inspect::last_origin(out)?;
+    let mut argv = vec!["bulkgen".to_owned(), "run".to_owned()];
+    argv.extend(origin.argv.iter().cloned());
+    argv.extend(args.overrides.iter().cloned());
+    argv.extend(["--out".to_owned(), out.display().to_string()]);
+    let cli = Cli::try_parse_from(&argv).map_err(|e| format!("the stored flags with yours do not parse: {e}"))?;
+    let Command::Run(mut run) = cli.command else { unreachable!("parsed as run") };
+    if run.manifest.is_relative() {
+        run.manifest = origin.cwd.join(&run.manifest);
+    }
+    Ok((*run, Origin { cwd: origin.cwd, argv: argv[2..].to_vec() }))
+}
+
+async fn run_command(args: RunArgs, origin: Origin) -> i32 {
     let mut cfg = match RunConfig::from_args(&args) {
-        Ok(cfg) => cfg,
+        Ok(cfg) => RunConfig { origin: Some(origin), ..cfg },
         Err(e) => {
             eprintln!("bulkgen: {e}");
             return exit::USAGE;
@@ -216,10 +296,11 @@ async fn run_command(args: RunArgs) -> i32 {
         None => None,
     };
     match runner::run(cfg, listen_for_interrupts()).await {
-        Ok(outcome) => {
+        Ok(Some(outcome)) => {
             print_outcome(&outcome);
             outcome.exit_code
         }
+        Ok(None) => exit::OK,
         Err(e) => {
             eprintln!("bulkgen: {e}");
             e.exit_code()

@@ -103,6 +103,14 @@ pub struct SimSettings {
     pub seed: u64,
 }
 
+/// Where a run was started from, so `bulkgen resume` can start it again. Flags are kept
+/// as given (never the key: it only ever comes from the environment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub cwd: PathBuf,
+    pub argv: Vec<String>,
+}
+
 /// Every setting of a run, checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
@@ -136,7 +144,13 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Seed for the backoff jitter (random when not given).
     pub seed: Option<u64>,
+    /// `--price MODEL:RES=USD` overrides, checked.
+    pub price_overrides: Vec<String>,
+    /// Stop starting calls before this run's estimated spend would pass this.
+    pub max_cost: Option<f64>,
+    pub dry_run: bool,
     pub simulate: Option<SimSettings>,
+    pub origin: Option<Origin>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +169,12 @@ impl RunConfig {
             }
             (_, format) => format.unwrap_or(ResponseFormat::B64Json),
         };
+        crate::cost::Prices::with_overrides(&args.prices).map_err(err)?;
+        if let Some(cap) = args.max_cost
+            && !(cap.is_finite() && cap > 0.0)
+        {
+            return Err(err(format!("--max-cost {cap}: give a positive amount in USD, e.g. --max-cost 25")));
+        }
         if args.fallback_after == 0 {
             return Err(err("--fallback-after must be at least 1".into()));
         }
@@ -249,7 +269,11 @@ impl RunConfig {
             regenerate_changed: args.regenerate_changed,
             progress,
             seed: args.seed,
+            price_overrides: args.prices.clone(),
+            max_cost: args.max_cost,
+            dry_run: args.dry_run,
             simulate,
+            origin: None,
         })
     }
 }

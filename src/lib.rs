@@ -9,12 +9,15 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod exit;
 pub mod http;
+pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod output;
+pub mod plan;
 pub mod progress;
 pub mod provider;
 pub mod report;

@@ -95,10 +95,10 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
                 return Err(ManifestError::Io { path: path.to_owned(), source });
             }
             Err(ReadError::Row(p)) => {
-                if let Some(id) = &p.id {
-                    if let Some(first) = seen.insert(id_hash(id), p.line) {
-                        problems.push(duplicate(id, p.line, first));
-                    }
+                if let Some(id) = &p.id
+                    && let Some(first) = seen.insert(id_hash(id), p.line)
+                {
+                    problems.push(duplicate(id, p.line, first));
                 }
                 problems.push(p);
             }

@@ -141,6 +141,47 @@ pub fn remove_temp_files(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+pub const LOCK_FILE: &str = "bulkgen.lock";
+
+/// An exclusive hold on an output folder for one run: a second run on the same folder is
+/// refused while this lives. The kernel drops the lock when the process dies, so a killed
+/// run never leaves the folder locked.
+pub struct FolderLock {
+    _file: File,
+}
+
+/// Takes the folder's lock, or says which process holds it.
+pub fn lock(root: &Path) -> io::Result<FolderLock> {
+    let path = root.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(FolderLock { _file: file })
+        }
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "another bulkgen run (pid {}) is using {}: wait for it to finish, or stop it, before starting another",
+                fs::read_to_string(&path).unwrap_or_default().trim(),
+                root.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The pid of the run holding the folder, if one does right now.
+pub fn active_run(root: &Path) -> Option<String> {
+    let path = root.join(LOCK_FILE);
+    let file = fs::OpenOptions::new().read(true).write(true).open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(_) => Some(fs::read_to_string(&path).unwrap_or_default().trim().to_owned()),
+    }
+}
+
 /// Paths of the output folder.
 #[derive(Debug, Clone)]
 pub struct OutDir {

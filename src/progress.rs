@@ -18,6 +18,8 @@ pub struct Counters {
     pub in_flight: AtomicU64,
     pub retry_waiting: AtomicU64,
     pub calls: AtomicU64,
+    /// Estimated spend of this run's done rows, in micro-USD.
+    pub spend_micro_usd: AtomicU64,
 }
 
 pub struct Progress {

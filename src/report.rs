@@ -1,8 +1,9 @@
-//! The latency report, computed from the checkpoint alone: per resolution class and
-//! overall, rows done / failed / pending, attempts, errors by class, and exact
-//! nearest-rank percentiles of the successful call latency (request sent to full body
-//! received), of the end-to-end time per row, and of the time spent waiting for a slot
-//! or the rate limiter; plus a recommended timeout per class.
+//! The latency report, computed from the checkpoint alone (so it works during a run,
+//! after a crash, after many resumes): per resolution class, per model and overall —
+//! rows done / failed / pending, attempts per row, errors by class, exact nearest-rank
+//! percentiles of the successful call latency (request sent to full body received), of
+//! the end-to-end time per row and of the time waiting for a slot or the rate limiter,
+//! throughput, spend, and the settings the observations call for.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,15 +13,25 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::checkpoint::ReportInputs;
+use crate::cost::{Prices, Usd};
 use crate::output::write_atomically;
+use crate::size::Resolution;
 
 pub const JSON_FILE: &str = "report.json";
 pub const MD_FILE: &str = "report.md";
+/// Version of the JSON report (schema/report.schema.json).
+pub const VERSION: u32 = 2;
 /// Below this many samples, P95 and P99 are not meaningful.
 pub const MIN_TAIL_SAMPLES: usize = 20;
 
-/// Exact percentiles by the nearest-rank method: the P-th percentile of N sorted values
-/// is the value at rank ceil(P/100 * N).
+const PERCENTILE_METHOD: &str =
+    "exact, nearest-rank: the P-th percentile of N sorted values is the value at rank ceil(P/100*N)";
+const TIMEOUT_RULE: &str = "max(P99 x 1.5, max x 1.2) of the successful call latency, rounded up to 1 s (10 s \
+                            above a minute); given with N >= 20";
+const CONCURRENCY_RULE: &str = "Little's law: calls in flight = start rate x latency; ceil(rpm/60 x P50) keeps \
+                                the rate cap busy (x P95 to absorb slow spells)";
+
+/// Exact percentiles by the nearest-rank method.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Percentiles {
     pub n: usize,
@@ -55,22 +66,30 @@ impl Percentiles {
     }
 }
 
+/// The figures of one group of rows: a resolution class, a model, or all rows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ClassReport {
-    /// `1K`, `2K`, `4K`, or `all`.
-    pub class: String,
+pub struct Group {
+    /// `1K`, `2K`, `4K`, a model name, or `all`.
+    pub name: String,
     pub rows: u64,
     pub done: u64,
     pub failed: u64,
     pub pending: u64,
+    /// Calls made (generations and downloads), retries included.
     pub attempts: u64,
+    /// How many rows needed 1, 2, 3... attempts.
+    pub attempts_per_row: BTreeMap<u32, u64>,
+    /// Failed calls by error class (each one was retried unless its class is final).
+    pub errors: BTreeMap<String, u64>,
     pub call_latency_s: Percentiles,
     pub end_to_end_s: Percentiles,
     pub wait_s: Percentiles,
-    pub errors: BTreeMap<String, u64>,
-    /// max(P99 x 1.5, max x 1.2), rounded up (1 s below a minute, 10 s above); only
-    /// given with at least 20 successful calls.
     pub recommended_timeout_s: Option<f64>,
+    pub recommended_concurrency: Option<u64>,
+    /// Estimated spend on done rows; None when no done row has a known price.
+    pub spend_usd: Option<f64>,
+    /// Done rows whose model and class have no price.
+    pub unpriced_done: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -78,68 +97,111 @@ pub struct Report {
     pub version: u32,
     pub percentile_method: &'static str,
     pub timeout_rule: &'static str,
-    pub classes: Vec<ClassReport>,
-    pub overall: ClassReport,
+    pub concurrency_rule: &'static str,
+    pub classes: Vec<Group>,
+    pub models: Vec<Group>,
+    pub overall: Group,
+    pub runs: usize,
     /// Wall time of all runs on this folder added up.
     pub wall_time_s: f64,
     pub images_per_minute: Option<f64>,
+    /// The last run's rate cap, as starts per minute of real time.
+    pub rate_cap_per_minute: Option<f64>,
 }
 
-pub fn build(inputs: &ReportInputs) -> Report {
-    let mut classes: BTreeMap<String, (ClassReport, [Vec<f64>; 3])> = BTreeMap::new();
-    let mut overall = (ClassReport { class: "all".into(), ..ClassReport::default() }, [vec![], vec![], vec![]]);
-    for (res, state, e2e) in &inputs.rows {
-        let entry = classes.entry(res.clone()).or_insert_with(|| {
-            (ClassReport { class: res.clone(), ..ClassReport::default() }, [vec![], vec![], vec![]])
-        });
-        for c in [&mut entry.0, &mut overall.0] {
-            c.rows += 1;
-            match state.as_str() {
-                "done" => c.done += 1,
-                "failed" => c.failed += 1,
-                _ => c.pending += 1,
-            }
-        }
-        if let Some(e) = e2e {
-            entry.1[1].push(*e);
-            overall.1[1].push(*e);
-        }
+#[derive(Default)]
+struct Acc {
+    group: Group,
+    latency: Vec<f64>,
+    e2e: Vec<f64>,
+    wait: Vec<f64>,
+    spend: f64,
+    priced: u64,
+}
+
+impl Acc {
+    fn finish(mut self, rate_per_s: Option<f64>) -> Group {
+        let g = &mut self.group;
+        g.call_latency_s = Percentiles::of(self.latency);
+        g.end_to_end_s = Percentiles::of(self.e2e);
+        g.wait_s = Percentiles::of(self.wait);
+        g.recommended_timeout_s = recommend_timeout(&g.call_latency_s);
+        g.recommended_concurrency =
+            rate_per_s.zip(g.call_latency_s.p50).map(|(rate, p50)| (rate * p50).ceil().max(1.0) as u64);
+        g.spend_usd = (self.priced > 0).then_some(self.spend);
+        self.group
     }
-    for (res, kind, ok, duration, wait, class) in &inputs.attempts {
-        let Some(entry) = classes.get_mut(res) else {
-            continue;
-        };
-        for (c, series) in [(&mut entry.0, &mut entry.1), (&mut overall.0, &mut overall.1)] {
-            c.attempts += 1;
-            if kind == "generate" {
-                series[2].push(*wait);
-                if *ok {
-                    series[0].push(*duration);
+}
+
+pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
+    let mut classes: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut models: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut overall = Acc::default();
+    for row in &inputs.rows {
+        let price = Resolution::parse(&row.resolution).and_then(|r| prices.get(&row.model, r));
+        let class = classes.entry(row.resolution.clone()).or_default();
+        let model = models.entry(row.model.clone()).or_default();
+        for acc in [class, model, &mut overall] {
+            let g = &mut acc.group;
+            g.rows += 1;
+            match row.state.as_str() {
+                "done" => {
+                    g.done += 1;
+                    match price {
+                        Some(p) => {
+                            acc.spend += p;
+                            acc.priced += 1;
+                        }
+                        None => g.unpriced_done += 1,
+                    }
                 }
+                "failed" => g.failed += 1,
+                _ => g.pending += 1,
             }
-            if let Some(class) = class {
-                *c.errors.entry(class.clone()).or_default() += 1;
+            if row.attempts > 0 {
+                *g.attempts_per_row.entry(row.attempts).or_default() += 1;
             }
+            acc.e2e.extend(row.e2e_s);
         }
     }
-    let finish = |(mut c, [lat, e2e, wait]): (ClassReport, [Vec<f64>; 3])| {
-        c.call_latency_s = Percentiles::of(lat);
-        c.end_to_end_s = Percentiles::of(e2e);
-        c.wait_s = Percentiles::of(wait);
-        c.recommended_timeout_s = recommend_timeout(&c.call_latency_s);
-        c
-    };
+    for a in &inputs.attempts {
+        if let Some(class) = classes.get_mut(&a.resolution) {
+            add_attempt(class, a);
+        }
+        // A fallback model has calls (and done rows) of its own.
+        add_attempt(models.entry(a.model.clone()).or_default(), a);
+        add_attempt(&mut overall, a);
+    }
+    let rate_per_s = inputs.rate_per_s;
+    let finish = |(name, acc): (String, Acc)| Group { name, ..acc.finish(rate_per_s) };
     let wall_time_s: f64 = inputs.runs.iter().filter_map(|(start, end)| end.map(|e| (e - start).max(0.0))).sum();
-    let overall = finish(overall);
+    let overall = Group { name: "all".into(), ..overall.finish(rate_per_s) };
     let images_per_minute = (wall_time_s > 0.0).then(|| overall.done as f64 / wall_time_s * 60.0);
     Report {
-        version: 1,
-        percentile_method: "nearest-rank: the P-th percentile of N sorted values is the value at rank ceil(P/100*N)",
-        timeout_rule: "max(P99 x 1.5, max x 1.2) of the successful call latency, rounded up to 1 s (10 s above a minute); needs N >= 20",
-        classes: classes.into_values().map(finish).collect(),
+        version: VERSION,
+        percentile_method: PERCENTILE_METHOD,
+        timeout_rule: TIMEOUT_RULE,
+        concurrency_rule: CONCURRENCY_RULE,
+        classes: classes.into_iter().map(finish).collect(),
+        models: models.into_iter().map(finish).collect(),
         overall,
+        runs: inputs.runs.len(),
         wall_time_s,
         images_per_minute,
+        rate_cap_per_minute: rate_per_s.map(|r| r * 60.0),
+    }
+}
+
+fn add_attempt(acc: &mut Acc, a: &crate::checkpoint::AttemptFact) {
+    acc.group.attempts += 1;
+    if a.kind == "generate" {
+        acc.wait.push(a.wait_s);
+        if a.ok {
+            acc.latency.push(a.duration_s);
+        }
+    }
+    if let Some(class) = &a.error_class {
+        *acc.group.errors.entry(class.clone()).or_default() += 1;
     }
 }
 
@@ -160,13 +222,15 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
-fn table(out: &mut String, rows: &[&ClassReport], pick: impl Fn(&ClassReport) -> &Percentiles, md: bool) {
-    let header = ["class", "N", "P50", "P90", "P95", "P99", "max"];
-    let lines: Vec<[String; 7]> = rows
+fn table(out: &mut String, groups: &[&Group], pick: impl Fn(&Group) -> &Percentiles, md: bool) {
+    let header = ["group", "N", "min", "mean", "P50", "P90", "P95", "P99", "max"];
+    let lines: Vec<Vec<String>> = groups
         .iter()
-        .map(|c| {
-            let p = pick(c);
-            [c.class.clone(), p.n.to_string(), secs(p.p50), secs(p.p90), secs(p.p95), secs(p.p99), secs(p.max)]
+        .map(|g| {
+            let p = pick(g);
+            let mut cells = vec![g.name.clone(), p.n.to_string()];
+            cells.extend([p.min, p.mean, p.p50, p.p90, p.p95, p.p99, p.max].map(secs));
+            cells
         })
         .collect();
     if md {
@@ -175,19 +239,26 @@ fn table(out: &mut String, rows: &[&ClassReport], pick: impl Fn(&ClassReport) ->
         for l in &lines {
             let _ = writeln!(out, "| {} |", l.join(" | "));
         }
-    } else {
-        let _ = writeln!(
-            out,
-            "  {:<6}{:>7}{:>9}{:>9}{:>9}{:>9}{:>9}",
-            header[0], header[1], header[2], header[3], header[4], header[5], header[6]
-        );
-        for l in &lines {
-            let _ = writeln!(out, "  {:<6}{:>7}{:>9}{:>9}{:>9}{:>9}{:>9}", l[0], l[1], l[2], l[3], l[4], l[5], l[6]);
+        return;
+    }
+    let width = groups.iter().map(|g| g.name.len()).max().unwrap_or(5).max(5) + 2;
+    let row = |cells: &[String]| {
+        let mut s = format!("  {:<width$}{:>7}", cells[0], cells[1]);
+        for c in &cells[2..] {
+            let _ = write!(s, "{c:>9}");
         }
+        s
+    };
+    let _ = writeln!(out, "{}", row(&header.map(String::from)));
+    for l in &lines {
+        let _ = writeln!(out, "{}", row(l));
     }
 }
 
-/// The report as text (`md` for Markdown, otherwise aligned plain text).
+/// Which figures of a group a table shows.
+type Pick = fn(&Group) -> &Percentiles;
+
+/// The report as aligned text (`md` false) or Markdown.
 pub fn render(r: &Report, md: bool) -> String {
     let mut out = String::new();
     let o = &r.overall;
@@ -197,51 +268,126 @@ pub fn render(r: &Report, md: bool) -> String {
     }
     let _ = writeln!(
         out,
-        "{} rows: {} done, {} failed, {} pending; {} calls{}",
+        "{} rows: {} done, {} failed, {} pending; {} calls over {} run(s), {:.1}s{}",
         o.rows,
         o.done,
         o.failed,
         o.pending,
         o.attempts,
-        r.images_per_minute
-            .map(|v| format!("; {v:.1} images/min over {:.1}s of runs", r.wall_time_s))
-            .unwrap_or_default()
+        r.runs,
+        r.wall_time_s,
+        r.images_per_minute.map(|v| format!("; {v:.1} images/min")).unwrap_or_default()
     );
-    let mut rows: Vec<&ClassReport> = r.classes.iter().collect();
-    if r.classes.len() > 1 {
-        rows.push(o);
+    let _ = writeln!(out, "spend: {}", spend_text(o));
+    let mut groups: Vec<&Group> = r.classes.iter().collect();
+    if r.models.len() > 1 {
+        groups.extend(&r.models);
     }
-    let _ = writeln!(out, "\n{h}Successful call latency (request sent to full body received)");
-    table(&mut out, &rows, |c| &c.call_latency_s, md);
-    let _ = writeln!(out, "\n{h}End-to-end time per row (first dispatch to file in place, retries included)");
-    table(&mut out, &rows, |c| &c.end_to_end_s, md);
-    let _ = writeln!(out, "\n{h}Time waiting for a slot or the rate limiter, per call");
-    table(&mut out, &rows, |c| &c.wait_s, md);
-    if !o.errors.is_empty() {
-        let errors: Vec<String> = o.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        let _ = writeln!(out, "\nerrors by class: {}", errors.join(", "));
+    if groups.len() > 1 {
+        groups.push(o);
     }
-    let recs: Vec<String> = r
-        .classes
-        .iter()
-        .filter_map(|c| c.recommended_timeout_s.map(|t| format!("--timeout {}={}s", c.class, t)))
-        .collect();
-    if !recs.is_empty() {
-        let _ = writeln!(out, "\nrecommended timeouts ({}): {}", r.timeout_rule, recs.join(" "));
+    let sections: [(&str, Pick); 3] = [
+        ("Successful call latency (request sent to full body received)", |g| &g.call_latency_s),
+        ("End-to-end time per row (first dispatch to file in place, retries and backoff included)", |g| {
+            &g.end_to_end_s
+        }),
+        ("Time each call waited for a slot or the rate limiter", |g| &g.wait_s),
+    ];
+    for (title, pick) in sections {
+        let _ = writeln!(out, "\n{h}{title}");
+        table(&mut out, &groups, pick, md);
     }
-    if r.classes.iter().any(|c| c.call_latency_s.n < MIN_TAIL_SAMPLES) {
+    let _ = writeln!(out, "\n{h}Attempts and errors");
+    for g in &groups {
+        let per_row: Vec<String> = g.attempts_per_row.iter().map(|(n, rows)| format!("{n}x: {rows}")).collect();
+        let errors: Vec<String> = g.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(
             out,
-            "\nnote: percentiles are exact ({}); where N < {MIN_TAIL_SAMPLES}, P95 and P99 are not meaningful",
+            "{}{}: rows by attempts [{}]; errors [{}]",
+            if md { "- " } else { "  " },
+            g.name,
+            per_row.join(", "),
+            if errors.is_empty() { "none".into() } else { errors.join(", ") }
+        );
+    }
+    let _ = writeln!(out, "\n{h}Recommended settings");
+    let timeouts: Vec<String> = r
+        .classes
+        .iter()
+        .filter_map(|c| c.recommended_timeout_s.map(|t| format!("--timeout {}={}s", c.name, t)))
+        .collect();
+    if timeouts.is_empty() {
+        let _ = writeln!(out, "timeouts: not enough successful calls yet (need {MIN_TAIL_SAMPLES} per class)");
+    } else {
+        let _ = writeln!(out, "timeouts: {} ({})", timeouts.join(" "), r.timeout_rule);
+    }
+    match (r.rate_cap_per_minute, o.recommended_concurrency) {
+        (Some(rate), Some(c)) => {
+            let p95 = o.call_latency_s.p95.map(|p| (rate / 60.0 * p).ceil() as u64).unwrap_or(c);
+            let _ = writeln!(
+                out,
+                "concurrency: --concurrency {c} (up to {p95} for slow spells) keeps {rate:.0} starts/min busy ({})",
+                r.concurrency_rule
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "concurrency: no rate cap was set, so the API's own limits decide it");
+        }
+    }
+    if r.classes.iter().chain([o]).any(|c| c.call_latency_s.n > 0 && c.call_latency_s.n < MIN_TAIL_SAMPLES) {
+        let _ = writeln!(
+            out,
+            "\nnote: percentiles are {}; where N < {MIN_TAIL_SAMPLES}, P95 and P99 are not meaningful",
             r.percentile_method
         );
     }
     out
 }
 
+fn spend_text(g: &Group) -> String {
+    let known = g.spend_usd.map(|s| format!("{} estimated for {} done image(s)", Usd(s), g.done - g.unpriced_done));
+    match (known, g.unpriced_done) {
+        (Some(k), 0) => k,
+        (Some(k), n) => format!("{k}; {n} more with no known price (give --price MODEL:RES=USD)"),
+        (None, 0) => "nothing yet".into(),
+        (None, n) => format!("unknown: no price for the models of {n} done image(s) (give --price MODEL:RES=USD)"),
+    }
+}
+
+/// One CSV line per group (classes, models, all) with the main figures.
+pub fn render_csv(r: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let pct = ["n", "min", "mean", "p50", "p90", "p95", "p99", "max"];
+    let mut header = vec!["kind".to_owned(), "group".into(), "rows".into(), "done".into(), "failed".into()];
+    header.extend(["pending", "attempts", "errors", "spend_usd", "recommended_timeout_s"].map(String::from));
+    for prefix in ["latency", "end_to_end", "wait"] {
+        header.extend(pct.iter().map(|p| format!("{prefix}_{p}")));
+    }
+    let _ = w.write_record(&header);
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+    let groups = r.classes.iter().map(|g| ("class", g)).chain(r.models.iter().map(|g| ("model", g)));
+    for (kind, g) in groups.chain([("all", &r.overall)]) {
+        let errors: u64 = g.errors.values().sum();
+        let mut rec = vec![kind.to_owned(), g.name.clone()];
+        rec.extend([g.rows, g.done, g.failed, g.pending, g.attempts, errors].map(|v| v.to_string()));
+        rec.push(opt(g.spend_usd));
+        rec.push(opt(g.recommended_timeout_s));
+        for p in [&g.call_latency_s, &g.end_to_end_s, &g.wait_s] {
+            rec.push(p.n.to_string());
+            rec.extend([p.min, p.mean, p.p50, p.p90, p.p95, p.p99, p.max].map(opt));
+        }
+        let _ = w.write_record(&rec);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+pub fn render_json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).expect("the report serializes")
+}
+
 /// Writes `report.json` and `report.md` into the output folder.
 pub fn write_files(r: &Report, dir: &Path) -> io::Result<()> {
-    let json = serde_json::to_string_pretty(r).map_err(io::Error::other)?;
+    let json = render_json(r);
     write_atomically(&dir.join(JSON_FILE), |w| w.write_all(json.as_bytes()))?;
     let md = render(r, true);
     write_atomically(&dir.join(MD_FILE), |w| w.write_all(md.as_bytes()))
@@ -250,6 +396,7 @@ pub fn write_files(r: &Report, dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::{AttemptFact, RowFact};
 
     #[test]
     fn nearest_rank_percentiles_match_hand_computed_values() {
@@ -271,37 +418,65 @@ mod tests {
     #[test]
     fn timeouts_are_only_recommended_with_enough_samples() {
         assert_eq!(recommend_timeout(&Percentiles::of(vec![1.0; 19])), None);
-        // P99 = 100 -> 150; max 100 -> 120; rounded up to 10 s.
+        // P99 = 99 -> 148.5; max 100 -> 120; rounded up to 10 s.
         let p = Percentiles::of((1..=100).map(f64::from).collect());
         assert_eq!(recommend_timeout(&p), Some(150.0));
         let p = Percentiles::of((1..=20).map(|v| f64::from(v) / 10.0).collect());
         assert_eq!(recommend_timeout(&p), Some(3.0), "2.0 x 1.5 = 3.0");
     }
 
+    fn row(res: &str, model: &str, state: &str, attempts: u32, e2e: Option<f64>) -> RowFact {
+        RowFact { resolution: res.into(), model: model.into(), state: state.into(), attempts, e2e_s: e2e }
+    }
+
+    fn attempt(res: &str, model: &str, ok: bool, duration: f64, class: Option<&str>) -> AttemptFact {
+        AttemptFact {
+            resolution: res.into(),
+            model: model.into(),
+            kind: "generate".into(),
+            ok,
+            duration_s: duration,
+            wait_s: 0.1,
+            error_class: class.map(String::from),
+        }
+    }
+
     #[test]
-    fn report_counts_rows_and_calls_per_class() {
+    fn the_report_groups_by_class_and_model_and_prices_done_rows() {
+        let g3 = "gemini-3-pro-image-preview";
         let inputs = ReportInputs {
             rows: vec![
-                ("1K".into(), "done".into(), Some(2.0)),
-                ("1K".into(), "failed".into(), None),
-                ("4K".into(), "pending".into(), None),
+                row("1K", g3, "done", 1, Some(2.0)),
+                row("1K", "other", "failed", 2, None),
+                row("4K", g3, "done", 2, Some(9.0)),
+                row("4K", g3, "pending", 0, None),
             ],
             attempts: vec![
-                ("1K".into(), "generate".into(), true, 1.5, 0.1, None),
-                ("1K".into(), "generate".into(), false, 0.5, 0.0, Some("refused".into())),
-                ("1K".into(), "generate".into(), false, 0.5, 0.0, Some("server".into())),
+                attempt("1K", g3, true, 1.5, None),
+                attempt("1K", "other", false, 0.5, Some("refused")),
+                attempt("1K", "other", false, 0.5, Some("server")),
+                attempt("4K", g3, false, 0.2, Some("overloaded")),
+                attempt("4K", g3, true, 8.0, None),
             ],
             runs: vec![(100.0, Some(160.0))],
+            rate_per_s: Some(1.0),
         };
-        let r = build(&inputs);
-        assert_eq!(r.classes.len(), 2);
+        let r = build(&inputs, &Prices::with_overrides(&[]).unwrap());
         let k1 = &r.classes[0];
-        assert_eq!((k1.class.as_str(), k1.rows, k1.done, k1.failed, k1.attempts), ("1K", 2, 1, 1, 3));
+        assert_eq!((k1.name.as_str(), k1.rows, k1.done, k1.failed, k1.attempts), ("1K", 2, 1, 1, 3));
         assert_eq!(k1.call_latency_s.p50, Some(1.5));
         assert_eq!(k1.errors.get("refused"), Some(&1));
+        assert_eq!(k1.recommended_concurrency, Some(2), "1 start/s x 1.5 s");
+        assert_eq!(r.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), vec![g3, "other"]);
+        assert_eq!(r.models[0].attempts_per_row, BTreeMap::from([(1, 1), (2, 1)]));
         assert_eq!(r.overall.pending, 1);
-        assert_eq!(r.images_per_minute, Some(1.0));
+        assert_eq!(r.overall.spend_usd, Some(0.134 + 0.24));
+        assert_eq!(r.images_per_minute, Some(2.0));
         let text = render(&r, false);
-        assert!(text.contains("3 rows: 1 done, 1 failed, 1 pending; 3 calls"), "{text}");
+        assert!(text.contains("4 rows: 2 done, 1 failed, 1 pending; 5 calls over 1 run(s)"), "{text}");
+        assert!(text.contains("spend: $0.374 estimated for 2 done image(s)"), "{text}");
+        let csv = render_csv(&r);
+        assert_eq!(csv.lines().count(), 1 + 2 + 2 + 1, "{csv}");
+        assert!(csv.lines().nth(1).unwrap().starts_with("class,1K,2,1,1,0,3,2,"), "{csv}");
     }
 }

@@ -10,7 +10,7 @@
 //! in flight twice (each pending row is handed to exactly one task).
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,15 +25,18 @@ use crate::checkpoint::{
     SyncReport, now_unix,
 };
 use crate::config::{Dialect, RunConfig};
+use crate::cost::{Prices, Usd};
 use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
 use crate::http::{self, Caller, HttpPolicy};
 use crate::limits::Gate;
 use crate::manifest::{self, ManifestError, Rules};
 use crate::output::{self, OutDir};
+use crate::plan;
 use crate::progress::{self, Progress};
 use crate::provider::{self, Generated, Job, gemini};
 use crate::report::{self, Report};
+use crate::size::Resolution;
 
 /// Rows fetched from the checkpoint at a time.
 const PAGE: usize = 256;
@@ -50,12 +53,14 @@ pub enum RunError {
     Output { path: PathBuf, source: std::io::Error },
     #[error("cannot set up the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Settings(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Manifest(_) => exit::USAGE,
+            RunError::Manifest(_) | RunError::Settings(_) => exit::USAGE,
             _ => exit::STOPPED,
         }
     }
@@ -70,6 +75,8 @@ pub enum StopReason {
     Local(String),
     /// The user pressed Ctrl-C (or sent SIGTERM).
     Interrupted,
+    /// The next call would have passed `--max-cost`.
+    Budget(f64),
 }
 
 impl std::fmt::Display for StopReason {
@@ -85,6 +92,12 @@ impl std::fmt::Display for StopReason {
             }
             StopReason::Local(m) => f.write_str(m),
             StopReason::Interrupted => f.write_str("interrupted"),
+            StopReason::Budget(cap) => write!(
+                f,
+                "the next call would pass --max-cost {}: no more calls are started (raise the cap and run the same \
+                 command again to go on)",
+                Usd(*cap)
+            ),
         }
     }
 }
@@ -118,6 +131,9 @@ struct Ctx {
     /// Image writes at once: creates and renames in one folder serialize on its lock in
     /// the kernel, and more writers than cores only spin on it.
     writers: Semaphore,
+    prices: Prices,
+    /// `--max-cost` in micro-USD, and what this run has spent or holds for calls in flight.
+    budget: Option<(u64, AtomicU64)>,
 }
 
 /// See `Ctx::writers`.
@@ -131,6 +147,23 @@ impl Ctx {
             *stopped = Some(reason);
         }
         self.stop.cancel();
+    }
+
+    /// Holds the price of one call against `--max-cost`; false when it would pass the cap.
+    fn reserve(&self, model: &str, res: Resolution) -> Option<u64> {
+        let Some((cap, committed)) = &self.budget else { return Some(0) };
+        let price = micro_usd(self.prices.get(model, res).unwrap_or(0.0));
+        committed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price))
+            .ok()?;
+        Some(price)
+    }
+
+    /// A call that failed is not billed: its reservation goes back.
+    fn release(&self, reserved: u64) {
+        if let Some((_, committed)) = &self.budget {
+            committed.fetch_sub(reserved, Ordering::SeqCst);
+        }
     }
 
     fn backoff(&self, retry: u32, advised: Option<Duration>) -> Duration {
@@ -148,6 +181,10 @@ impl Ctx {
     }
 }
 
+fn micro_usd(usd: f64) -> u64 {
+    (usd * 1e6).round() as u64
+}
+
 /// Ctrl-C as the runner sees it: `first` stops new calls and lets those in flight finish;
 /// `second` abandons those too. The CLI cancels them from signal handlers; tests and
 /// library users can cancel them directly.
@@ -157,8 +194,9 @@ pub struct Interrupts {
     pub second: CancellationToken,
 }
 
-/// Runs (or resumes) the batch described by `cfg`.
-pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunError> {
+/// Runs (or resumes) the batch described by `cfg`; with `--dry-run`, prints the plan and
+/// returns None.
+pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
     let (manifest_path, default_size, default_model, dialect) =
         (cfg.manifest.clone(), cfg.size, cfg.model.clone(), cfg.dialect);
     tokio::task::spawn_blocking(move || {
@@ -169,7 +207,15 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
     .await
     .expect("manifest validation does not panic")?;
 
+    let prices = Prices::with_overrides(&cfg.price_overrides).map_err(RunError::Settings)?;
+    if cfg.dry_run {
+        return plan::print(&cfg, &prices).await.map(|_| None);
+    }
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
+    let _lock = output::lock(&out.root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
+        _ => RunError::Output { path: out.root.clone(), source: e },
+    })?;
     let ckpt = Arc::new(Checkpoint::open(&out.root)?);
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
@@ -178,6 +224,19 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
     let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
     let before = ckpt.counts().await?;
+    if cfg.max_cost.is_some() {
+        let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
+        let needed = ckpt.pending_models().await?.into_iter().chain(fallback);
+        let unpriced: Vec<String> =
+            needed.filter(|(m, r)| prices.get(m, *r).is_none()).map(|(m, r)| format!("{m}:{r}")).collect();
+        if !unpriced.is_empty() {
+            return Err(RunError::Settings(format!(
+                "--max-cost needs a price for every model and class the run may use; missing: {} (give --price \
+                 MODEL:RES=USD)",
+                unpriced.join(", ")
+            )));
+        }
+    }
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
     announce(&progress, &recovered, &sync, &before);
@@ -193,6 +252,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
         None => StdRng::seed_from_u64(rand::rng().next_u64()),
     };
     let display = progress::start(progress.clone(), cfg.progress);
+    let max_cost = cfg.max_cost;
     let ctx = Arc::new(Ctx {
         cfg,
         caller,
@@ -206,6 +266,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
         stopped: Mutex::new(None),
         rng: Mutex::new(rng),
         writers: Semaphore::new(MAX_WRITERS),
+        budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
+        prices,
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
@@ -220,6 +282,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
     let stopped = ctx.stopped.lock().expect("stop lock").clone();
     let exit_code = if matches!(stopped, Some(StopReason::Interrupted)) {
         exit::INTERRUPTED
+    } else if matches!(stopped, Some(StopReason::Budget(_))) {
+        exit::ROWS_FAILED
     } else if stopped.is_some() {
         exit::STOPPED
     } else if counts.failed > 0 || counts.pending > 0 || counts.running > 0 {
@@ -229,11 +293,11 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Outcome, RunE
     };
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
-    let report = report::build(&ckpt.report_inputs().await?);
+    let report = report::build(&ckpt.report_inputs().await?, &ctx.prices);
     report::write_files(&report, &ctx.out.root)
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
-    Ok(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() })
+    Ok(Some(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() }))
 }
 
 fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
@@ -312,10 +376,10 @@ async fn dispatch(ctx: Arc<Ctx>) {
 }
 
 fn reap(result: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = result {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
+    if let Err(e) = result
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
     }
 }
 
@@ -431,6 +495,11 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             ctx.ckpt.mark_pending(row.rid);
             return None;
         }
+        let Some(reserved) = ctx.reserve(model, resolution) else {
+            ctx.ckpt.mark_pending(row.rid);
+            ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
+            return None;
+        };
         if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
             ctx.stop_run(StopReason::Local(e.to_string()));
             return None;
@@ -447,6 +516,9 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         };
         let took = t.elapsed();
         Progress::sub(&counters.in_flight, 1);
+        if result.as_ref().is_none_or(|r| r.is_err()) {
+            ctx.release(reserved);
+        }
         let Some(result) = result else {
             // Abandoned by a second Ctrl-C: the row goes back to the queue.
             ctx.ckpt.mark_pending(row.rid);
@@ -485,10 +557,10 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         drop(admission.permit);
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
-            if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model) {
-                if overloaded >= ctx.cfg.fallback_after {
-                    model = fallback;
-                }
+            if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model)
+                && overloaded >= ctx.cfg.fallback_after
+            {
+                model = fallback;
             }
         }
         match e.class.disposition() {
@@ -567,8 +639,10 @@ async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
+            let price = ctx.prices.get(&model, row.size.resolution()).map_or(0, micro_usd);
             ctx.ckpt.mark_done(row.rid, file, latency, model);
             Progress::add(&ctx.progress.counters.done, 1);
+            Progress::add(&ctx.progress.counters.spend_micro_usd, price);
         }
         Err(e) => {
             ctx.ckpt.mark_pending(row.rid);

@@ -56,6 +56,11 @@ impl ShiftedLogNormal {
         self.shift + self.scale * (self.sigma * z).exp()
     }
 
+    /// The mean, for planning: shift + scale * e^(sigma^2 / 2) (the tail cap is ignored).
+    pub fn mean(&self) -> f64 {
+        self.shift + self.scale * (self.sigma * self.sigma / 2.0).exp()
+    }
+
     pub fn sample(&self, rng: &mut impl Rng) -> f64 {
         let z: f64 = rng.sample(StandardNormal);
         self.at_z(z.min(Z_CAP))

@@ -1,0 +1,157 @@
+//! Commands that read a batch's folder without running it — `status`, `report` — and
+//! what `resume` needs from it. They open the checkpoint read-only, so they work while a
+//! run is active, after a crash, and after many resumes.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::checkpoint::{self, DB_FILE};
+use crate::cli::ReportFormat;
+use crate::config::Origin;
+use crate::cost::{Prices, Usd};
+use crate::exit;
+use crate::output;
+use crate::report;
+
+fn open(out: &Path) -> Result<Connection, String> {
+    let path = out.join(DB_FILE);
+    if !path.is_file() {
+        return Err(format!(
+            "no checkpoint in {} ({DB_FILE} is missing): start the batch with `bulkgen run MANIFEST.csv -o {}`",
+            out.display(),
+            out.display()
+        ));
+    }
+    Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+fn last_settings(c: &Connection) -> Option<serde_json::Value> {
+    c.query_row("SELECT settings FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+}
+
+/// The prices the last run used (built-in plus its `--price` overrides).
+fn prices(c: &Connection) -> Prices {
+    let overrides: Vec<String> = last_settings(c)
+        .and_then(|s| serde_json::from_value(s.get("price_overrides")?.clone()).ok())
+        .unwrap_or_default();
+    Prices::with_overrides(&overrides).unwrap_or_else(|_| Prices::with_overrides(&[]).expect("built-in prices"))
+}
+
+pub fn last_origin(out: &Path) -> Result<Origin, String> {
+    let c = open(out)?;
+    last_settings(&c)
+        .and_then(|s| serde_json::from_value(s.get("origin")?.clone()).ok())
+        .ok_or_else(|| format!("the checkpoint in {} holds no run that can be resumed", out.display()))
+}
+
+pub fn report(out: &Path, format: ReportFormat) -> i32 {
+    let built = open(out).and_then(|c| {
+        let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+        Ok(report::build(&inputs, &prices(&c)))
+    });
+    match built {
+        Ok(r) => {
+            match format {
+                ReportFormat::Text => print!("{}", report::render(&r, false)),
+                ReportFormat::Md => print!("{}", report::render(&r, true)),
+                ReportFormat::Json => println!("{}", report::render_json(&r)),
+                ReportFormat::Csv => print!("{}", report::render_csv(&r)),
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("bulkgen report: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+pub fn status(out: &Path) -> i32 {
+    match status_text(out) {
+        Ok(text) => {
+            print!("{text}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("bulkgen status: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn status_text(out: &Path) -> Result<String, String> {
+    let c = open(out)?;
+    let sql = |e: rusqlite::Error| e.to_string();
+    let mut text = String::new();
+    let _ = match output::active_run(out) {
+        Some(pid) => writeln!(text, "{}: a run is active right now (pid {pid})", out.display()),
+        None => writeln!(text, "{}: no run is active", out.display()),
+    };
+    let mut by_class: std::collections::BTreeMap<String, [u64; 4]> = Default::default();
+    let mut st =
+        c.prepare("SELECT resolution, state, COUNT(*) FROM rows WHERE seq IS NOT NULL GROUP BY 1, 2").map_err(sql)?;
+    let counts =
+        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u64>(2)?))).map_err(sql)?;
+    for row in counts {
+        let (class, state, n) = row.map_err(sql)?;
+        let slot = ["pending", "running", "done", "failed"].iter().position(|s| *s == state).unwrap_or(0);
+        by_class.entry(class).or_default()[slot] += n;
+    }
+    let total: [u64; 4] = by_class.values().fold([0; 4], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
+    let _ = writeln!(
+        text,
+        "{} rows: {} done, {} failed, {} pending, {} running",
+        total.iter().sum::<u64>(),
+        total[2],
+        total[3],
+        total[0],
+        total[1]
+    );
+    let _ = writeln!(text, "  class   pending  running     done   failed");
+    for (class, n) in &by_class {
+        let _ = writeln!(text, "  {class:<6}{:>9}{:>9}{:>9}{:>9}", n[0], n[1], n[2], n[3]);
+    }
+    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+    let r = report::build(&inputs, &prices(&c));
+    let _ = writeln!(
+        text,
+        "spend: {}",
+        r.overall.spend_usd.map_or("unknown (no price for these models; see --price)".into(), |s| format!(
+            "{} estimated{}",
+            Usd(s),
+            if r.overall.unpriced_done > 0 {
+                format!(", {} done rows unpriced", r.overall.unpriced_done)
+            } else {
+                String::new()
+            }
+        ))
+    );
+    let mut st = c
+        .prepare(
+            "SELECT r.id, a.error_class, COALESCE(a.http_status, ''), a.message FROM attempts a \
+             JOIN rows r ON r.rid = a.rid WHERE a.outcome = 'error' ORDER BY a.started_at DESC LIMIT 8",
+        )
+        .map_err(sql)?;
+    let errors: Vec<String> = st
+        .query_map([], |r| {
+            let status: String = r.get::<_, rusqlite::types::Value>(2).map(|v| match v {
+                rusqlite::types::Value::Integer(i) => format!("HTTP {i}: "),
+                _ => String::new(),
+            })?;
+            Ok(format!("  {} ({}): {status}{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(3)?))
+        })
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    if errors.is_empty() {
+        let _ = writeln!(text, "no errors so far");
+    } else {
+        let _ = writeln!(text, "latest errors (newest first):\n{}", errors.join("\n"));
+    }
+    Ok(text)
+}

@@ -1,0 +1,155 @@
+//! `run --dry-run`: what the run would do, worked out without sending anything — rows per
+//! resolution class, rows already done in `--out`, the estimated cost, and the expected
+//! wall time for the given concurrency and rate cap.
+//!
+//! Expected latency per class: the mean of the successful calls already recorded in
+//! `--out` when it has some, otherwise the mean of the published Gemini 3 Pro Image
+//! figures (domain.md, as fitted in `sim::latency`). Wall time: the larger of the total
+//! latency divided by `--concurrency` and the rows divided by the `--rpm` rate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::checkpoint::{self, DB_FILE};
+use crate::config::RunConfig;
+use crate::cost::{Prices, Usd};
+use crate::manifest::{ManifestReader, ReadError};
+use crate::report::{self, Percentiles};
+use crate::runner::RunError;
+use crate::size::Resolution;
+
+#[derive(Default)]
+struct ClassPlan {
+    rows: u64,
+    done: u64,
+    cost: f64,
+    unpriced: u64,
+}
+
+pub async fn print(cfg: &RunConfig, prices: &Prices) -> Result<(), RunError> {
+    let (cfg, prices) = (cfg.clone(), prices.clone());
+    let text = tokio::task::spawn_blocking(move || plan(&cfg, &prices)).await.expect("planning does not panic")?;
+    print!("{text}");
+    Ok(())
+}
+
+fn plan(cfg: &RunConfig, prices: &Prices) -> Result<String, RunError> {
+    let db_path = cfg.out.join(DB_FILE);
+    let db = if db_path.is_file() {
+        Some(
+            Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(checkpoint::CheckpointError::Sql)?,
+        )
+    } else {
+        None
+    };
+    let observed: BTreeMap<String, Percentiles> = match &db {
+        Some(c) => {
+            let inputs = checkpoint::report_inputs(c)?;
+            report::build(&inputs, prices).classes.into_iter().map(|g| (g.name, g.call_latency_s)).collect()
+        }
+        None => BTreeMap::new(),
+    };
+    let mut classes: BTreeMap<Resolution, ClassPlan> = BTreeMap::new();
+    let reader = ManifestReader::open(&cfg.manifest)?;
+    let mut lookup = match &db {
+        Some(c) => Some(c.prepare("SELECT state FROM rows WHERE id = ?1").map_err(checkpoint::CheckpointError::Sql)?),
+        None => None,
+    };
+    for row in reader {
+        let row = match row {
+            Ok(r) => r,
+            Err(ReadError::Io(e)) => return Err(RunError::Output { path: cfg.manifest.clone(), source: e }),
+            Err(ReadError::Row(p)) => return Err(RunError::Settings(format!("manifest changed while read: {p}"))),
+        };
+        let class = row.size.unwrap_or(cfg.size).resolution();
+        let model = row.model.as_deref().unwrap_or(&cfg.model);
+        let plan = classes.entry(class).or_default();
+        plan.rows += 1;
+        let state: Option<String> = match lookup.as_mut() {
+            Some(st) => st.query_row([&row.id], |r| r.get(0)).optional().map_err(checkpoint::CheckpointError::Sql)?,
+            None => None,
+        };
+        if state.as_deref() == Some("done") {
+            plan.done += 1;
+            continue;
+        }
+        match prices.get(model, class) {
+            Some(p) => plan.cost += p,
+            None => plan.unpriced += 1,
+        }
+    }
+
+    let scale = cfg.simulate.as_ref().map_or(1.0, |s| s.time_scale);
+    let mut out = String::new();
+    let _ = writeln!(out, "dry run: nothing was sent.\n");
+    let _ = writeln!(out, "  class   rows   done  to run   est. cost   expected latency");
+    let (mut to_run, mut total_latency, mut cost, mut unpriced, mut longest) = (0u64, 0.0, 0.0, 0u64, 0.0f64);
+    for (class, p) in &classes {
+        let (mean, source) = match observed.get(class.as_str()).and_then(|o| o.mean.map(|m| (m, o.n))) {
+            Some((m, n)) => (m, format!("observed, mean of {n} calls")),
+            None => (crate::sim::latency::model(*class).mean() * scale, "published table, mean".to_owned()),
+        };
+        let remaining = p.rows - p.done;
+        to_run += remaining;
+        total_latency += remaining as f64 * mean;
+        cost += p.cost;
+        unpriced += p.unpriced;
+        longest = longest.max(if remaining > 0 { mean } else { 0.0 });
+        let _ = writeln!(
+            out,
+            "  {:<5}{:>7}{:>7}{:>8}{:>12}   {} ({source})",
+            class.as_str(),
+            p.rows,
+            p.done,
+            remaining,
+            if p.unpriced > 0 { "?".to_owned() } else { Usd(p.cost).to_string() },
+            human(mean)
+        );
+    }
+    let by_slots = total_latency / cfg.concurrency as f64;
+    let rate = cfg.rpm.map(|n| f64::from(n.get()) / cfg.rate_window.as_secs_f64());
+    let by_rate = rate.map_or(0.0, |r| to_run as f64 / r);
+    let wall = by_slots.max(by_rate).max(longest);
+    let bound = if by_rate > by_slots { "the --rpm cap" } else { "--concurrency" };
+    let _ = writeln!(
+        out,
+        "\n{} rows, {} already done in {}, {to_run} to run",
+        classes.values().map(|p| p.rows).sum::<u64>(),
+        classes.values().map(|p| p.done).sum::<u64>(),
+        cfg.out.display()
+    );
+    let _ = writeln!(
+        out,
+        "estimated cost: {}{}",
+        Usd(cost),
+        if unpriced > 0 {
+            format!(" plus {unpriced} row(s) with no known price (give --price MODEL:RES=USD)")
+        } else {
+            String::new()
+        }
+    );
+    if to_run > 0 {
+        let _ = writeln!(
+            out,
+            "expected wall time: about {} at --concurrency {} and {}; {bound} is the bound{}",
+            human(wall),
+            cfg.concurrency,
+            rate.map_or("no rate cap".to_owned(), |r| format!("{:.1} starts/min", r * 60.0)),
+            if cfg.simulate.is_some() { " (simulated time)" } else { "" }
+        );
+    }
+    Ok(out)
+}
+
+fn human(secs: f64) -> String {
+    let d = Duration::from_secs_f64(secs.max(0.0));
+    match d.as_secs() {
+        0..=59 => format!("{:.1}s", d.as_secs_f64()),
+        60..=3599 => format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
