@@ -7,9 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ProgressMode;
+use crate::cost::Usd;
+use crate::size::Resolution;
+
+/// Live percentiles are over each class's latest calls: what the provider does now.
+const LIVE_WINDOW: usize = 500;
 
 #[derive(Default)]
 pub struct Counters {
@@ -30,6 +37,8 @@ pub struct Progress {
     started: Instant,
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
+    /// The latest successful call latencies per class (1K, 2K, 4K), in seconds.
+    recent: [Mutex<VecDeque<f64>>; 3],
 }
 
 impl Progress {
@@ -41,7 +50,32 @@ impl Progress {
             started: Instant::now(),
             bar: Mutex::new(None),
             quiet: mode == ProgressMode::Quiet,
+            recent: Default::default(),
         })
+    }
+
+    /// A successful call's latency, for the live percentiles.
+    pub fn record_latency(&self, class: Resolution, secs: f64) {
+        let mut recent = self.recent[class as usize].lock().expect("latency lock");
+        if recent.len() == LIVE_WINDOW {
+            recent.pop_front();
+        }
+        recent.push_back(secs);
+    }
+
+    /// "1K P50 45.2s P95 88.0s" for each class with calls, over its latest calls.
+    fn live_latency(&self) -> String {
+        let mut parts = Vec::new();
+        for class in Resolution::ALL {
+            let mut xs: Vec<f64> = self.recent[class as usize].lock().expect("latency lock").iter().copied().collect();
+            if xs.is_empty() {
+                continue;
+            }
+            xs.sort_by(f64::total_cmp);
+            let at = |p: f64| xs[((p * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1];
+            parts.push(format!("{class} P50 {:.1}s P95 {:.1}s", at(0.5), at(0.95)));
+        }
+        parts.join(", ")
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -66,20 +100,36 @@ impl Progress {
         let done = c.done.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / elapsed * 60.0;
+        let per_min = done as f64 / elapsed * 60.0;
+        let left = self.total.saturating_sub(self.position());
+        let eta = if per_min > 0.0 && left > 0 {
+            format!(", eta {}", human(left as f64 / per_min * 60.0))
+        } else {
+            String::new()
+        };
+        let spend = c.spend_micro_usd.load(Ordering::Relaxed);
+        let spend = if spend > 0 { format!("; spent {}", Usd(spend as f64 / 1e6)) } else { String::new() };
+        let live = self.live_latency();
         format!(
-            "{} done, {} failed this run; {} in flight, {} waiting to retry; {:.1} images/min",
-            done,
-            failed,
+            "{done} done, {failed} failed, {left} left; {} in flight, {} waiting to retry; {per_min:.1} images/min{eta}{spend}{}",
             c.in_flight.load(Ordering::Relaxed),
             c.retry_waiting.load(Ordering::Relaxed),
-            rate
+            if live.is_empty() { String::new() } else { format!("\n  latency (latest calls): {live}") }
         )
     }
 
     fn position(&self) -> u64 {
         let c = &self.counters;
         self.settled_before + c.done.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed)
+    }
+}
+
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -96,7 +146,7 @@ pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
     let task = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows, eta {eta}\n{msg}")
+            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows settled\n{msg}")
                 .expect("valid template")
                 .progress_chars("=> "),
         );

@@ -545,10 +545,12 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                     ctx.stop_run(StopReason::Local(e.to_string()));
                     return None;
                 }
+                ctx.progress.record_latency(resolution, took.as_secs_f64());
                 let (generated, slot) = (Generated::Url(url), admission.permit);
                 return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned(), slot });
             }
             Ok(generated) => {
+                ctx.progress.record_latency(resolution, took.as_secs_f64());
                 let (latency_s, model, slot) = (took.as_secs_f64(), model.to_owned(), admission.permit);
                 return Some(Made { generated, latency_s, model, slot });
             }

@@ -148,3 +148,31 @@ async fn off_a_terminal_progress_is_a_plain_line_at_the_asked_interval() {
     let quiet = run(&sim, &manifest, &dir.path().join("quiet"), &["-q"]).await;
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("rows settled"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_progress_is_a_live_bar_with_latency_per_class() {
+    let sim = sim(fixed(Duration::from_millis(150))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 24);
+    let out = dir.path().join("out");
+    // util-linux `script` runs the command on a pseudo-terminal and copies what it draws.
+    let command = format!(
+        "{} run {} --base-url {} -o {} -c 2 --rpm 0",
+        env!("CARGO_BIN_EXE_bulkgen"),
+        manifest.display(),
+        sim.base_url(),
+        out.display()
+    );
+    let o = tokio::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("BULKGEN_API_KEY", KEY)
+        .env("TERM", "xterm")
+        .output()
+        .await
+        .expect("util-linux `script` is needed for this test (apt-get install bsdutils)");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(screen.contains("rows settled") && screen.contains("in flight"), "{screen}");
+    assert!(screen.contains("latency (latest calls): 1K P50"), "{screen}");
+    assert!(!screen.contains("] 0/24 rows settled;"), "the plain line is for non-terminals only: {screen}");
+}
