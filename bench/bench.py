@@ -89,13 +89,15 @@ def write_manifest(path, rows, sizes):
 
 
 class Sim:
-    """`bulkgen sim` on 127.0.0.1:0; stopped with SIGINT on exit."""
+    """`bulkgen sim` on 127.0.0.1:0; stopped with SIGINT on exit. `extra` adds sim flags
+    (e.g. ["--latency", "30s"]); `preexec_fn` runs in the child before exec (scale.py
+    raises the fd limit there)."""
 
-    def __init__(self, tmp, scale, image_bytes, seed):
-        self.log = open(os.path.join(tmp, "sim.out"), "w+")
+    def __init__(self, tmp, scale, image_bytes, seed, extra=(), preexec_fn=None, log_name="sim.out"):
+        self.log = open(os.path.join(tmp, log_name), "w+")
         self.p = subprocess.Popen([BIN, "sim", "--listen", "127.0.0.1:0", "--time-scale", str(scale),
-                                   "--image-bytes", str(image_bytes), "--seed", str(seed)],
-                                  stdout=self.log, stderr=subprocess.STDOUT, env=ENV)
+                                   "--image-bytes", str(image_bytes), "--seed", str(seed), *extra],
+                                  stdout=self.log, stderr=subprocess.STDOUT, env=ENV, preexec_fn=preexec_fn)
         deadline = time.time() + 15
         while time.time() < deadline:
             self.log.seek(0)

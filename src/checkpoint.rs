@@ -6,6 +6,7 @@
 //! commit, so an acknowledged write is durable (WAL, `synchronous=FULL`). Batching keeps
 //! the number of fsyncs far below the number of writes.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,8 @@ pub enum CheckpointError {
     Version { path: PathBuf, found: i64 },
     #[error("checkpoint write failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("checkpoint holds an unexpected value: {0}")]
+    Value(#[from] rusqlite::types::FromSqlError),
     #[error("checkpoint: {0}")]
     Io(#[from] std::io::Error),
     #[error("checkpoint writer stopped: {0}")]
@@ -159,34 +162,35 @@ pub struct AttemptRecord {
     pub error: Option<(ErrorClass, String)>,
 }
 
-/// A manifest row, as the report sees it.
-#[derive(Debug, Clone)]
-pub struct RowFact {
-    pub resolution: String,
-    /// The model that made its image, or the one it asks for.
-    pub model: String,
-    pub state: String,
-    pub attempts: u32,
-    pub e2e_s: Option<f64>,
-}
-
-/// One call, as the report sees it.
-#[derive(Debug, Clone)]
-pub struct AttemptFact {
+/// What the report needs about the rows of one resolution class made by (or asking
+/// for) one model: counts, and the samples percentiles are taken from.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
     pub resolution: String,
     pub model: String,
-    pub kind: String,
-    pub ok: bool,
-    pub duration_s: f64,
-    pub wait_s: f64,
-    pub error_class: Option<String>,
+    pub done: u64,
+    pub failed: u64,
+    /// Pending or running.
+    pub pending: u64,
+    /// Rows by number of attempts (rows with none are left out).
+    pub attempts_per_row: BTreeMap<u32, u64>,
+    pub calls: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Successful generation latencies, seconds.
+    pub latency: Vec<f64>,
+    /// First dispatch to file in place, seconds, for done rows.
+    pub e2e: Vec<f64>,
+    /// Time each generation waited for a slot or the limiter, seconds.
+    pub wait: Vec<f64>,
 }
 
-/// Inputs of the latency report: the current manifest's rows and their attempts.
+/// Inputs of the latency report: the current manifest's rows and their calls, gathered
+/// per (class, model) cell, so memory grows with the samples, not with per-row text.
 #[derive(Debug, Clone, Default)]
 pub struct ReportInputs {
-    pub rows: Vec<RowFact>,
-    pub attempts: Vec<AttemptFact>,
+    pub cells: Vec<Cell>,
+    /// When each done row's file was put in place (unix seconds).
+    pub completions: Vec<f64>,
     /// Wall time of every run on this folder: (started, ended).
     pub runs: Vec<(f64, Option<f64>)>,
     /// The last run's rate cap in starts per second of real time.
@@ -667,41 +671,80 @@ fn last_settings(c: &Connection) -> Result<Option<String>, CheckpointError> {
 
 /// Reads what the report needs; also used on a read-only connection by `bulkgen report`.
 pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
-    let rows = c
-        .prepare("SELECT resolution, COALESCE(made_by, model), state, attempts, e2e_s FROM rows WHERE seq IS NOT NULL")?
-        .query_map([], |r| {
-            Ok(RowFact {
-                resolution: r.get(0)?,
-                model: r.get(1)?,
-                state: r.get(2)?,
-                attempts: r.get(3)?,
-                e2e_s: r.get(4)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
-    let attempts = c
-        .prepare(
-            "SELECT a.resolution, a.model, a.kind, a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
-             FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
-        )?
-        .query_map([], |r| {
-            Ok(AttemptFact {
-                resolution: r.get(0)?,
-                model: r.get(1)?,
-                kind: r.get(2)?,
-                ok: r.get(3)?,
-                duration_s: r.get(4)?,
-                wait_s: r.get(5)?,
-                error_class: r.get(6)?,
-            })
-        })?
-        .collect::<Result<_, _>>()?;
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    // Finds a cell without allocating when the key is the previous one (queries are sorted).
+    let mut cell_of = |cells: &mut Vec<Cell>, res: &str, model: &str| -> usize {
+        if let Some(last) = cells.last()
+            && last.resolution == res
+            && last.model == model
+        {
+            return cells.len() - 1;
+        }
+        *index.entry((res.to_owned(), model.to_owned())).or_insert_with(|| {
+            cells.push(Cell { resolution: res.to_owned(), model: model.to_owned(), ..Cell::default() });
+            cells.len() - 1
+        })
+    };
+    let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> { r.get(i) };
+
+    let mut st = c.prepare(
+        "SELECT resolution, COALESCE(made_by, model) AS m, state, attempts, COUNT(*) FROM rows \
+         WHERE seq IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let i = cell_of(&mut cells, &text(r, 0)?, &text(r, 1)?);
+        let (state, attempts, n): (String, u32, u64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+        let cell = &mut cells[i];
+        match state.as_str() {
+            "done" => cell.done += n,
+            "failed" => cell.failed += n,
+            _ => cell.pending += n,
+        }
+        if attempts > 0 {
+            *cell.attempts_per_row.entry(attempts).or_default() += n;
+        }
+    }
+    let mut st = c.prepare(
+        "SELECT resolution, COALESCE(made_by, model), e2e_s FROM rows \
+         WHERE seq IS NOT NULL AND state = 'done' AND e2e_s IS NOT NULL ORDER BY 1, 2",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        cells[i].e2e.push(r.get(2)?);
+    }
+    let mut st = c.prepare(
+        "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
+         FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL ORDER BY 1, 2",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        let cell = &mut cells[i];
+        let (generate, ok): (bool, bool) = (r.get(2)?, r.get(3)?);
+        cell.calls += 1;
+        if generate {
+            cell.wait.push(r.get(5)?);
+            if ok {
+                cell.latency.push(r.get(4)?);
+            }
+        }
+        if let Some(class) = r.get_ref(6)?.as_str_or_null()? {
+            *cell.errors.entry(class.to_owned()).or_default() += 1;
+        }
+    }
     let runs = c
         .prepare("SELECT started_at, ended_at FROM runs ORDER BY run_id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let completions = c
+        .prepare("SELECT done_at FROM rows WHERE seq IS NOT NULL AND state = 'done' AND done_at IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let rate_per_s = last_settings(c)?.and_then(|s| rate_of(&s));
-    Ok(ReportInputs { rows, attempts, runs, rate_per_s })
+    Ok(ReportInputs { cells, completions, runs, rate_per_s })
 }
 
 /// Starts per second allowed by a run's settings (`rpm` per `rate_window`).

@@ -43,7 +43,9 @@ pub fn make_durable(dir: &Path) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let folder = File::open(dir)?;
+        // Any descriptor on the filesystem will do: if the images folder itself is gone
+        // (moved away under a running batch), its parent, the output folder, serves.
+        let folder = File::open(dir).or_else(|e| dir.parent().map_or(Err(e), File::open))?;
         // SAFETY: syncfs only reads the descriptor, which `folder` keeps open.
         if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
             return Err(io::Error::last_os_error());

@@ -12,13 +12,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::checkpoint::ReportInputs;
+use crate::chart::{self, ChartData};
+use crate::checkpoint::{Cell, ReportInputs};
 use crate::cost::{Prices, Usd};
 use crate::output::write_atomically;
 use crate::size::Resolution;
 
 pub const JSON_FILE: &str = "report.json";
 pub const MD_FILE: &str = "report.md";
+pub const SVG_FILE: &str = "latency.svg";
 /// Version of the JSON report (schema/report.schema.json).
 pub const VERSION: u32 = 2;
 /// Below this many samples, P95 and P99 are not meaningful.
@@ -120,8 +122,35 @@ struct Acc {
 }
 
 impl Acc {
-    fn finish(mut self, rate_per_s: Option<f64>) -> Group {
+    fn add(&mut self, cell: &Cell, price: Option<f64>) {
         let g = &mut self.group;
+        g.rows += cell.done + cell.failed + cell.pending;
+        g.done += cell.done;
+        g.failed += cell.failed;
+        g.pending += cell.pending;
+        g.attempts += cell.calls;
+        for (n, rows) in &cell.attempts_per_row {
+            *g.attempts_per_row.entry(*n).or_default() += rows;
+        }
+        for (class, n) in &cell.errors {
+            *g.errors.entry(class.clone()).or_default() += n;
+        }
+        match price {
+            Some(p) if cell.done > 0 => {
+                self.spend += p * cell.done as f64;
+                self.priced += cell.done;
+            }
+            Some(_) => {}
+            None => g.unpriced_done += cell.done,
+        }
+        self.latency.extend(&cell.latency);
+        self.e2e.extend(&cell.e2e);
+        self.wait.extend(&cell.wait);
+    }
+
+    fn finish(mut self, name: String, rate_per_s: Option<f64>) -> Group {
+        let g = &mut self.group;
+        g.name = name;
         g.call_latency_s = Percentiles::of(self.latency);
         g.end_to_end_s = Percentiles::of(self.e2e);
         g.wait_s = Percentiles::of(self.wait);
@@ -133,75 +162,37 @@ impl Acc {
     }
 }
 
+/// Groups the cells by `key` and finishes each group (one grouping's samples are in
+/// memory at a time).
+fn grouped(inputs: &ReportInputs, prices: &Prices, key: impl Fn(&Cell) -> String) -> Vec<Group> {
+    let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
+    for cell in &inputs.cells {
+        let price = Resolution::parse(&cell.resolution).and_then(|r| prices.get(&cell.model, r));
+        accs.entry(key(cell)).or_default().add(cell, price);
+    }
+    accs.into_iter().map(|(name, acc)| acc.finish(name, inputs.rate_per_s)).collect()
+}
+
 pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
-    let mut classes: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut models: BTreeMap<String, Acc> = BTreeMap::new();
-    let mut overall = Acc::default();
-    for row in &inputs.rows {
-        let price = Resolution::parse(&row.resolution).and_then(|r| prices.get(&row.model, r));
-        let class = classes.entry(row.resolution.clone()).or_default();
-        let model = models.entry(row.model.clone()).or_default();
-        for acc in [class, model, &mut overall] {
-            let g = &mut acc.group;
-            g.rows += 1;
-            match row.state.as_str() {
-                "done" => {
-                    g.done += 1;
-                    match price {
-                        Some(p) => {
-                            acc.spend += p;
-                            acc.priced += 1;
-                        }
-                        None => g.unpriced_done += 1,
-                    }
-                }
-                "failed" => g.failed += 1,
-                _ => g.pending += 1,
-            }
-            if row.attempts > 0 {
-                *g.attempts_per_row.entry(row.attempts).or_default() += 1;
-            }
-            acc.e2e.extend(row.e2e_s);
-        }
-    }
-    for a in &inputs.attempts {
-        if let Some(class) = classes.get_mut(&a.resolution) {
-            add_attempt(class, a);
-        }
-        // A fallback model has calls (and done rows) of its own.
-        add_attempt(models.entry(a.model.clone()).or_default(), a);
-        add_attempt(&mut overall, a);
-    }
-    let rate_per_s = inputs.rate_per_s;
-    let finish = |(name, acc): (String, Acc)| Group { name, ..acc.finish(rate_per_s) };
+    let classes = grouped(inputs, prices, |c| c.resolution.clone());
+    let models = grouped(inputs, prices, |c| c.model.clone());
+    let overall = grouped(inputs, prices, |_| "all".into())
+        .pop()
+        .unwrap_or_else(|| Acc::default().finish("all".into(), inputs.rate_per_s));
     let wall_time_s: f64 = inputs.runs.iter().filter_map(|(start, end)| end.map(|e| (e - start).max(0.0))).sum();
-    let overall = Group { name: "all".into(), ..overall.finish(rate_per_s) };
     let images_per_minute = (wall_time_s > 0.0).then(|| overall.done as f64 / wall_time_s * 60.0);
     Report {
         version: VERSION,
         percentile_method: PERCENTILE_METHOD,
         timeout_rule: TIMEOUT_RULE,
         concurrency_rule: CONCURRENCY_RULE,
-        classes: classes.into_iter().map(finish).collect(),
-        models: models.into_iter().map(finish).collect(),
+        classes,
+        models,
         overall,
         runs: inputs.runs.len(),
         wall_time_s,
         images_per_minute,
-        rate_cap_per_minute: rate_per_s.map(|r| r * 60.0),
-    }
-}
-
-fn add_attempt(acc: &mut Acc, a: &crate::checkpoint::AttemptFact) {
-    acc.group.attempts += 1;
-    if a.kind == "generate" {
-        acc.wait.push(a.wait_s);
-        if a.ok {
-            acc.latency.push(a.duration_s);
-        }
-    }
-    if let Some(class) = &a.error_class {
-        *acc.group.errors.entry(class.clone()).or_default() += 1;
+        rate_cap_per_minute: inputs.rate_per_s.map(|r| r * 60.0),
     }
 }
 
@@ -385,18 +376,26 @@ pub fn render_json(r: &Report) -> String {
     serde_json::to_string_pretty(r).expect("the report serializes")
 }
 
-/// Writes `report.json` and `report.md` into the output folder.
-pub fn write_files(r: &Report, dir: &Path) -> io::Result<()> {
+/// Writes `report.json`, `report.md` and the chart `latency.svg` into the output folder.
+pub fn write_files(r: &Report, inputs: &ReportInputs, dir: &Path) -> io::Result<()> {
     let json = render_json(r);
     write_atomically(&dir.join(JSON_FILE), |w| w.write_all(json.as_bytes()))?;
     let md = render(r, true);
-    write_atomically(&dir.join(MD_FILE), |w| w.write_all(md.as_bytes()))
+    write_atomically(&dir.join(MD_FILE), |w| w.write_all(md.as_bytes()))?;
+    let mut by_class: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for cell in &inputs.cells {
+        by_class.entry(cell.resolution.clone()).or_default().extend(&cell.latency);
+    }
+    let data = ChartData {
+        latencies: by_class.into_iter().filter(|(_, xs)| !xs.is_empty()).collect(),
+        completions: inputs.completions.clone(),
+    };
+    chart::write_svg(&data, &dir.join(SVG_FILE))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{AttemptFact, RowFact};
 
     #[test]
     fn nearest_rank_percentiles_match_hand_computed_values() {
@@ -425,39 +424,41 @@ mod tests {
         assert_eq!(recommend_timeout(&p), Some(3.0), "2.0 x 1.5 = 3.0");
     }
 
-    fn row(res: &str, model: &str, state: &str, attempts: u32, e2e: Option<f64>) -> RowFact {
-        RowFact { resolution: res.into(), model: model.into(), state: state.into(), attempts, e2e_s: e2e }
-    }
-
-    fn attempt(res: &str, model: &str, ok: bool, duration: f64, class: Option<&str>) -> AttemptFact {
-        AttemptFact {
-            resolution: res.into(),
-            model: model.into(),
-            kind: "generate".into(),
-            ok,
-            duration_s: duration,
-            wait_s: 0.1,
-            error_class: class.map(String::from),
-        }
+    fn cell(res: &str, model: &str, done: u64, failed: u64, pending: u64) -> Cell {
+        Cell { resolution: res.into(), model: model.into(), done, failed, pending, ..Cell::default() }
     }
 
     #[test]
     fn the_report_groups_by_class_and_model_and_prices_done_rows() {
         let g3 = "gemini-3-pro-image-preview";
         let inputs = ReportInputs {
-            rows: vec![
-                row("1K", g3, "done", 1, Some(2.0)),
-                row("1K", "other", "failed", 2, None),
-                row("4K", g3, "done", 2, Some(9.0)),
-                row("4K", g3, "pending", 0, None),
+            cells: vec![
+                Cell {
+                    attempts_per_row: BTreeMap::from([(1, 1)]),
+                    calls: 1,
+                    latency: vec![1.5],
+                    e2e: vec![2.0],
+                    wait: vec![0.1],
+                    ..cell("1K", g3, 1, 0, 0)
+                },
+                Cell {
+                    attempts_per_row: BTreeMap::from([(2, 1)]),
+                    calls: 2,
+                    errors: BTreeMap::from([("refused".into(), 1), ("server".into(), 1)]),
+                    wait: vec![0.1, 0.1],
+                    ..cell("1K", "other", 0, 1, 0)
+                },
+                Cell {
+                    attempts_per_row: BTreeMap::from([(2, 1)]),
+                    calls: 2,
+                    errors: BTreeMap::from([("overloaded".into(), 1)]),
+                    latency: vec![8.0],
+                    e2e: vec![9.0],
+                    wait: vec![0.1, 0.1],
+                    ..cell("4K", g3, 1, 0, 1)
+                },
             ],
-            attempts: vec![
-                attempt("1K", g3, true, 1.5, None),
-                attempt("1K", "other", false, 0.5, Some("refused")),
-                attempt("1K", "other", false, 0.5, Some("server")),
-                attempt("4K", g3, false, 0.2, Some("overloaded")),
-                attempt("4K", g3, true, 8.0, None),
-            ],
+            completions: vec![150.0, 158.0],
             runs: vec![(100.0, Some(160.0))],
             rate_per_s: Some(1.0),
         };

@@ -293,8 +293,9 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     };
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
-    let report = report::build(&ckpt.report_inputs().await?, &ctx.prices);
-    report::write_files(&report, &ctx.out.root)
+    let inputs = ckpt.report_inputs().await?;
+    let report = report::build(&inputs, &ctx.prices);
+    report::write_files(&report, &inputs, &ctx.out.root)
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
     Ok(Some(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() }))

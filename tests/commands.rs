@@ -43,6 +43,16 @@ async fn the_report_comes_in_every_format_and_the_json_matches_its_schema() {
     broken["overall"]["call_latency_s"]["p50"] = "fast".into();
     assert!(!validator.is_valid(&broken));
 
+    // The chart: well-formed SVG, one legend entry (one series) per class of the run.
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let texts: Vec<&str> = doc.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect();
+    for class in ["1K", "2K", "4K"] {
+        let legend = format!("{class} (N=10)");
+        assert_eq!(texts.iter().filter(|t| t.trim() == legend).count(), 1, "{legend} in {texts:?}");
+    }
+    assert!(texts.iter().any(|t| t.contains("Images completed over time")));
+
     let md = String::from_utf8(cmd(&["report", "--format", "md"], &out).output().await.unwrap().stdout).unwrap();
     assert!(md.starts_with("# bulkgen latency report") && md.contains("| 4K |"), "{md}");
     let plain = String::from_utf8(cmd(&["report"], &out).output().await.unwrap().stdout).unwrap();
