@@ -350,14 +350,42 @@ def s_many(a, n, seed):
     pre = raiser(a.nofile)
     limits = {}
 
+    waiting = {}
+
+    def watch(sim, pid):
+        """While every call waits for its answer (the sim has seen n requests in flight and
+        handed out no image yet), sample bulkgen's VmRSS: its cost per waiting call."""
+        limits["bulkgen"] = nofile_limit(pid)
+        deadline = time.time() + 60
+
+        def loop():
+            while time.time() < deadline:
+                try:
+                    st = sim.stats()
+                except OSError:
+                    return
+                if st["successes"] > 0:
+                    return
+                if st["max_in_flight"] >= n:
+                    try:
+                        rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS:"))
+                    except (OSError, StopIteration):
+                        return
+                    waiting["rss_mb"] = rss / 1024
+                time.sleep(0.05)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        return t
+
     def go(sim):
         limits["sim"] = nofile_limit(sim.p.pid)
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, n, seed), tmp, "run", preexec_fn=pre,
-                     on_start=lambda pid: nofile_limit(pid))
-        limits["bulkgen"] = r["info"]
+                     on_start=lambda pid: watch(sim, pid))
+        r["info"].join()
         st = sim.stats()
         return r, st
     r, st = with_sim(tmp, a.many_time_scale, a.image_bytes, seed, go, extra=extra, preexec_fn=pre)
+    ts = arrivals_s(st)
     done = done_rows(out) if os.path.exists(os.path.join(out, "results.csv")) else 0
     # the reference: the same settings with 50 rows in flight
     ref_n = 50
@@ -370,7 +398,9 @@ def s_many(a, n, seed):
           f"bulkgen exit {r['rc']}, {done} of {n} rows done"
           + (f"; stderr: {r['err'][-600:]!r}" if r["rc"] != 0 else ""), flush=True)
     inflight = st["max_in_flight"]
+    wait_rss = waiting.get("rss_mb", float("nan"))
     return dict(completed=float(r["rc"] == 0 and done == n), rc=r["rc"], done=done, wall=r["wall"],
+                ramp=ts[-1] - ts[0], wait_rss=wait_rss, kb_per_wait=(wait_rss - ref["rss_mb"]) * 1024 / (n - ref_n),
                 rss_mb=r["rss_mb"], rss_src=r["rss_src"], ref_rss=ref["rss_mb"], ref_rss_src=ref["rss_src"], sim_inflight=inflight,
                 kb_per_call=(r["rss_mb"] - ref["rss_mb"]) * 1024 / max(1, inflight - ref_n),
                 kb_per_call_gross=r["rss_mb"] * 1024 / max(1, inflight), cpu=r["cpu"], requests=st["requests"],
@@ -436,6 +466,9 @@ METRICS = {
     "5": [("completed (exit 0, all rows done)", "completed", "", (">=", 1)), ("wall time", "wall", "s", None),
           ("peak RSS", "rss_mb", "MB", None), ("peak RSS, 50-row reference", "ref_rss", "MB", None),
           ("sim: most in flight", "sim_inflight", "", None),
+          ("first to last request at the sim", "ramp", "s", None),
+          ("RSS while all calls wait (no answer yet)", "wait_rss", "MB", None),
+          ("RSS per waiting call (vs reference)", "kb_per_wait", "KB", None),
           ("RSS per in-flight call (marginal)", "kb_per_call", "KB", None),
           ("RSS per in-flight call (gross)", "kb_per_call_gross", "KB", None), ("bulkgen CPU s", "cpu", "s", None)],
     "6": [("bulkgen rows/s", "b_rps", "rows/s", None), ("baseline rows/s", "p_rps", "rows/s", None),
