@@ -63,7 +63,7 @@ impl Caller {
             let resp = req.send().await.map_err(|e| transport(e, deadline))?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await.map_err(|e| transport(e, deadline).with_status(status.as_u16()))?;
+            let body = read_body(resp).await.map_err(|e| transport(e, deadline).with_status(status.as_u16()))?;
             self.provider.parse(status, &headers, &body)
         }
         .await;
@@ -88,7 +88,7 @@ impl Caller {
                     .with_status(status.as_u16()));
             }
             let body =
-                resp.bytes().await.map_err(|e| as_download(transport(e, self.download_timeout)).with_status(200))?;
+                read_body(resp).await.map_err(|e| as_download(transport(e, self.download_timeout)).with_status(200))?;
             if image_extension(&body).is_none() {
                 return Err(CallError::new(
                     ErrorClass::Download,
@@ -96,7 +96,7 @@ impl Caller {
                 )
                 .with_status(200));
             }
-            Ok(body.to_vec())
+            Ok(body)
         }
         .await;
         result.map_err(|e| self.masked(e))
@@ -108,6 +108,17 @@ impl Caller {
         }
         e
     }
+}
+
+/// The whole body in one buffer sized from Content-Length up front: collecting chunks
+/// and joining them would hold a 4K answer (8 MB of base64) twice.
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    const MAX_PREALLOCATION: u64 = 64 << 20;
+    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(MAX_PREALLOCATION) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A transport failure (no usable HTTP answer) as an error class.

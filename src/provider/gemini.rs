@@ -11,6 +11,7 @@
 //! inline data. A blocked prompt (`promptFeedback.blockReason`), a `finishReason` other
 //! than STOP, or no image part means "no image for this prompt": class `refused`.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -47,10 +48,13 @@ pub fn shape(size: Size, aspect: Option<AspectRatio>) -> (AspectRatio, Resolutio
     }
 }
 
+// Image data is borrowed from the body when it has no JSON escapes (the usual case), so a
+// 4K answer is not copied before it is decoded.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct Response {
-    candidates: Vec<Candidate>,
+struct Response<'a> {
+    #[serde(borrow)]
+    candidates: Vec<Candidate<'a>>,
     prompt_feedback: Option<PromptFeedback>,
 }
 
@@ -63,31 +67,34 @@ struct PromptFeedback {
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct Candidate {
-    content: Option<Content>,
+struct Candidate<'a> {
+    #[serde(borrow)]
+    content: Option<Content<'a>>,
     finish_reason: Option<String>,
     finish_message: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Content {
-    parts: Vec<Part>,
+struct Content<'a> {
+    #[serde(borrow)]
+    parts: Vec<Part<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct Part {
+struct Part<'a> {
     text: Option<String>,
     thought: Option<bool>,
-    #[serde(alias = "inline_data")]
-    inline_data: Option<InlineData>,
+    #[serde(alias = "inline_data", borrow)]
+    inline_data: Option<InlineData<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct InlineData {
-    data: String,
+struct InlineData<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
 }
 
 impl Provider for Gemini {

@@ -3,6 +3,7 @@
 //! models through it, so parsing is tolerant: numbers where strings are documented,
 //! errors wrapped in arrays or given as plain strings, data URLs inside `b64_json`.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use reqwest::header::HeaderMap;
@@ -27,15 +28,18 @@ impl OpenAi {
     }
 }
 
+// The base64 is borrowed from the body when it has no JSON escapes (the usual case), so
+// an 8 MB answer is not copied before it is decoded.
 #[derive(Deserialize)]
-struct Response {
-    #[serde(default)]
-    data: Vec<Datum>,
+struct Response<'a> {
+    #[serde(default, borrow)]
+    data: Vec<Datum<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Datum {
-    b64_json: Option<String>,
+struct Datum<'a> {
+    #[serde(borrow)]
+    b64_json: Option<Cow<'a, str>>,
     url: Option<String>,
 }
 
