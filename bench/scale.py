@@ -548,6 +548,9 @@ def main():
         print("building: cargo build --release", flush=True)
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
     print(machine())
+    dirty = bench.sh("git", "diff", "--stat", "HEAD", "--", "src", "Cargo.toml", "Cargo.lock").splitlines()
+    if dirty:
+        print(f"uncommitted: {dirty[-1].strip()} ({', '.join(l.split('|')[0].strip() for l in dirty[:-1])})")
     tmpdir = a.tmpdir or tempfile.gettempdir()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     print(f"output folders in: {tmpdir} ({fs_type(tmpdir)}); load average before: "
