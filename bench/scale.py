@@ -7,9 +7,12 @@
 
 Every run gets a fresh `bulkgen sim --listen 127.0.0.1:0` and a fresh temporary folder; each
 scenario is repeated --repeats times and reported as median and min-max. Wall time is that of
-the `bulkgen run` process (start to exit); CPU = user + sys and peak RSS = ru_maxrss of that
-process (os.wait4 rusage); the simulator's CPU is read from /proc/PID/stat. Both share the
-machine, so a busy sim can be the bottleneck: its CPU is shown where it matters.
+the `bulkgen run` process (start to exit); CPU = user + sys of that process (os.wait4
+rusage); the simulator's CPU is read from /proc/PID/stat. Both share the machine, so a busy
+sim can be the bottleneck: its CPU is shown where it matters. Peak RSS is the child's
+ru_maxrss when that is above this script's own peak, else its VmHWM polled every 10 ms:
+Linux carries the parent's peak RSS into a child's ru_maxrss across fork and exec (see
+run_proc); each run line says which source was used (rss_src).
 
 1  Overhead      time scale 0 (the sim answers at once), ~50 KB images, 20,000 rows, at -c 64
                  and at -c 512. rows/s = rows / wall; CPU s per 1,000 rows (bulkgen only);
@@ -21,7 +24,9 @@ machine, so a busy sim can be the bottleneck: its CPU is shown where it matters.
                  from the attempts table of OUT/bulkgen.db; target wall / ideal <= 1.03.
                  wall / replay is shown for diagnosis (replay = makespan of the same calls in
                  start order on `concurrency` slots with no gap: the best a FIFO dispatcher can
-                 do; ideal/replay is the unavoidable drain, replay/wall bulkgen's own cost).
+                 do; replay/ideal is the drain FIFO cannot avoid, wall/replay bulkgen's own
+                 cost). "replay 4K, 2K, then 1K" replays the same calls with the slow classes
+                 first: what a class-aware dispatch order could reach.
 2b Fidelity,     --rpm 6000, time scale 0, 1,000 rows, -c 64. From the sim's arrival times
    rate-bound    (/_sim/stats `arrivals`): achieved starts/min = (n-1) / (last-first) * 60,
                  target >= 0.98 x 6000; the most arrivals in any sliding 60 s window (the
@@ -43,9 +48,14 @@ machine, so a busy sim can be the bottleneck: its CPU is shown where it matters.
                  estimated from (ii)) and times its resume the same way.
 5  Many in       5,000 rows, -c 5000, --rpm 0; sim --latency 30s --time-scale 0.1 (every call
    flight        takes 3 s real), ~50 KB images. The run must complete (exit 0, all rows done);
-                 peak RSS; RSS per in-flight call = (peak RSS - peak RSS of a 50-row, -c 50
-                 run on the same settings) / most calls the sim saw in flight at once. Both
-                 child processes get RLIMIT_NOFILE raised (to --nofile, else to the hard
+                 peak RSS; the time from the first to the last request reaching the sim;
+                 VmRSS of bulkgen sampled while all 5,000 calls wait (the sim has seen 5,000
+                 in flight and answered none); per call, relative to the peak RSS of a 50-row,
+                 -c 50 run on the same settings:
+                     per waiting call   = (RSS while all wait - reference) / (5,000 - 50)
+                     per in-flight call = (peak RSS - reference) / (most in flight at the sim - 50)
+                 (the peak comes when the answers, ~67 KB of base64 each, arrive together).
+                 Both child processes get RLIMIT_NOFILE raised (to --nofile, else to the hard
                  limit); the limits read back from /proc/PID/limits are printed.
 6  Baseline      bench/baseline.py (ThreadPoolExecutor + requests, no checkpoint, no fsync,
                  no retries) and bulkgen on the same sim: time scale 0, ~50 KB images, 5,000
@@ -57,7 +67,8 @@ end, not between runs (deleting thousands of files right before the next run mak
 for free inodes during it; see bench.py). The exit code is 1 if a target is missed or a run
 failed.
 """
-import argparse, csv, os, resource, sqlite3, statistics, subprocess, sys, tempfile, threading, time, traceback
+import argparse, csv, json, os, resource, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+import traceback, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (helpers: machine(), fs_type(), Sim, replay(), ENV, BIN, TO_DELETE)
@@ -184,18 +195,27 @@ def done_rows(out):
         return sum(r["status"] == "done" for r in csv.DictReader(f))
 
 
-def ok_durations(out):
+def ok_durations(out, with_resolution=False):
+    """duration_s of the successful generate attempts in start order (and their classes)."""
     db = sqlite3.connect(os.path.join(out, "bulkgen.db"))
     try:
-        return [d for (d,) in db.execute("SELECT duration_s FROM attempts WHERE kind = 'generate' "
-                                         "AND outcome = 'ok' ORDER BY started_at")]
+        rows = db.execute("SELECT duration_s, resolution FROM attempts WHERE kind = 'generate' "
+                          "AND outcome = 'ok' ORDER BY started_at").fetchall()
     finally:
         db.close()
+    d = [x for x, _ in rows]
+    return (d, [c for _, c in rows]) if with_resolution else d
 
 
 def ckpt_mb(out):
     return sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)
                if f.startswith("bulkgen.db")) / 1e6
+
+
+def sim_stats(sim, timeout=120):
+    """/_sim/stats (bench.Sim.stats has a 10 s timeout: too short for a million rows)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    return json.load(opener.open(sim.url + "/_sim/stats", timeout=timeout))
 
 
 def arrivals_s(stats):
@@ -232,7 +252,7 @@ def s_overhead(a, n, conc, seed):
     def go(sim):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
         check_ok(r, "bulkgen run")
-        st = sim.stats()
+        st = sim_stats(sim)
         return dict(rps=n / r["wall"], cpu_k=r["cpu"] / n * 1000, rss_mb=r["rss_mb"], rss_src=r["rss_src"], wall=r["wall"],
                     sim_cpu_k=sim.cpu_s() / n * 1000, sim_inflight=st["max_in_flight"], done=done_rows(out))
     return with_sim(tmp, 0, a.image_bytes, seed, go)
@@ -246,10 +266,14 @@ def s_latency(a, n, conc, seed):
     def go(sim):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
         check_ok(r, "bulkgen run")
-        st = sim.stats()
-        d = ok_durations(out)
+        st = sim_stats(sim)
+        d, res = ok_durations(out, with_resolution=True)
         ideal = max(sum(d) / conc, max(d))
-        return dict(ratio=r["wall"] / ideal, replay_ratio=r["wall"] / replay(d, conc), wall=r["wall"],
+        rp = replay(d, conc)
+        rank = {"4K": 0, "2K": 1, "1K": 2}
+        by_class = [x for _, _, x in sorted((rank.get(c, 3), i, x) for i, (x, c) in enumerate(zip(d, res)))]
+        return dict(ratio=r["wall"] / ideal, replay_ratio=r["wall"] / rp, drain=rp / ideal,
+                    class_first=replay(by_class, conc) / ideal, wall=r["wall"],
                     ideal=ideal, lat_min=min(d), lat_max=max(d), sim_inflight=st["max_in_flight"],
                     cpu=r["cpu"], done=done_rows(out))
     return with_sim(tmp, a.latency_time_scale, a.image_bytes, seed, go)
@@ -263,7 +287,7 @@ def s_rate(a, n, conc, seed, rpm=6000):
     def go(sim):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run")
         check_ok(r, "bulkgen run")
-        ts = arrivals_s(sim.stats())
+        ts = arrivals_s(sim_stats(sim))
         achieved = (len(ts) - 1) / (ts[-1] - ts[0]) * 60
         return dict(spm=achieved, spm_ratio=achieved / rpm, max60=max_in_window(ts, 60.0),
                     max1=max_in_window(ts, 1.0), wall=r["wall"], requests=len(ts), done=done_rows(out))
@@ -278,7 +302,7 @@ def s_large(a, n, conc, seed):
     def go(sim):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
         check_ok(r, "bulkgen run")
-        st = sim.stats()
+        st = sim_stats(sim)
         png = sum(e.stat().st_size for e in os.scandir(os.path.join(out, "images")))
         return dict(rss_mb=r["rss_mb"], rss_src=r["rss_src"], rps=n / r["wall"], mbps=png / 1e6 / r["wall"], wall=r["wall"],
                     cpu_k=r["cpu"] / n * 1000, sim_cpu_k=sim.cpu_s() / n * 1000,
@@ -319,14 +343,14 @@ def full_then_resume(a, n, seed, manifest, conc=256):
     def first(sim):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
         check_ok(r, "bulkgen run")
-        return r, sim.stats()["requests"], sim.cpu_s()
+        return r, sim_stats(sim)["requests"], sim.cpu_s()
     r, requests, sim_cpu = with_sim(tmp, 0, 100, seed, first)
     done = done_rows(out)
     size = ckpt_mb(out)
 
     def again(sim):
         r2 = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "resume")
-        return r2, sim.stats()["requests"]
+        return r2, sim_stats(sim)["requests"]
     r2, requests2 = with_sim(tmp, 0, 100, seed, again, log_name="sim2.out")
     check_ok(r2, "bulkgen run (resume, all done)")
     return dict(wall=r["wall"], rps=n / r["wall"], rss_mb=r["rss_mb"], rss_src=r["rss_src"], cpu_k=r["cpu"] / n * 1000,
@@ -361,7 +385,7 @@ def s_many(a, n, seed):
         def loop():
             while time.time() < deadline:
                 try:
-                    st = sim.stats()
+                    st = sim_stats(sim)
                 except OSError:
                     return
                 if st["successes"] > 0:
@@ -382,7 +406,7 @@ def s_many(a, n, seed):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, n, seed), tmp, "run", preexec_fn=pre,
                      on_start=lambda pid: watch(sim, pid))
         r["info"].join()
-        st = sim.stats()
+        st = sim_stats(sim)
         return r, st
     r, st = with_sim(tmp, a.many_time_scale, a.image_bytes, seed, go, extra=extra, preexec_fn=pre)
     ts = arrivals_s(st)
@@ -443,17 +467,19 @@ def s_baseline(a, n, conc, seed):
 METRICS = {
     "1": [("rows/s end to end", "rps", "rows/s", "t_rps"), ("bulkgen CPU s / 1,000 rows", "cpu_k", "s", ("<", 0.5)),
           ("peak RSS", "rss_mb", "MB", None), ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None),
-          ("sim: most in flight", "sim_inflight", "", None)],
+          ("sim: most in flight", "sim_inflight", "n", None)],
     "2a": [("wall / ideal", "ratio", "", ("<=", 1.03)), ("wall / replay", "replay_ratio", "", None),
+           ("replay / ideal (FIFO drain)", "drain", "", None),
+           ("replay 4K, 2K, then 1K / ideal", "class_first", "", None),
            ("wall time", "wall", "s", None), ("ideal bound", "ideal", "s", None),
            ("shortest call", "lat_min", "s", None), ("longest call", "lat_max", "s", None),
-           ("sim: most in flight", "sim_inflight", "", None)],
+           ("sim: most in flight", "sim_inflight", "n", None)],
     "2b": [("achieved starts/min", "spm", "/min", None), ("achieved / cap", "spm_ratio", "", (">=", 0.98)),
-           ("most arrivals in a 60 s window", "max60", "", ("<=", 6000)),
-           ("most arrivals in a 1 s window", "max1", "", ("<=", 101)), ("wall time", "wall", "s", None)],
+           ("most arrivals in a 60 s window", "max60", "n", ("<=", 6000)),
+           ("most arrivals in a 1 s window", "max1", "n", ("<=", 101)), ("wall time", "wall", "s", None)],
     "3": [("peak RSS", "rss_mb", "MB", ("<", 576)), ("rows/s end to end", "rps", "rows/s", None),
           ("PNG MB/s written", "mbps", "MB/s", None), ("bulkgen CPU s / 1,000 rows", "cpu_k", "s", None),
-          ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None), ("sim: most in flight", "sim_inflight", "", None)],
+          ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None), ("sim: most in flight", "sim_inflight", "n", None)],
     "4i": [("dry-run wall time", "wall", "s", None), ("dry-run peak RSS", "rss_mb", "MB", None),
            ("dry-run CPU s", "cpu", "s", None)],
     "4ii": [("full run wall time", "wall", "s", None), ("rows/s end to end", "rps", "rows/s", None),
@@ -461,11 +487,11 @@ METRICS = {
             ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None), ("checkpoint size", "ckpt_mb", "MB", None),
             ("resume (all done): wall", "resume_wall", "s", ("<", 10)),
             ("resume (all done): peak RSS", "resume_rss", "MB", None),
-            ("resume (all done): sim requests", "resume_requests", "", ("<=", 0))],
+            ("resume (all done): sim requests", "resume_requests", "n", ("<=", 0))],
     "4iii": None,  # same metrics as 4ii, filled in below
-    "5": [("completed (exit 0, all rows done)", "completed", "", (">=", 1)), ("wall time", "wall", "s", None),
+    "5": [("completed (exit 0, all rows done)", "completed", "n", (">=", 1)), ("wall time", "wall", "s", None),
           ("peak RSS", "rss_mb", "MB", None), ("peak RSS, 50-row reference", "ref_rss", "MB", None),
-          ("sim: most in flight", "sim_inflight", "", None),
+          ("sim: most in flight", "sim_inflight", "n", None),
           ("first to last request at the sim", "ramp", "s", None),
           ("RSS while all calls wait (no answer yet)", "wait_rss", "MB", None),
           ("RSS per waiting call (vs reference)", "kb_per_wait", "KB", None),
@@ -484,7 +510,7 @@ OPS = {">=": lambda x, y: x >= y, "<": lambda x, y: x < y, "<=": lambda x, y: x 
 
 
 def fmt(v, unit):
-    if unit in ("rows/s", "/min") or (abs(v) >= 100 and float(v).is_integer()):
+    if unit in ("rows/s", "/min", "n"):
         return f"{v:,.0f}"
     return f"{v:.3f}" if abs(v) < 10 else f"{v:,.1f}"
 
@@ -498,7 +524,7 @@ def table(results):
                 target = extra_t
             vals = [r[key] for r in runs if r is not None and key in r]
             if not vals:
-                out.append((label, metric, "-", "-", unit, "", "ERR"))
+                out.append((label, metric, "-", "-", "" if unit == "n" else unit, "", "ERR"))
                 failed_any = True
                 continue
             med = statistics.median(vals)
@@ -506,7 +532,8 @@ def table(results):
             if errors:
                 ok = (ok + f" ({errors} run(s) failed)").strip()
             failed_any |= ok.startswith("NO") or bool(errors)
-            out.append((label, metric, fmt(med, unit), f"{fmt(min(vals), unit)}-{fmt(max(vals), unit)}", unit,
+            out.append((label, metric, fmt(med, unit), f"{fmt(min(vals), unit)}-{fmt(max(vals), unit)}",
+                        "" if unit == "n" else unit,
                         "" if target is None else f"{target[0]} {target[1]:g}", ok))
     widths = [max(len(r[i]) for r in out) for i in range(len(out[0]))]
     lines = []
