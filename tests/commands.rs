@@ -186,3 +186,51 @@ async fn on_a_terminal_progress_is_a_live_bar_with_latency_per_class() {
     assert!(screen.contains("latency (latest calls): 1K P50"), "{screen}");
     assert!(!screen.contains("] 0/24 rows settled;"), "the plain line is for non-terminals only: {screen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulkgen_sim_serves_a_batch_as_its_own_process_and_stops_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_bulkgen"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--time-scale", "0", "--api-key-env", "BULKGEN_API_KEY"])
+        .env("BULKGEN_API_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(sim.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let url = first.strip_prefix("bulkgen sim: listening on ").expect("the address comes first").to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 12);
+    let out = dir.path().join("out");
+    let mut c = bin();
+    c.arg("run").arg(&manifest).args(["--base-url", &url, "--rpm", "0", "-q"]).arg("-o").arg(&out);
+    let o = c.output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+    let stats: serde_json::Value = serde_json::from_str(&http_get(&format!("{url}/_sim/stats")).await).unwrap();
+    assert_eq!(stats["successes"], 12);
+
+    let pid = sim.id().unwrap().to_string();
+    std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let mut rest = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        rest.push_str(&line);
+    }
+    assert_eq!(sim.wait().await.unwrap().code(), Some(0));
+    assert!(rest.contains("12 requests, 12 images"), "{rest}");
+}
+
+/// A plain HTTP/1.1 GET over a TCP socket (the tests need no HTTP client of their own).
+async fn http_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    buf.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
