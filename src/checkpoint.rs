@@ -6,7 +6,7 @@
 //! commit, so an acknowledged write is durable (WAL, `synchronous=FULL`). Batching keeps
 //! the number of fsyncs far below the number of writes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -719,25 +719,22 @@ fn last_settings(c: &Connection) -> Result<Option<String>, CheckpointError> {
 /// Reads what the report needs; also used on a read-only connection by `bulkgen report`.
 pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     let mut cells: Vec<Cell> = Vec::new();
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    // Finds a cell without allocating when the key is the previous one (queries are sorted).
-    let mut cell_of = |cells: &mut Vec<Cell>, res: &str, model: &str| -> usize {
-        if let Some(last) = cells.last()
-            && last.resolution == res
-            && last.model == model
-        {
-            return cells.len() - 1;
+    // There are a handful of cells (classes x models): a scan by &str beats sorting a
+    // million rows or allocating a key per row.
+    let cell_of = |cells: &mut Vec<Cell>, res: &str, model: &str| -> usize {
+        match cells.iter().rposition(|c| c.resolution == res && c.model == model) {
+            Some(i) => i,
+            None => {
+                cells.push(Cell { resolution: res.to_owned(), model: model.to_owned(), ..Cell::default() });
+                cells.len() - 1
+            }
         }
-        *index.entry((res.to_owned(), model.to_owned())).or_insert_with(|| {
-            cells.push(Cell { resolution: res.to_owned(), model: model.to_owned(), ..Cell::default() });
-            cells.len() - 1
-        })
     };
     let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> { r.get(i) };
 
     let mut st = c.prepare(
         "SELECT resolution, COALESCE(made_by, model) AS m, state, attempts, COUNT(*) FROM rows \
-         WHERE seq IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2",
+         WHERE seq IS NOT NULL GROUP BY 1, 2, 3, 4",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
@@ -755,7 +752,7 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     }
     let mut st = c.prepare(
         "SELECT resolution, COALESCE(made_by, model), e2e_s FROM rows \
-         WHERE seq IS NOT NULL AND state = 'done' AND e2e_s IS NOT NULL ORDER BY 1, 2",
+         WHERE seq IS NOT NULL AND state = 'done' AND e2e_s IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
@@ -764,7 +761,7 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     }
     let mut st = c.prepare(
         "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
-         FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL ORDER BY 1, 2",
+         FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
