@@ -557,7 +557,6 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             }
             Err(e) => e,
         };
-        drop(admission.permit);
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
             if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model)
@@ -566,25 +565,35 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                 model = fallback;
             }
         }
-        match e.class.disposition() {
+        // The slot is given up only after the hold or the stop is in force: the FIFO
+        // queue hands it straight to the next call, which must see them.
+        let disposition = e.class.disposition();
+        let retry_in = match disposition {
             Disposition::Retry if attempt < ctx.cfg.max_attempts => {
                 let wait = ctx.backoff(attempt, e.retry_after);
                 if e.class == ErrorClass::RateLimited {
                     // The limit is the account's, not this row's: hold every worker.
                     ctx.gate.hold_for(wait);
                 }
+                Some(wait)
+            }
+            Disposition::StopRun => {
+                ctx.ckpt.mark_pending(row.rid);
+                ctx.stop_run(StopReason::Api(e));
+                return None;
+            }
+            Disposition::Retry | Disposition::FailRow => None,
+        };
+        drop(admission.permit);
+        match retry_in {
+            Some(wait) => {
                 if !wait_or_stop(ctx, wait).await {
                     ctx.ckpt.mark_pending(row.rid);
                     return None;
                 }
             }
-            Disposition::Retry | Disposition::FailRow => {
+            None => {
                 fail_row(ctx, row, &e);
-                return None;
-            }
-            Disposition::StopRun => {
-                ctx.ckpt.mark_pending(row.rid);
-                ctx.stop_run(StopReason::Api(e));
                 return None;
             }
         }
