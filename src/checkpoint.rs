@@ -42,26 +42,6 @@ pub enum CheckpointError {
     Writer(String),
 }
 
-/// Where a row stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-impl RowState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RowState::Pending => "pending",
-            RowState::Running => "running",
-            RowState::Done => "done",
-            RowState::Failed => "failed",
-        }
-    }
-}
-
 /// A row to work on, as the dispatcher needs it.
 #[derive(Debug, Clone)]
 pub struct PendingRow {
@@ -78,7 +58,6 @@ pub struct PendingRow {
     pub old_file: Option<String>,
     /// Image bytes received but not yet written (the disk failed): write them, no call.
     pub stashed: bool,
-    pub first_dispatch: Option<f64>,
 }
 
 /// Defaults for rows that name no size or model.
@@ -217,7 +196,6 @@ pub struct Checkpoint {
     /// The first write error of a fire-and-forget write, reported by [`Checkpoint::flush`].
     failure: Arc<Mutex<Option<String>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    path: PathBuf,
 }
 
 pub fn now_unix() -> f64 {
@@ -257,11 +235,7 @@ impl Checkpoint {
         let thread = std::thread::Builder::new()
             .name("bulkgen-checkpoint".into())
             .spawn(move || writer(conn, rx, writer_failure, images))?;
-        Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)), path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)) })
     }
 
     fn send(&self, job: Job) -> bool {
@@ -416,7 +390,7 @@ impl Checkpoint {
     pub async fn pending_page(&self, after_seq: i64, limit: usize) -> Result<Vec<PendingRow>, CheckpointError> {
         self.call(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, first_dispatch, \
+                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
                  EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid) \
                  FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
@@ -434,8 +408,7 @@ impl Checkpoint {
                         model: r.get(6)?,
                         result_url: r.get(7)?,
                         old_file: r.get(8)?,
-                        stashed: r.get(10)?,
-                        first_dispatch: r.get(9)?,
+                        stashed: r.get(9)?,
                     })
                 })?
                 .collect::<Result<_, _>>()?;

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -17,6 +16,7 @@ use crate::checkpoint::{self, DB_FILE};
 use crate::config::RunConfig;
 use crate::cost::{Prices, Usd};
 use crate::manifest::{ManifestReader, ReadError};
+use crate::progress::human;
 use crate::report::{self, Percentiles};
 use crate::runner::RunError;
 use crate::size::Resolution;
@@ -143,13 +143,4 @@ fn plan(cfg: &RunConfig, prices: &Prices) -> Result<String, RunError> {
         );
     }
     Ok(out)
-}
-
-fn human(secs: f64) -> String {
-    let d = Duration::from_secs_f64(secs.max(0.0));
-    match d.as_secs() {
-        0..=59 => format!("{:.1}s", d.as_secs_f64()),
-        60..=3599 => format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60),
-        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
 }

@@ -24,7 +24,6 @@ pub struct Counters {
     pub failed: AtomicU64,
     pub in_flight: AtomicU64,
     pub retry_waiting: AtomicU64,
-    pub calls: AtomicU64,
     /// Estimated spend of this run's done rows, in micro-USD.
     pub spend_micro_usd: AtomicU64,
 }
@@ -124,12 +123,13 @@ impl Progress {
     }
 }
 
-fn human(secs: f64) -> String {
-    let s = secs.round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+/// A duration as people read it: `7.5s`, `3m04s`, `2h10m`.
+pub fn human(secs: f64) -> String {
+    let secs = secs.max(0.0);
+    match secs.round() as u64 {
+        0..=59 => format!("{secs:.1}s"),
+        s @ 60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 

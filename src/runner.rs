@@ -108,8 +108,6 @@ pub struct Outcome {
     pub exit_code: i32,
     pub counts: Counts,
     pub report: Report,
-    pub recovered: Recovered,
-    pub sync: SyncReport,
     pub stopped: Option<StopReason>,
     pub out: PathBuf,
 }
@@ -298,7 +296,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     report::write_files(&report, &inputs, &ctx.out.root)
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
-    Ok(Some(Outcome { exit_code, counts, report, recovered, sync, stopped, out: ctx.out.root.clone() }))
+    Ok(Some(Outcome { exit_code, counts, report, stopped, out: ctx.out.root.clone() }))
 }
 
 fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
@@ -307,6 +305,9 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
             "resuming after an interrupted run: {} row(s) found complete on disk, {} back in the queue",
             recovered.done_from_file, recovered.back_to_pending
         ));
+    }
+    if sync.unchanged {
+        progress.note("the manifest and defaults are unchanged since the last run: nothing new to take in");
     }
     if sync.changed_kept > 0 {
         let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 { ", ..." } else { "" };
@@ -507,7 +508,6 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         }
         let started_at = now_unix();
         Progress::add(&counters.in_flight, 1);
-        Progress::add(&counters.calls, 1);
         let t = Instant::now();
         let job = Job { prompt: &row.prompt, model, size: row.size, aspect_ratio: row.aspect_ratio };
         let result = tokio::select! {

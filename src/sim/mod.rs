@@ -237,10 +237,6 @@ impl SimServer {
         Ok(SimServer { addr, shared, task })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The API root to give bulkgen's `--base-url`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -249,8 +245,6 @@ impl SimServer {
     pub fn stats(&self) -> SimStats {
         self.shared.stats.lock().expect("stats lock").clone()
     }
-
-    pub fn stop(self) {}
 }
 
 impl Drop for SimServer {
