@@ -72,14 +72,8 @@ async fn status_and_report_work_during_a_run_and_a_second_run_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 40);
     let out = dir.path().join("out");
-    let mut c = bin();
-    c.arg("run").arg(&manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(&out);
-    let child = c.args(["-c", "4", "--rpm", "0", "-q"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let t = std::time::Instant::now();
-    while sim.stats().successes < 4 {
-        assert!(t.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let child = spawn_run(&sim, &manifest, &out, &["-c", "4", "-q"]);
+    wait_until("a first wave of images", || sim.stats().successes >= 4).await;
     let status = cmd(&["status"], &out).output().await.unwrap();
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert!(status_text.contains("a run is active right now"), "{}", text(&status));
@@ -147,9 +141,7 @@ async fn off_a_terminal_progress_is_a_plain_line_at_the_asked_interval() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 20);
     let out = dir.path().join("out");
-    let mut c = bin();
-    c.arg("run").arg(&manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(&out);
-    let o = c.args(["-c", "2", "--rpm", "0", "--progress-interval", "200ms"]).output().await.unwrap();
+    let o = run(&sim, &manifest, &out, &["-c", "2", "--progress-interval", "200ms"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("rows settled")).collect();
@@ -205,9 +197,7 @@ async fn bulkgen_sim_serves_a_batch_as_its_own_process_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 12);
     let out = dir.path().join("out");
-    let mut c = bin();
-    c.arg("run").arg(&manifest).args(["--base-url", &url, "--rpm", "0", "-q"]).arg("-o").arg(&out);
-    let o = c.output().await.unwrap();
+    let o = run_cmd(&url, &manifest, &out, &["-q"]).output().await.unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_images_match(&out, &prompts);
     let stats: serde_json::Value = serde_json::from_str(&http_get(&format!("{url}/_sim/stats")).await).unwrap();
@@ -233,4 +223,19 @@ async fn http_get(url: &str) -> String {
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.unwrap();
     buf.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_can_come_from_bulkgen_environment_variables() {
+    let sim = sim(fixed(Duration::from_millis(50))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 12);
+    let out = dir.path().join("from-env");
+    let mut c = bin();
+    c.arg("run").arg(&manifest).args(["--rpm", "0", "-q"]);
+    c.env("BULKGEN_BASE_URL", sim.base_url()).env("BULKGEN_OUT", &out).env("BULKGEN_CONCURRENCY", "2");
+    let o = c.output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+    assert_eq!(sim.stats().max_in_flight, 2, "BULKGEN_CONCURRENCY=2 was the cap");
 }

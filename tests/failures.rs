@@ -79,10 +79,7 @@ async fn a_batch_killed_five_times_resumes_each_time_without_paying_twice() {
     // (images in place at the kill, simulator counters at the kill)
     let mut kills: Vec<(Vec<String>, SimStats)> = Vec::new();
     for point in &points {
-        let mut c = bin();
-        c.arg("run").arg(&manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(&out);
-        c.args(["-c", &concurrency.to_string(), "--rpm", "0", "--quiet"]);
-        let mut child = c.spawn().unwrap();
+        let mut child = spawn_run(&sim, &manifest, &out, &["-c", &concurrency.to_string(), "--quiet"]);
         match point {
             KillAt::Delay(d) => tokio::time::sleep(*d).await,
             KillAt::Images(n) => {
@@ -249,22 +246,6 @@ fn send_sigint(child: &tokio::process::Child) {
     let pid = child.id().expect("running").to_string();
     let ok = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success();
     assert!(ok, "kill -INT {pid}");
-}
-
-async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let t = std::time::Instant::now();
-    while !ready() {
-        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn spawn_run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Child {
-    let mut c = bin();
-    c.arg("run").arg(manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(out);
-    c.args(["--rpm", "0", "--backoff-base", "5ms", "--backoff-max", "50ms"]).args(args);
-    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    c.spawn().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,13 +29,19 @@ pub fn bin() -> tokio::process::Command {
     c
 }
 
-/// `bulkgen run MANIFEST --base-url SIM -o OUT ARGS...`, quiet unless asked, with fast
-/// backoff; returns the finished process's output.
-pub async fn run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> Output {
+/// `bulkgen run MANIFEST --base-url URL -o OUT` with fast backoff, no rate cap and a fixed
+/// seed, then ARGS (a flag given again in ARGS wins).
+pub fn run_cmd(base_url: &str, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Command {
     let mut c = bin();
-    c.arg("run").arg(manifest).arg("--base-url").arg(sim.base_url()).arg("-o").arg(out);
+    c.arg("run").arg(manifest).arg("--base-url").arg(base_url).arg("-o").arg(out);
     c.args(["--backoff-base", "5ms", "--backoff-max", "50ms", "--rpm", "0", "--seed", "7"]);
     c.args(args);
+    c
+}
+
+/// [`run_cmd`] against `sim`, to the end; returns the process's output.
+pub async fn run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> Output {
+    let mut c = run_cmd(&sim.base_url(), manifest, out, args);
     tokio::time::timeout(Duration::from_secs(120), c.output()).await.expect("run finishes").unwrap()
 }
 
@@ -110,5 +116,21 @@ pub fn assert_each_generated_once(stats: &SimStats, prompts: &HashMap<String, St
     for (id, prompt) in prompts {
         let c = stats.per_prompt.get(&prompt_tag(prompt)).copied().unwrap_or_default();
         assert_eq!(c.successes, 1, "{id} was generated {} times", c.successes);
+    }
+}
+
+/// [`run_cmd`] against `sim`, started in the background with its output captured.
+pub fn spawn_run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Child {
+    let mut c = run_cmd(&sim.base_url(), manifest, out, args);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
+}
+
+/// Polls `ready` until it holds (30 s at most).
+pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
