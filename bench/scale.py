@@ -29,9 +29,16 @@ run_proc); each run line says which source was used (rss_src).
                  first: what a class-aware dispatch order could reach.
 2b Fidelity,     --rpm 6000, time scale 0, 1,000 rows, -c 64. From the sim's arrival times
    rate-bound    (/_sim/stats `arrivals`): achieved starts/min = (n-1) / (last-first) * 60,
-                 target >= 0.98 x 6000; the most arrivals in any sliding 60 s window (the
-                 run lasts ~10 s, so this is simply n; target <= 6000) and, as the scaled
-                 equivalent, in any sliding 1 s window: target <= 100 (+1 jitter).
+                 target >= 0.98 x 6000. The cap (product.md: "most request starts in any
+                 60 s window") is checked on bulkgen's own start times (attempts.started_at,
+                 taken when the gate admits a call) and on the sim's arrivals, in sliding
+                 half-open 60 s windows (target <= 6000). --rate-rows 7000 makes the run last
+                 longer than a window, so that this check is not simply n. 1 s windows are
+                 shown without a target, as they are not the contract: the limiter spaces
+                 starts 60/5999 s apart with a burst of 2 (so a late wakeup is made up), which
+                 allows 2 + 99 = 101 starts in a 1 s window; started_at is read a few us
+                 after the admission and loopback delivery moves arrivals by a few ms, which
+                 can add one more.
 3  Large         4K rows, ~6 MB PNGs (--image-bytes 6000000: ~8 MB of base64 per response),
    payloads      time scale 0, -c 32, 200 rows: peak RSS (target < 32 x 2 x 8 MB + 64 MB =
                  576 MB) and rows/s (also MB/s of PNG written).
@@ -207,6 +214,16 @@ def ok_durations(out, with_resolution=False):
     return (d, [c for _, c in rows]) if with_resolution else d
 
 
+def start_times(out):
+    """started_at of every generate attempt (taken when the gate admits the call), sorted."""
+    db = sqlite3.connect(os.path.join(out, "bulkgen.db"))
+    try:
+        return [t for (t,) in db.execute("SELECT started_at FROM attempts WHERE kind = 'generate' "
+                                         "ORDER BY started_at")]
+    finally:
+        db.close()
+
+
 def ckpt_mb(out):
     return sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)
                if f.startswith("bulkgen.db")) / 1e6
@@ -288,8 +305,10 @@ def s_rate(a, n, conc, seed, rpm=6000):
         r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run")
         check_ok(r, "bulkgen run")
         ts = arrivals_s(sim_stats(sim))
+        starts = start_times(out)
         achieved = (len(ts) - 1) / (ts[-1] - ts[0]) * 60
         return dict(spm=achieved, spm_ratio=achieved / rpm, max60=max_in_window(ts, 60.0),
+                    starts_max60=max_in_window(starts, 60.0), starts_max1=max_in_window(starts, 1.0),
                     max1=max_in_window(ts, 1.0), wall=r["wall"], requests=len(ts), done=done_rows(out))
     return with_sim(tmp, 0, a.image_bytes, seed, go)
 
@@ -475,8 +494,10 @@ METRICS = {
            ("shortest call", "lat_min", "s", None), ("longest call", "lat_max", "s", None),
            ("sim: most in flight", "sim_inflight", "n", None)],
     "2b": [("achieved starts/min", "spm", "/min", None), ("achieved / cap", "spm_ratio", "", (">=", 0.98)),
-           ("most arrivals in a 60 s window", "max60", "n", ("<=", 6000)),
-           ("most arrivals in a 1 s window", "max1", "n", ("<=", 101)), ("wall time", "wall", "s", None)],
+           ("most starts in a 60 s window", "starts_max60", "n", ("<=", 6000)),
+           ("most arrivals at the sim in a 60 s window", "max60", "n", ("<=", 6000)),
+           ("most starts in a 1 s window", "starts_max1", "n", None),
+           ("most arrivals at the sim in a 1 s window", "max1", "n", None), ("wall time", "wall", "s", None)],
     "3": [("peak RSS", "rss_mb", "MB", ("<", 576)), ("rows/s end to end", "rps", "rows/s", None),
           ("PNG MB/s written", "mbps", "MB/s", None), ("bulkgen CPU s / 1,000 rows", "cpu_k", "s", None),
           ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None), ("sim: most in flight", "sim_inflight", "n", None)],
@@ -562,6 +583,7 @@ def main():
                     help="also build the 1,000,000-row all-done state and time its resume (scenario 4iii)")
     ap.add_argument("--resume-1m-limit", type=float, default=900,
                     help="skip 4iii if the full 1M run is estimated to take longer (s, default 900)")
+    ap.add_argument("--rate-rows", type=int, default=None, help="rows of scenario 2b (default 1,000)")
     ap.add_argument("--seed", type=int, default=1, help="sim and bulkgen seed of the first repeat (default 1)")
     ap.add_argument("--tmpdir", default=None, help="where the temporary folders go (default: system temp)")
     ap.add_argument("--build", action="store_true", help="run `cargo build --release` first")
@@ -587,7 +609,7 @@ def main():
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}; repeats {repeats}"
           + (f", heavy scenarios (4ii, 5) {heavy}" if heavy != repeats else "") + "\n", flush=True)
 
-    n1, n2a, n2b, n3 = q(20000, 1000), q(2000, 200), q(1000, 300), q(200, 16)
+    n1, n2a, n2b, n3 = q(20000, 1000), q(2000, 200), a.rate_rows or q(1000, 300), q(200, 16)
     n4i, n4ii, n5, n6 = q(1_000_000, 50_000), q(100_000, 5_000), q(5000, 500), q(5000, 500)
     # key, group, label, repeats, run(seed) -> dict, rps target (scenario 1 only)
     plan = [("1", "1", f"1 overhead ({n1:,} rows, -c 64)", repeats, lambda s: s_overhead(a, n1, 64, s), (">=", 2000)),

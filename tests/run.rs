@@ -86,12 +86,14 @@ async fn concurrency_and_rate_caps_hold_retries_included() {
     assert_eq!(stats.max_in_flight, 3, "the cap binds and is never passed");
     let arrivals = &stats.arrivals;
     assert!(arrivals.len() > 40, "retries happened");
-    // Any 60 s window holds at most 1,200 starts: the starts are spaced 50 ms apart, so
-    // any window of 2 s holds at most 40 (+2 for arrival jitter at the window's edges on a
-    // loaded machine: the simulator sees arrivals, not the moments bulkgen sent them).
+    // Any 60 s window holds at most 1,200 starts: the starts are spaced 60/1,199 s apart
+    // with a burst of 2 (so a late wakeup is made up), so any window of 2 s holds at most
+    // 41 (+2 for arrival jitter at the window's edges on a loaded machine: the simulator
+    // sees arrivals, not the moments bulkgen sent them). The exact 60 s bound is measured
+    // by bench/scale.py (scenario 2b, --rate-rows 7000).
     for (i, a) in arrivals.iter().enumerate() {
         let in_window = arrivals[i..].iter().take_while(|b| **b < *a + Duration::from_secs(2)).count();
-        assert!(in_window <= 42, "{in_window} starts within 2 s of {a:?}");
+        assert!(in_window <= 43, "{in_window} starts within 2 s of {a:?}");
     }
     let span = *arrivals.last().unwrap() - arrivals[0];
     let ideal = Duration::from_millis(50) * (arrivals.len() as u32 - 1);
