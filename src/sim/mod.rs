@@ -18,7 +18,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -391,18 +390,20 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
     let n = s.next_image.fetch_add(1, Ordering::SeqCst);
     let text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
     let seed = u64::from_str_radix(&tag, 16).unwrap_or(n);
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let image = png::make(s.cfg.image_bytes, seed, &text);
-    let (image_b64, url) = if req.url_mode {
+    let url = req.url_mode.then(|| {
         let name = format!("{n}.png");
-        s.files.lock().expect("files lock").insert(name.clone(), (image, fail_download));
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-        (String::new(), Some(format!("http://{host}/files/{name}")))
-    } else {
-        (b64(&image), None)
+        (format!("http://{host}/files/{name}"), name)
+    });
+    let draft = if wire == Wire::Gemini { png::make(64, n, "prompt=draft") } else { Vec::new() };
+    let body = match &url {
+        Some((url, _)) => wire.success(wire::Image::Url(url), &draft, &req.model, n),
+        None => wire.success(wire::Image::Png(&image), &draft, &req.model, n),
     };
-    let draft = if wire == Wire::Gemini { b64(&png::make(64, n, "prompt=draft")) } else { String::new() };
-    let body = wire.success(&image_b64, url.as_deref(), &draft, &req.model, n);
+    if let Some((_, name)) = url {
+        s.files.lock().expect("files lock").insert(name, (image, fail_download));
+    }
 
     if fault == Some(Fault::Reset) {
         // Headers and half the body go out; a moment later the connection drops.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,35 +231,72 @@ impl Wire {
     }
 
     /// The success body: the image as base64 (or a URL), and for Gemini a draft image
-    /// and thoughts first, as the thinking models send them.
-    pub fn success(self, image_b64: &str, url: Option<&str>, draft_b64: &str, model: &str, n: u64) -> String {
+    /// and thoughts first, as the thinking models send them. It is built in one buffer: at time scale 0 the simulator shares the
+    /// machine with the client under test, so it must not spend more than it needs (no JSON
+    /// tree holding a copy of the base64, no escaping pass over it: base64 needs none).
+    pub fn success(self, image: Image<'_>, draft_png: &[u8], model: &str, n: u64) -> String {
+        let size = match image {
+            Image::Png(png) => png.len().div_ceil(3) * 4,
+            Image::Text(t) | Image::Url(t) => t.len() + 16,
+        };
+        let mut out = String::with_capacity(size + draft_png.len() * 2 + 512);
+        let push_image = |out: &mut String| match image {
+            Image::Png(png) => base64::engine::general_purpose::STANDARD.encode_string(png, out),
+            Image::Text(t) => out.push_str(t),
+            Image::Url(_) => unreachable!("a URL is not inline data"),
+        };
         match self {
             Wire::OpenAi => {
-                let datum = match url {
-                    Some(u) => json!({"url": u, "revised_prompt": null}),
-                    None => json!({"b64_json": image_b64}),
-                };
-                json!({"created": 1_713_833_628u64, "data": [datum], "usage": {"total_tokens": 100}}).to_string()
+                out.push_str("{\"created\":1713833628,\"data\":[{");
+                match image {
+                    Image::Url(u) => {
+                        out.push_str("\"url\":");
+                        out.push_str(&json_string(u));
+                        out.push_str(",\"revised_prompt\":null");
+                    }
+                    _ => {
+                        out.push_str("\"b64_json\":\"");
+                        push_image(&mut out);
+                        out.push('"');
+                    }
+                }
+                out.push_str("}],\"usage\":{\"total_tokens\":100}}");
             }
-            Wire::Gemini => json!({
-                "candidates": [{"content": {"role": "model", "parts": [
-                    {"text": "Planning the composition.", "thought": true},
-                    {"inlineData": {"mimeType": "image/png", "data": draft_b64}, "thought": true},
-                    {"text": "Here is the image."},
-                    {"inlineData": {"mimeType": "image/png", "data": image_b64}}
-                ]}, "finishReason": "STOP", "index": 0}],
-                "usageMetadata": {"promptTokenCount": 8, "candidatesTokenCount": 1120, "totalTokenCount": 1128},
-                "modelVersion": model,
-                "responseId": format!("sim-{n}"),
-            })
-            .to_string(),
+            Wire::Gemini => {
+                out.push_str("{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[");
+                out.push_str("{\"text\":\"Planning the composition.\",\"thought\":true},");
+                out.push_str("{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"");
+                base64::engine::general_purpose::STANDARD.encode_string(draft_png, &mut out);
+                out.push_str("\"},\"thought\":true},{\"text\":\"Here is the image.\"},");
+                out.push_str("{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"");
+                push_image(&mut out);
+                out.push_str("\"}}]},\"finishReason\":\"STOP\",\"index\":0}],");
+                out.push_str("\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":1120,");
+                out.push_str("\"totalTokenCount\":1128},\"modelVersion\":");
+                out.push_str(&json_string(model));
+                out.push_str(&format!(",\"responseId\":\"sim-{n}\"}}"));
+            }
         }
+        out
     }
 
     /// A 200 whose base64 does not decode.
     pub fn bad_base64(self) -> String {
-        self.success("%%%not-base64%%%", None, "", "sim", 0)
+        self.success(Image::Text("%%%not-base64%%%"), &[], "sim", 0)
     }
+}
+
+/// The image of a success: PNG bytes (sent as base64), text put in the base64 field as it
+/// is (to break it; it must need no JSON escaping), or a URL (openai dialect only).
+#[derive(Clone, Copy)]
+pub enum Image<'a> {
+    Png(&'a [u8]),
+    Text(&'a str),
+    Url(&'a str),
+}
+
+fn json_string(s: &str) -> String {
+    Value::from(s).to_string()
 }
 
 pub fn json_response(status: StatusCode, body: String) -> Response {
