@@ -1,6 +1,6 @@
-//! Files in the output folder. An image appears only complete: it is written under a
-//! temporary name, flushed to disk, then renamed into place (and the folder synced), so
-//! a file named `<id>.<ext>` is always a whole image.
+//! Files in the output folder. An image appears only complete: it is written to an
+//! unnamed file and linked into place, or under a temporary name and renamed into place,
+//! so a file named `<id>.<ext>` is always a whole image.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -27,13 +27,72 @@ pub fn image_extension(bytes: &[u8]) -> Option<&'static str> {
 /// Writes `bytes` as `<dir>/<id>.<ext>` and returns the file name. The caller has
 /// checked the bytes are an image (`ext` from [`image_extension`]).
 ///
-/// The file appears whole to every reader (temp name, then rename), but it is not yet
-/// durable: the checkpoint calls [`make_durable`] once per batch of "done" marks, before
-/// committing them, so one flush covers many images.
+/// The file appears whole to every reader, but it is not yet durable: the checkpoint
+/// calls [`make_durable`] once per batch of "done" marks, before committing them, so one
+/// flush covers many images. On Linux the bytes go to an unnamed file (`O_TMPFILE`) that
+/// is then linked into place: one directory entry made, where a temp name and a rename
+/// make three changes (the kernel's directory work was the largest part of bulkgen's CPU
+/// at high rates). Where that is not possible (a filesystem without `O_TMPFILE`, no
+/// `/proc`, or an existing file to replace), a temp name and a rename do the same.
 pub fn write_image(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> io::Result<String> {
     let name = format!("{id}.{ext}");
-    write_through_temp(&dir.join(&name), !cfg!(target_os = "linux"), |w| w.write_all(bytes))?;
+    let path = dir.join(&name);
+    #[cfg(target_os = "linux")]
+    if unnamed::write_and_link(dir, &path, bytes)? {
+        return Ok(name);
+    }
+    write_through_temp(&path, !cfg!(target_os = "linux"), |w| w.write_all(bytes))?;
     Ok(name)
+}
+
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use std::ffi::CString;
+    use std::fs::OpenOptions;
+    use std::io::{self, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set once `O_TMPFILE` or `/proc/self/fd` turned out to be missing: no use asking again.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+    /// Writes `bytes` to an unnamed file in `dir` and links it as `path`. `Ok(false)`: this
+    /// way is not available here, or `path` exists; nothing was created, use a temp name.
+    pub fn write_and_link(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> {
+        if UNSUPPORTED.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mut file = match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(0o666).open(dir) {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        file.write_all(bytes)?;
+        let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
+        let to = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: both are valid NUL-terminated paths; `file` keeps the descriptor open.
+        let linked = unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if linked == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EEXIST) => Ok(false),
+            Some(libc::ENOENT) if !Path::new("/proc/self/fd").is_dir() => {
+                UNSUPPORTED.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            _ => Err(e),
+        }
+    }
 }
 
 /// Makes every image written into `dir` so far durable, contents and names: one
@@ -233,6 +292,23 @@ mod tests {
         remove_temp_files(dir.path()).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("a-1.png")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_image_written_again_replaces_the_old_one_and_gets_the_usual_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (crate::sim::png::make(100, 1, "v=1"), crate::sim::png::make(200, 2, "v=2"));
+        write_image(dir.path(), "a", "png", &old).unwrap();
+        write_image(dir.path(), "a", "png", &new).unwrap();
+        assert_eq!(fs::read(dir.path().join("a.png")).unwrap(), new);
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("a.png")], "nothing else left behind");
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a.png")), mode(&plain));
     }
 
     #[test]
