@@ -53,9 +53,17 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
         Some(rest) => rest.split_once(',').map(|(_, data)| data).unwrap_or(rest),
         None => b64,
     };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map_err(|e| CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {e}")))?;
+    let payload = payload.trim();
+    // base64-simd decodes several times faster than the base64 crate (at high rates this
+    // was the largest share of bulkgen's own user CPU); its errors say nothing of where,
+    // so a payload it refuses is decoded again by the base64 crate for the message.
+    let bytes = base64_simd::STANDARD.decode_to_vec(payload).map_err(|_| {
+        let why = match base64::engine::general_purpose::STANDARD.decode(payload) {
+            Err(e) => e.to_string(),
+            Ok(_) => "not canonical base64".to_owned(),
+        };
+        CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {why}"))
+    })?;
     if image_extension(&bytes).is_none() {
         return Err(CallError::new(
             ErrorClass::BadResponse,
@@ -108,6 +116,20 @@ fn is_version_segment(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_decoded_and_bad_base64_is_named() {
+        use base64::Engine;
+        let png = crate::sim::png::make(5_000, 9, "x=1");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
+        assert_eq!(decode_image(&b64).unwrap(), png);
+        assert_eq!(decode_image(&format!("data:image/png;base64,{b64}\n")).unwrap(), png);
+        let bad = decode_image("%%%not-base64%%%").unwrap_err();
+        assert_eq!(bad.class, ErrorClass::BadResponse);
+        assert!(bad.to_string().contains("undecodable base64 image: Invalid symbol 37, offset 0"), "{bad}");
+        let text = base64::engine::general_purpose::STANDARD.encode(b"hello, not an image");
+        assert!(decode_image(&text).unwrap_err().to_string().contains("not a PNG, JPEG or WebP image (19 bytes)"));
+    }
 
     #[test]
     fn endpoints_never_double_the_version_segment() {
