@@ -164,11 +164,14 @@ mod tests {
         let window = Duration::from_millis(200);
         let gate = Gate::new(8, Some((NonZeroU32::new(1000).unwrap(), window)));
         let starts = start_times(&gate, 2500).await;
-        assert!(most_in_window(&starts, window) <= 1000, "{}", most_in_window(&starts, window));
-        // 2,500 starts need at least 2 windows, and ~2.5 at the full rate; late wakeups are made up (with burst 1, each
-        // one would add its lateness: at 0.2 ms spacing that is most of the rate).
+        // The times are read just after each admission, so one read late can land in the
+        // next window: +1 for that (the exact bound is checked on the quota itself below).
+        assert!(most_in_window(&starts, window) <= 1001, "{}", most_in_window(&starts, window));
+        // 2,500 starts need at least 2 windows, and ~2.5 at the full rate; late wakeups are
+        // made up (with burst 1, each would add its lateness: at 0.2 ms spacing, most of the
+        // rate).
         let took = starts[2499] - starts[0];
-        assert!(took >= window * 2, "{took:?}");
+        assert!(took >= window * 2 - Duration::from_millis(1), "{took:?}");
         assert!(took <= window * 5 / 2 * 5 / 4, "{took:?}");
     }
 
