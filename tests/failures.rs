@@ -99,8 +99,13 @@ async fn a_batch_killed_five_times_resumes_each_time_without_paying_twice() {
             .unwrap_or_default();
         kills.push((finished, sim.stats()));
     }
+    // A half-written temp file, as a kill during the temp-name-and-rename path leaves it:
+    // the run after a killed one removes it.
+    let leftover = images.join(".r-left.png.4242.partial");
+    std::fs::write(&leftover, b"\x89PNG half").unwrap();
     let o = run(&sim, &manifest, &out, &["-c", &concurrency.to_string()]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!leftover.exists(), "the temp file a killed run left is still there");
     assert_images_match(&out, &prompts);
     assert!(states(&out).values().all(|s| s == "done"));
     let last = sim.stats();
