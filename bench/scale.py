@@ -26,7 +26,11 @@ run_proc); each run line says which source was used (rss_src).
                  start order on `concurrency` slots with no gap: the best a FIFO dispatcher can
                  do; replay/ideal is the drain FIFO cannot avoid, wall/replay bulkgen's own
                  cost). "replay 4K, 2K, then 1K" replays the same calls with the slow classes
-                 first: what a class-aware dispatch order could reach.
+                 first: what a class-aware dispatch order could reach. "random order" is the
+                 median (and 10th percentile) over 200 shuffles of the same calls: what a
+                 dispatcher that cannot know a call's duration before it ends can expect.
+                 "longest first" knows every duration in advance (LPT): out of reach, shown
+                 to separate the drain from the bound.
 2b Fidelity,     --rpm 6000, time scale 0, 1,000 rows, -c 64. From the sim's arrival times
    rate-bound    (/_sim/stats `arrivals`): achieved starts/min = (n-1) / (last-first) * 60,
                  target >= 0.98 x 6000. The cap (product.md: "most request starts in any
@@ -74,7 +78,7 @@ end, not between runs (deleting thousands of files right before the next run mak
 for free inodes during it; see bench.py). The exit code is 1 if a target is missed or a run
 failed.
 """
-import argparse, csv, json, os, resource, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+import argparse, csv, json, os, random, resource, sqlite3, statistics, subprocess, sys, tempfile, threading, time
 import traceback, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -289,7 +293,18 @@ def s_latency(a, n, conc, seed):
         rp = replay(d, conc)
         rank = {"4K": 0, "2K": 1, "1K": 2}
         by_class = [x for _, _, x in sorted((rank.get(c, 3), i, x) for i, (x, c) in enumerate(zip(d, res)))]
+        # What any dispatcher that cannot know a call's duration in advance can expect: the
+        # same calls in random orders (median of 200 shuffles); and what one that knew every
+        # duration could reach (longest first).
+        rng = random.Random(seed)
+        shuffles = []
+        for _ in range(200):
+            order = d[:]
+            rng.shuffle(order)
+            shuffles.append(replay(order, conc) / ideal)
         return dict(ratio=r["wall"] / ideal, replay_ratio=r["wall"] / rp, drain=rp / ideal,
+                    shuffled=statistics.median(shuffles), shuffled_p10=sorted(shuffles)[20],
+                    lpt=replay(sorted(d, reverse=True), conc) / ideal,
                     class_first=replay(by_class, conc) / ideal, wall=r["wall"],
                     ideal=ideal, lat_min=min(d), lat_max=max(d), sim_inflight=st["max_in_flight"],
                     cpu=r["cpu"], done=done_rows(out))
@@ -490,6 +505,9 @@ METRICS = {
     "2a": [("wall / ideal", "ratio", "", ("<=", 1.03)), ("wall / replay", "replay_ratio", "", None),
            ("replay / ideal (FIFO drain)", "drain", "", None),
            ("replay 4K, 2K, then 1K / ideal", "class_first", "", None),
+           ("replay in random order / ideal (median of 200)", "shuffled", "", None),
+           ("replay in random order / ideal (10th percentile)", "shuffled_p10", "", None),
+           ("replay longest first / ideal (clairvoyant)", "lpt", "", None),
            ("wall time", "wall", "s", None), ("ideal bound", "ideal", "s", None),
            ("shortest call", "lat_min", "s", None), ("longest call", "lat_max", "s", None),
            ("sim: most in flight", "sim_inflight", "n", None)],
