@@ -378,6 +378,7 @@ async fn sim_command(args: SimArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    let fd_raised = crate::fdlimit::raise_to_hard();
     let server = match SimServer::start(cfg.clone(), args.listen).await {
         Ok(server) => server,
         Err(e) => {
@@ -386,6 +387,9 @@ async fn sim_command(args: SimArgs) -> i32 {
         }
     };
     println!("bulkgen sim: listening on {}", server.base_url());
+    if let Some(r) = fd_raised {
+        println!("  open-file limit raised from {} to {} (a socket per connection)", r.from, r.to);
+    }
     println!(
         "  time scale {}; faults: {}; key: {}; stats at {}/_sim/stats; Ctrl-C to stop",
         cfg.time_scale,

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod exit;
+pub mod fdlimit;
 pub mod http;
 pub mod inspect;
 pub mod limits;

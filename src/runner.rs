@@ -24,10 +24,11 @@ use crate::checkpoint::{
     AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered, RowDefaults, SyncOptions,
     SyncReport, now_unix,
 };
-use crate::config::{Dialect, RunConfig};
+use crate::config::{Dialect, ResponseFormat, RunConfig};
 use crate::cost::{Prices, Usd};
 use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
+use crate::fdlimit;
 use crate::http::{self, Caller, HttpPolicy};
 use crate::limits::Gate;
 use crate::manifest::{self, ManifestError, Rules};
@@ -209,6 +210,10 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     if cfg.dry_run {
         return plan::print(&cfg, &prices).await.map(|_| None);
     }
+    let downloads = cfg.dialect == Dialect::Openai && cfg.response_format == ResponseFormat::Url;
+    let sockets_per_call = 1 + u64::from(downloads) + u64::from(cfg.simulate.is_some());
+    let fd_raised = fdlimit::ensure(fdlimit::needed(cfg.concurrency, sockets_per_call), cfg.concurrency)
+        .map_err(RunError::Settings)?;
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     let _lock = output::lock(&out.root).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
@@ -238,6 +243,9 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
     announce(&progress, &recovered, &sync, &before);
+    if let Some(r) = fd_raised {
+        progress.note(&format!("open-file limit raised from {} to {} for -c {}", r.from, r.to, cfg.concurrency));
+    }
     let client = http::client(HttpPolicy {
         connect_timeout: cfg.connect_timeout,
         http2: cfg.http2,

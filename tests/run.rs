@@ -119,3 +119,67 @@ async fn url_results_whose_download_fails_are_downloaded_again_not_generated_aga
     assert_eq!(stats.downloads, 30 + stats.download_failures);
     assert_images_match(&out, &prompts);
 }
+
+/// `run_cmd` with the child's open-file limits set to (soft, hard) before it starts.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+fn with_nofile(mut c: tokio::process::Command, soft: u64, hard: u64) -> tokio::process::Command {
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+fn nofile() -> (u64, u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    (lim.rlim_cur as u64, lim.rlim_max as u64)
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_open_file_limit_is_raised_for_many_calls_in_flight() {
+    let (_, hard) = nofile();
+    if hard < 1_000 {
+        eprintln!("skipped: this system's hard open-file limit is {hard}");
+        return;
+    }
+    let sim = sim(fixed(Duration::from_millis(400))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 300);
+    let out = dir.path().join("out");
+    // 300 calls at once need 300 sockets: more than a soft limit of 128 allows.
+    let mut c = with_nofile(run_cmd(&sim.base_url(), &manifest, &out, &["-c", "300"]), 128, hard);
+    let o = tokio::time::timeout(Duration::from_secs(120), c.output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("open-file limit raised from 128 to "), "{}", text(&o));
+    assert_eq!(sim.stats().max_in_flight, 300, "all 300 calls were in flight at once");
+    assert_images_match(&out, &prompts);
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hard_open_file_limit_too_low_for_the_concurrency_stops_before_anything() {
+    let sim = sim(fixed(Duration::from_millis(10))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 10);
+    let out = dir.path().join("out");
+    let mut c = with_nofile(run_cmd(&sim.base_url(), &manifest, &out, &["-c", "400"]), 200, 300);
+    let o = tokio::time::timeout(Duration::from_secs(60), c.output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("-c 400 needs about 464 open files"), "{err}");
+    assert!(err.contains("allows 300 (the hard limit, `ulimit -Hn`); lower -c (to about 236)"), "{err}");
+    assert_eq!(sim.stats().requests, 0);
+    assert!(!out.exists(), "the output folder was created");
+}
