@@ -599,6 +599,7 @@ def main():
                     help="also build the 1,000,000-row all-done state and time its resume (scenario 4iii)")
     ap.add_argument("--resume-1m-limit", type=float, default=900,
                     help="skip 4iii if the full 1M run is estimated to take longer (s, default 900)")
+    ap.add_argument("--latency-rows", type=int, default=None, help="rows of scenario 2a (default 2,000)")
     ap.add_argument("--rate-rows", type=int, default=None, help="rows of scenario 2b (default 1,000)")
     ap.add_argument("--seed", type=int, default=1, help="sim and bulkgen seed of the first repeat (default 1)")
     ap.add_argument("--tmpdir", default=None, help="where the temporary folders go (default: system temp)")
@@ -625,7 +626,7 @@ def main():
     print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}; repeats {repeats}"
           + (f", heavy scenarios (4ii, 5) {heavy}" if heavy != repeats else "") + "\n", flush=True)
 
-    n1, n2a, n2b, n3 = q(20000, 1000), q(2000, 200), a.rate_rows or q(1000, 300), q(200, 16)
+    n1, n2a, n2b, n3 = q(20000, 1000), a.latency_rows or q(2000, 200), a.rate_rows or q(1000, 300), q(200, 16)
     n4i, n4ii, n5, n6 = q(1_000_000, 50_000), q(100_000, 5_000), q(5000, 500), q(5000, 500)
     # key, group, label, repeats, run(seed) -> dict, rps target (scenario 1 only)
     plan = [("1", "1", f"1 overhead ({n1:,} rows, -c 64)", repeats, lambda s: s_overhead(a, n1, 64, s), (">=", 2000)),
