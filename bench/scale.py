@@ -39,10 +39,10 @@ run_proc); each run line says which source was used (rss_src).
                  half-open 60 s windows (target <= 6000). --rate-rows 7000 makes the run last
                  longer than a window, so that this check is not simply n. 1 s windows are
                  shown without a target, as they are not the contract: the limiter spaces
-                 starts 60/5999 s apart with a burst of 2 (so a late wakeup is made up), which
-                 allows 2 + 99 = 101 starts in a 1 s window; started_at is read a few us
-                 after the admission and loopback delivery moves arrivals by a few ms, which
-                 can add one more.
+                 starts 60.1/5999 s apart with a burst of 2 (so a late wakeup is made up),
+                 which allows 2 + 99 = 101 starts in a 1 s window; started_at is read a few
+                 us after the admission and loopback delivery moves arrivals by a few ms,
+                 which can add one more.
 3  Large         4K rows, ~6 MB PNGs (--image-bytes 6000000: ~8 MB of base64 per response),
    payloads      time scale 0, -c 32, 200 rows: peak RSS (target < 32 x 2 x 8 MB + 64 MB =
                  576 MB) and rows/s (also MB/s of PNG written).

@@ -86,7 +86,7 @@ async fn concurrency_and_rate_caps_hold_retries_included() {
     assert_eq!(stats.max_in_flight, 3, "the cap binds and is never passed");
     let arrivals = &stats.arrivals;
     assert!(arrivals.len() > 40, "retries happened");
-    // Any 60 s window holds at most 1,200 starts: the starts are spaced 60/1,199 s apart
+    // Any 60 s window holds at most 1,200 starts: the starts are spaced 60.1/1,199 s apart
     // with a burst of 2 (so a late wakeup is made up), so any window of 2 s holds at most
     // 41 (+2 for arrival jitter at the window's edges on a loaded machine: the simulator
     // sees arrivals, not the moments bulkgen sent them). The exact 60 s bound is measured
