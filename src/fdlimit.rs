@@ -26,9 +26,10 @@ pub fn needed(concurrency: usize, sockets_per_call: u64) -> u64 {
 }
 
 /// Makes sure `needed` descriptors can be open at once, raising the soft limit when it
-/// is lower. `Ok(None)`: nothing to do (or the limit cannot be read, as on Windows).
+/// is lower. `Ok(None)`: nothing to do (or the limit cannot be read, as on Windows). The
+/// error names `-c` (`concurrency`) and the `-c` that would fit.
 #[cfg(unix)]
-pub fn ensure(needed: u64, concurrency: usize) -> Result<Option<Raised>, String> {
+pub fn ensure(needed: u64, concurrency: usize, sockets_per_call: u64) -> Result<Option<Raised>, String> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
@@ -39,23 +40,32 @@ pub fn ensure(needed: u64, concurrency: usize) -> Result<Option<Raised>, String>
     if infinite(lim.rlim_cur) || soft >= needed {
         return Ok(None);
     }
+    let sockets = match sockets_per_call {
+        1 => "a socket per call in flight".to_owned(),
+        n => format!("{n} sockets per call in flight"),
+    };
+    let advice = |limit: u64| match limit.saturating_sub(RESERVE) / sockets_per_call.max(1) {
+        0 => format!("raise the limit (at least {needed})"),
+        fits => format!("lower -c (to about {fits}) or raise the limit"),
+    };
     if !infinite(lim.rlim_max) && hard < needed {
-        let fits = hard.saturating_sub(RESERVE).max(1);
         return Err(format!(
-            "-c {concurrency} needs about {needed} open files (a socket per call in flight, plus {RESERVE}), but \
-             this system allows {hard} (the hard limit, `ulimit -Hn`); lower -c (to about {fits}) or raise the \
-             hard limit"
+            "-c {concurrency} needs about {needed} open files ({sockets}, plus {RESERVE}), but this system allows \
+             {hard} (the hard limit, `ulimit -Hn`); {}",
+            advice(hard)
         ));
     }
     // As high as allowed, so that pooled connections beyond the estimate do not run out
-    // either; where the system refuses that (macOS caps it below an infinite hard limit),
-    // just what is needed.
+    // either. Where the system refuses that (macOS caps the soft limit at
+    // kern.maxfilesperproc, often 10,240 or more, below an infinite hard limit), 10,240,
+    // then just what is needed.
     let highest = if infinite(lim.rlim_max) { needed.max(65_536) } else { hard };
-    raise(lim, &[highest, needed]).map(Some).ok_or_else(|| {
+    raise(lim, &[highest, needed.max(10_240).min(highest), needed]).map(Some).ok_or_else(|| {
         format!(
-            "-c {concurrency} needs about {needed} open files, but the limit is {soft} and could not be raised: {}; \
-             lower -c or raise the limit (`ulimit -n`)",
-            std::io::Error::last_os_error()
+            "-c {concurrency} needs about {needed} open files ({sockets}, plus {RESERVE}), but the limit is {soft} \
+             and the system refused to raise it ({}; on macOS the ceiling is `sysctl kern.maxfilesperproc`); {}",
+            std::io::Error::last_os_error(),
+            advice(soft)
         )
     })
 }
@@ -91,7 +101,7 @@ pub fn raise_to_hard() -> Option<Raised> {
 }
 
 #[cfg(not(unix))]
-pub fn ensure(_needed: u64, _concurrency: usize) -> Result<Option<Raised>, String> {
+pub fn ensure(_needed: u64, _concurrency: usize, _sockets_per_call: u64) -> Result<Option<Raised>, String> {
     Ok(None)
 }
 
@@ -108,6 +118,6 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn a_limit_already_high_enough_is_left_alone() {
-        assert_eq!(ensure(8, 1), Ok(None));
+        assert_eq!(ensure(8, 1, 1), Ok(None));
     }
 }

@@ -127,6 +127,9 @@ struct Ctx {
     abort: CancellationToken,
     stopped: Mutex<Option<StopReason>>,
     rng: Mutex<StdRng>,
+    /// Downloads of result URLs at once (`-c`): they take no generation slot, as the
+    /// image is already paid for, but each holds a socket and, once read, an image.
+    downloads: Semaphore,
     /// Image writes at once: creates and renames in one folder serialize on its lock in
     /// the kernel, and more writers than cores only spin on it.
     writers: Semaphore,
@@ -198,7 +201,7 @@ pub struct Interrupts {
 pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
     let (manifest_path, default_size, default_model, dialect) =
         (cfg.manifest.clone(), cfg.size, cfg.model.clone(), cfg.dialect);
-    tokio::task::spawn_blocking(move || {
+    let manifest_stats = tokio::task::spawn_blocking(move || {
         let one_k_only = |model: &str| dialect == Dialect::Gemini && gemini::is_1k_only(model);
         let rules = Rules { default_size, default_model: &default_model, one_k_only: &one_k_only };
         manifest::validate(&manifest_path, &rules)
@@ -210,10 +213,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     if cfg.dry_run {
         return plan::print(&cfg, &prices).await.map(|_| None);
     }
-    let downloads = cfg.dialect == Dialect::Openai && cfg.response_format == ResponseFormat::Url;
-    let sockets_per_call = 1 + u64::from(downloads) + u64::from(cfg.simulate.is_some());
-    let fd_raised = fdlimit::ensure(fdlimit::needed(cfg.concurrency, sockets_per_call), cfg.concurrency)
-        .map_err(RunError::Settings)?;
+    let fd_note = open_files(&cfg, manifest_stats.rows)?;
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     let _lock = output::lock(&out.root).map_err(|e| match e.kind() {
         std::io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
@@ -243,8 +243,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
     announce(&progress, &recovered, &sync, &before);
-    if let Some(r) = fd_raised {
-        progress.note(&format!("open-file limit raised from {} to {} for -c {}", r.from, r.to, cfg.concurrency));
+    if let Some(note) = fd_note {
+        progress.note(&note);
     }
     let client = http::client(HttpPolicy {
         connect_timeout: cfg.connect_timeout,
@@ -258,7 +258,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         None => StdRng::seed_from_u64(rand::rng().next_u64()),
     };
     let display = progress::start(progress.clone(), cfg.progress);
-    let max_cost = cfg.max_cost;
+    let (max_cost, concurrency) = (cfg.max_cost, cfg.concurrency);
     let ctx = Arc::new(Ctx {
         cfg,
         caller,
@@ -271,6 +271,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         abort: interrupts.second.clone(),
         stopped: Mutex::new(None),
         rng: Mutex::new(rng),
+        downloads: Semaphore::new(concurrency),
         writers: Semaphore::new(MAX_WRITERS),
         budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
         prices,
@@ -305,6 +306,29 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
     Ok(Some(Outcome { exit_code, counts, report, stopped, out: ctx.out.root.clone() }))
+}
+
+/// Raises the open-file limit to what the calls in flight need (`fdlimit`); the note to
+/// print when it did. With `--http2` calls share connections, so a limit too low for one
+/// socket per call is raised as far as it goes and the run goes on.
+fn open_files(cfg: &RunConfig, rows: u64) -> Result<Option<String>, RunError> {
+    let downloads = cfg.dialect == Dialect::Openai && cfg.response_format == ResponseFormat::Url;
+    // A socket per call, one per download (bounded by -c too), and the server's end of
+    // both when the simulator runs in this process.
+    let sockets_per_call = (1 + u64::from(downloads)) * (1 + u64::from(cfg.simulate.is_some()));
+    let at_once = cfg.concurrency.min(usize::try_from(rows).unwrap_or(usize::MAX)).max(1);
+    let raised = |r: fdlimit::Raised| format!("open-file limit raised from {} to {} for -c {}", r.from, r.to, at_once);
+    match fdlimit::ensure(fdlimit::needed(at_once, sockets_per_call), cfg.concurrency, sockets_per_call) {
+        Ok(r) => Ok(r.map(raised)),
+        Err(e) if cfg.http2 => Ok(Some(format!(
+            "{e}; going on, as HTTP/2 calls share connections{}",
+            match fdlimit::raise_to_hard() {
+                Some(r) => format!(" ({})", raised(r)),
+                None => String::new(),
+            }
+        ))),
+        Err(e) => Err(RunError::Settings(e)),
+    }
 }
 
 fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
@@ -448,7 +472,10 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         let result = tokio::select! {
             biased;
             _ = ctx.abort.cancelled() => return ctx.ckpt.mark_pending(row.rid),
-            r = ctx.caller.download(&url) => r,
+            r = async {
+                let _download = ctx.downloads.acquire().await.expect("never closed");
+                ctx.caller.download(&url).await
+            } => r,
         };
         record(ctx, &row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
         match result {

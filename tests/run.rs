@@ -172,14 +172,33 @@ async fn a_low_open_file_limit_is_raised_for_many_calls_in_flight() {
 async fn a_hard_open_file_limit_too_low_for_the_concurrency_stops_before_anything() {
     let sim = sim(fixed(Duration::from_millis(10))).await;
     let dir = tempfile::tempdir().unwrap();
-    let (manifest, _) = manifest(dir.path(), 10);
-    let out = dir.path().join("out");
-    let mut c = with_nofile(run_cmd(&sim.base_url(), &manifest, &out, &["-c", "400"]), 200, 300);
+    let (many, _) = manifest(dir.path(), 500);
+    let cases = [
+        (&["-c", "400"][..], "-c 400 needs about 464 open files (a socket per call in flight, plus 64)", "236"),
+        (
+            &["-c", "200", "--response-format", "url"][..],
+            "-c 200 needs about 464 open files (2 sockets per call in flight, plus 64)",
+            "118",
+        ),
+    ];
+    for (args, needs, fits) in cases {
+        let out = dir.path().join("out");
+        let mut c = with_nofile(run_cmd(&sim.base_url(), &many, &out, args), 200, 300);
+        let o = tokio::time::timeout(Duration::from_secs(60), c.output()).await.unwrap().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needs), "{err}");
+        let advice =
+            format!("allows 300 (the hard limit, `ulimit -Hn`); lower -c (to about {fits}) or raise the limit");
+        assert!(err.contains(&advice), "{err}");
+        assert_eq!(sim.stats().requests, 0);
+        assert!(!out.exists(), "the output folder was created");
+    }
+    // Fewer rows than -c: only the rows can be in flight, and they fit.
+    std::fs::create_dir(dir.path().join("few")).unwrap();
+    let (few, _) = manifest(&dir.path().join("few"), 20);
+    let out = dir.path().join("few-out");
+    let mut c = with_nofile(run_cmd(&sim.base_url(), &few, &out, &["-c", "400"]), 200, 300);
     let o = tokio::time::timeout(Duration::from_secs(60), c.output()).await.unwrap().unwrap();
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("-c 400 needs about 464 open files"), "{err}");
-    assert!(err.contains("allows 300 (the hard limit, `ulimit -Hn`); lower -c (to about 236)"), "{err}");
-    assert_eq!(sim.stats().requests, 0);
-    assert!(!out.exists(), "the output folder was created");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
