@@ -52,9 +52,21 @@ mod unnamed {
     use std::io::{self, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::path::Path;
+    use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The process's umask, from /proc/self/status (read once; `umask(2)` cannot read it
+    /// without setting it, which would race with other threads creating files).
+    fn umask() -> Option<u32> {
+        static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+        *UMASK.get_or_init(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+            u32::from_str_radix(line.trim(), 8).ok()
+        })
+    }
 
     /// Set once `O_TMPFILE` or `/proc/self/fd` turned out to be missing: no use asking again.
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
@@ -73,6 +85,11 @@ mod unnamed {
             }
             Err(e) => return Err(e),
         };
+        // Kernels before 6.0 skip the umask for O_TMPFILE on filesystems without POSIX
+        // ACLs, leaving the file 0666: set the mode File::create would have given.
+        if let Some(mask) = umask() {
+            file.set_permissions(std::fs::Permissions::from_mode(0o666 & !mask))?;
+        }
         file.write_all(bytes)?;
         let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
         let to = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
