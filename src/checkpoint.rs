@@ -321,19 +321,20 @@ impl Checkpoint {
     /// Settles rows a dead process left `running`: a complete image file means done
     /// (files only ever appear complete), anything else goes back to pending, keeping
     /// a result URL if one was saved. Also removes temporary files left half-written,
-    /// unless the run before this one (begun just now) ended cleanly: then there are none,
-    /// and listing a million-file folder would take a good part of a resume's time.
+    /// unless the run before this one (begun just now) finished with exit 0: then there
+    /// are none, and listing a million-file folder would take a good part of a resume's
+    /// time. (A run stopped by a failing disk may have failed to remove its temp file.)
     pub async fn recover(&self, images: PathBuf) -> Result<Recovered, CheckpointError> {
         self.call(move |c| {
-            let previous_ended: Option<bool> = c
+            let previous_clean: Option<bool> = c
                 .query_row(
-                    "SELECT ended_at IS NOT NULL FROM runs WHERE run_id < (SELECT MAX(run_id) FROM runs) \
+                    "SELECT ended_at IS NOT NULL AND exit_code = 0 FROM runs WHERE run_id < (SELECT MAX(run_id) FROM runs) \
                      ORDER BY run_id DESC LIMIT 1",
                     [],
                     |r| r.get(0),
                 )
                 .optional()?;
-            if previous_ended != Some(true) {
+            if previous_clean != Some(true) {
                 output::remove_temp_files(&images)?;
             }
             let running: Vec<(i64, String, Option<f64>)> = c
