@@ -444,6 +444,6 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
             .transpose()
             .map_err(|e| format!("--latency: {e}"))?,
         models: (!args.models.is_empty()).then(|| args.models.clone()),
-        fail_first: None,
+        ..SimConfig::default()
     })
 }

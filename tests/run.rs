@@ -105,6 +105,7 @@ async fn url_results_whose_download_fails_are_downloaded_again_not_generated_aga
     let sim = sim(SimConfig {
         faults: vec![FaultSpec::new(Fault::Download, 0.5)],
         seed: 9,
+        download_latency: Duration::from_millis(60),
         ..fixed(Duration::from_millis(10))
     })
     .await;
@@ -117,6 +118,8 @@ async fn url_results_whose_download_fails_are_downloaded_again_not_generated_aga
     assert!(stats.download_failures >= 5, "{stats:?}");
     assert_eq!(stats.requests, 30, "a failed download caused a new generation");
     assert_eq!(stats.downloads, 30 + stats.download_failures);
+    // Downloads take no generation slot but are bounded by -c too (each holds a socket).
+    assert!((2..=6).contains(&stats.max_downloads_in_flight), "{}", stats.max_downloads_in_flight);
     assert_images_match(&out, &prompts);
 }
 

@@ -147,6 +147,8 @@ pub struct SimConfig {
     pub models: Option<Vec<String>>,
     /// The first request of every prompt gets this fault (deterministic tests).
     pub fail_first: Option<Fault>,
+    /// How long a download of a result URL takes (real time).
+    pub download_latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -161,6 +163,7 @@ impl Default for SimConfig {
             fixed_latency: None,
             models: None,
             fail_first: None,
+            download_latency: Duration::ZERO,
         }
     }
 }
@@ -183,6 +186,7 @@ pub struct SimStats {
     pub downloads: u64,
     pub download_failures: u64,
     pub max_in_flight: usize,
+    pub max_downloads_in_flight: usize,
     /// Keyed by [`prompt_tag`] of the prompt.
     pub per_prompt: HashMap<String, PromptCount>,
     /// Injected faults by name.
@@ -198,6 +202,7 @@ struct Shared {
     started: Instant,
     rng: Mutex<StdRng>,
     in_flight: AtomicUsize,
+    downloads_in_flight: AtomicUsize,
     next_image: AtomicU64,
     stats: Mutex<SimStats>,
     /// Images waiting to be downloaded (url mode), with "fail the first fetch" marks.
@@ -220,6 +225,7 @@ impl SimServer {
             cfg,
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            downloads_in_flight: AtomicUsize::new(0),
             next_image: AtomicU64::new(0),
             stats: Mutex::new(SimStats::default()),
             files: Mutex::new(HashMap::new()),
@@ -434,18 +440,29 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
 }
 
 async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    let mut files = s.files.lock().expect("files lock");
-    let mut st = s.stats.lock().expect("stats lock");
-    st.downloads += 1;
-    match files.get_mut(&name) {
-        Some((_, fail_first)) if *fail_first => {
-            *fail_first = false;
-            st.download_failures += 1;
-            (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
-        }
-        Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    let now = s.downloads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    {
+        let mut st = s.stats.lock().expect("stats lock");
+        st.downloads += 1;
+        st.max_downloads_in_flight = st.max_downloads_in_flight.max(now);
     }
+    if !s.cfg.download_latency.is_zero() {
+        tokio::time::sleep(s.cfg.download_latency).await;
+    }
+    let response = {
+        let mut files = s.files.lock().expect("files lock");
+        match files.get_mut(&name) {
+            Some((_, fail_first)) if *fail_first => {
+                *fail_first = false;
+                s.stats.lock().expect("stats lock").download_failures += 1;
+                (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
+            }
+            Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
+            None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+        }
+    };
+    s.downloads_in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
