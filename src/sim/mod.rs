@@ -260,7 +260,16 @@ impl Drop for SimServer {
 
 /// Decrements the in-flight count however the handler ends (also when the client hangs
 /// up and the handler is dropped).
+/// One request counted in flight until dropped.
 struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts one more in flight; also returns how many are now.
+    fn enter(counter: &'a AtomicUsize) -> (InFlight<'a>, usize) {
+        let now = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        (InFlight(counter), now)
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -285,8 +294,7 @@ async fn generate_gemini(
 /// fault and latency draws, then the answer.
 async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
     let arrived = s.started.elapsed();
-    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let _guard = InFlight(&s.in_flight);
+    let (_guard, now) = InFlight::enter(&s.in_flight);
     let req = wire.parse(model_path, headers, body);
     let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
     let first_of_prompt = {
@@ -440,7 +448,7 @@ async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &Heade
 }
 
 async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
-    let now = s.downloads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let (_guard, now) = InFlight::enter(&s.downloads_in_flight);
     {
         let mut st = s.stats.lock().expect("stats lock");
         st.downloads += 1;
@@ -449,20 +457,16 @@ async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
     if !s.cfg.download_latency.is_zero() {
         tokio::time::sleep(s.cfg.download_latency).await;
     }
-    let response = {
-        let mut files = s.files.lock().expect("files lock");
-        match files.get_mut(&name) {
-            Some((_, fail_first)) if *fail_first => {
-                *fail_first = false;
-                s.stats.lock().expect("stats lock").download_failures += 1;
-                (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
-            }
-            Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
-            None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    let mut files = s.files.lock().expect("files lock");
+    match files.get_mut(&name) {
+        Some((_, fail_first)) if *fail_first => {
+            *fail_first = false;
+            s.stats.lock().expect("stats lock").download_failures += 1;
+            (StatusCode::INTERNAL_SERVER_ERROR, "simulated storage error").into_response()
         }
-    };
-    s.downloads_in_flight.fetch_sub(1, Ordering::SeqCst);
-    response
+        Some((image, _)) => (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], image.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
