@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ProgressMode;
 use crate::cost::Usd;
+use crate::report::Percentiles;
 use crate::size::Resolution;
 
 /// Live percentiles are over each class's latest calls: what the provider does now.
@@ -66,13 +67,10 @@ impl Progress {
     fn live_latency(&self) -> String {
         let mut parts = Vec::new();
         for class in Resolution::ALL {
-            let mut xs: Vec<f64> = self.recent[class as usize].lock().expect("latency lock").iter().copied().collect();
-            if xs.is_empty() {
-                continue;
+            let xs: Vec<f64> = self.recent[class as usize].lock().expect("latency lock").iter().copied().collect();
+            if let Percentiles { p50: Some(p50), p95: Some(p95), .. } = Percentiles::of(xs) {
+                parts.push(format!("{class} P50 {p50:.1}s P95 {p95:.1}s"));
             }
-            xs.sort_by(f64::total_cmp);
-            let at = |p: f64| xs[((p * xs.len() as f64).ceil() as usize).clamp(1, xs.len()) - 1];
-            parts.push(format!("{class} P50 {:.1}s P95 {:.1}s", at(0.5), at(0.95)));
         }
         parts.join(", ")
     }
