@@ -153,8 +153,9 @@ pub struct Cell {
     pub model: String,
     pub done: u64,
     pub failed: u64,
-    /// Pending or running.
     pub pending: u64,
+    /// In flight now, or left so by a dead process.
+    pub running: u64,
     /// Rows by number of attempts (rows with none are left out).
     pub attempts_per_row: BTreeMap<u32, u64>,
     pub calls: u64,
@@ -715,7 +716,8 @@ fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> st
     Ok(format!("{:016x}{:016x}", a.finish(), b.finish()))
 }
 
-fn last_settings(c: &Connection) -> Result<Option<String>, CheckpointError> {
+/// The settings (JSON) of the latest run, if any.
+pub fn last_settings(c: &Connection) -> Result<Option<String>, CheckpointError> {
     Ok(c.query_row("SELECT settings FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get(0)).optional()?)
 }
 
@@ -745,6 +747,7 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         match r.get_ref(2)?.as_str()? {
             "done" => cell.done += 1,
             "failed" => cell.failed += 1,
+            "running" => cell.running += 1,
             _ => cell.pending += 1,
         }
         if attempts > 0 {

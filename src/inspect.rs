@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::checkpoint::{self, DB_FILE};
 use crate::cli::ReportFormat;
 use crate::config::Origin;
-use crate::cost::{Prices, Usd};
+use crate::cost::Prices;
 use crate::exit;
 use crate::output;
 use crate::report;
@@ -29,9 +29,7 @@ fn open(out: &Path) -> Result<Connection, String> {
 }
 
 fn last_settings(c: &Connection) -> Option<serde_json::Value> {
-    c.query_row("SELECT settings FROM runs ORDER BY run_id DESC LIMIT 1", [], |r| r.get::<_, String>(0))
-        .ok()
-        .and_then(|s| serde_json::from_str(&s).ok())
+    checkpoint::last_settings(c).ok().flatten().and_then(|s| serde_json::from_str(&s).ok())
 }
 
 /// The prices the last run used (built-in plus its `--price` overrides).
@@ -92,15 +90,14 @@ fn status_text(out: &Path) -> Result<String, String> {
         Some(pid) => writeln!(text, "{}: a run is active right now (pid {pid})", out.display()),
         None => writeln!(text, "{}: no run is active", out.display()),
     };
-    let mut by_class: std::collections::BTreeMap<String, [u64; 4]> = Default::default();
-    let mut st =
-        c.prepare("SELECT resolution, state, COUNT(*) FROM rows WHERE seq IS NOT NULL GROUP BY 1, 2").map_err(sql)?;
-    let counts =
-        st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u64>(2)?))).map_err(sql)?;
-    for row in counts {
-        let (class, state, n) = row.map_err(sql)?;
-        let slot = ["pending", "running", "done", "failed"].iter().position(|s| *s == state).unwrap_or(0);
-        by_class.entry(class).or_default()[slot] += n;
+    // Rows by class and state: [pending, running, done, failed], from the report's cells.
+    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+    let mut by_class: std::collections::BTreeMap<&str, [u64; 4]> = Default::default();
+    for cell in &inputs.cells {
+        let n = by_class.entry(&cell.resolution).or_default();
+        for (slot, count) in n.iter_mut().zip([cell.pending, cell.running, cell.done, cell.failed]) {
+            *slot += count;
+        }
     }
     let total: [u64; 4] = by_class.values().fold([0; 4], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
     let _ = writeln!(
@@ -116,21 +113,8 @@ fn status_text(out: &Path) -> Result<String, String> {
     for (class, n) in &by_class {
         let _ = writeln!(text, "  {class:<6}{:>9}{:>9}{:>9}{:>9}", n[0], n[1], n[2], n[3]);
     }
-    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
     let r = report::build(&inputs, &prices(&c));
-    let _ = writeln!(
-        text,
-        "spend: {}",
-        r.overall.spend_usd.map_or("unknown (no price for these models; see --price)".into(), |s| format!(
-            "{} estimated{}",
-            Usd(s),
-            if r.overall.unpriced_done > 0 {
-                format!(", {} done rows unpriced", r.overall.unpriced_done)
-            } else {
-                String::new()
-            }
-        ))
-    );
+    let _ = writeln!(text, "spend: {}", report::spend_text(&r.overall));
     let mut st = c
         .prepare(
             "SELECT r.id, a.error_class, COALESCE(a.http_status, ''), a.message FROM attempts a \

@@ -124,10 +124,10 @@ struct Acc {
 impl Acc {
     fn add(&mut self, cell: &Cell, price: Option<f64>) {
         let g = &mut self.group;
-        g.rows += cell.done + cell.failed + cell.pending;
+        g.rows += cell.done + cell.failed + cell.pending + cell.running;
         g.done += cell.done;
         g.failed += cell.failed;
-        g.pending += cell.pending;
+        g.pending += cell.pending + cell.running;
         g.attempts += cell.calls;
         for (n, rows) in &cell.attempts_per_row {
             *g.attempts_per_row.entry(*n).or_default() += rows;
@@ -335,7 +335,8 @@ pub fn render(r: &Report, md: bool) -> String {
     out
 }
 
-fn spend_text(g: &Group) -> String {
+/// The spend line of a group: the estimate, and what has no known price.
+pub fn spend_text(g: &Group) -> String {
     let known = g.spend_usd.map(|s| format!("{} estimated for {} done image(s)", Usd(s), g.done - g.unpriced_done));
     match (known, g.unpriced_done) {
         (Some(k), 0) => k,
