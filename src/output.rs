@@ -48,7 +48,7 @@ pub fn write_image(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> io::Result<
 #[cfg(target_os = "linux")]
 mod unnamed {
     use std::ffi::CString;
-    use std::fs::OpenOptions;
+    use std::fs::{File, OpenOptions};
     use std::io::{self, Write};
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
@@ -57,15 +57,29 @@ mod unnamed {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// The process's umask, from /proc/self/status (read once; `umask(2)` cannot read it
-    /// without setting it, which would race with other threads creating files).
-    fn umask() -> Option<u32> {
-        static UMASK: OnceLock<Option<u32>> = OnceLock::new();
-        *UMASK.get_or_init(|| {
-            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    /// The mode to give an unnamed file, when the kernel did not give it the one
+    /// `File::create` would: kernels before 6.0 skip the umask for O_TMPFILE on
+    /// filesystems without POSIX ACLs, leaving 0666. Checked on the first file only (the
+    /// images of a run share one folder), so other writes pay no extra syscall. The umask
+    /// comes from /proc/self/status: `umask(2)` cannot read it without setting it, which
+    /// would race with other threads creating files.
+    fn mode_to_set(file: &File) -> io::Result<Option<u32>> {
+        static FIX: OnceLock<Option<u32>> = OnceLock::new();
+        if let Some(fix) = FIX.get() {
+            return Ok(*fix);
+        }
+        let umask = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
             let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
             u32::from_str_radix(line.trim(), 8).ok()
-        })
+        });
+        let fix = match umask {
+            Some(mask) => {
+                let wanted = 0o666 & !mask;
+                (file.metadata()?.permissions().mode() & 0o777 != wanted).then_some(wanted)
+            }
+            None => None,
+        };
+        Ok(*FIX.get_or_init(|| fix))
     }
 
     /// Set once `O_TMPFILE` or `/proc/self/fd` turned out to be missing: no use asking again.
@@ -85,10 +99,8 @@ mod unnamed {
             }
             Err(e) => return Err(e),
         };
-        // Kernels before 6.0 skip the umask for O_TMPFILE on filesystems without POSIX
-        // ACLs, leaving the file 0666: set the mode File::create would have given.
-        if let Some(mask) = umask() {
-            file.set_permissions(std::fs::Permissions::from_mode(0o666 & !mask))?;
+        if let Some(mode) = mode_to_set(&file)? {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         }
         file.write_all(bytes)?;
         let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
