@@ -144,8 +144,11 @@ pub struct RunConfig {
     pub progress: ProgressMode,
     /// Seed for the backoff jitter (random when not given).
     pub seed: Option<u64>,
-    /// `--price MODEL:RES=USD` overrides, checked.
+    /// `--price MODEL:RES=USD` overrides as given (kept with the run's settings).
     pub price_overrides: Vec<String>,
+    /// The built-in prices with those overrides applied.
+    #[serde(skip)]
+    pub prices: crate::cost::Prices,
     /// Stop starting calls before this run's estimated spend would pass this.
     pub max_cost: Option<f64>,
     pub dry_run: bool,
@@ -169,7 +172,7 @@ impl RunConfig {
             }
             (_, format) => format.unwrap_or(ResponseFormat::B64Json),
         };
-        crate::cost::Prices::with_overrides(&args.prices).map_err(err)?;
+        let prices = crate::cost::Prices::with_overrides(&args.prices).map_err(err)?;
         if let Some(cap) = args.max_cost
             && !(cap.is_finite() && cap > 0.0)
         {
@@ -270,6 +273,7 @@ impl RunConfig {
             progress,
             seed: args.seed,
             price_overrides: args.prices.clone(),
+            prices,
             max_cost: args.max_cost,
             dry_run: args.dry_run,
             simulate,

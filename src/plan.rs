@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::checkpoint::{self, DB_FILE};
 use crate::config::RunConfig;
-use crate::cost::{Prices, Usd};
+use crate::cost::Usd;
 use crate::manifest::{ManifestReader, ReadError};
 use crate::progress::human;
 use crate::report::{self, Percentiles};
@@ -29,14 +29,15 @@ struct ClassPlan {
     unpriced: u64,
 }
 
-pub async fn print(cfg: &RunConfig, prices: &Prices) -> Result<(), RunError> {
-    let (cfg, prices) = (cfg.clone(), prices.clone());
-    let text = tokio::task::spawn_blocking(move || plan(&cfg, &prices)).await.expect("planning does not panic")?;
+pub async fn print(cfg: &RunConfig) -> Result<(), RunError> {
+    let cfg = cfg.clone();
+    let text = tokio::task::spawn_blocking(move || plan(&cfg)).await.expect("planning does not panic")?;
     print!("{text}");
     Ok(())
 }
 
-fn plan(cfg: &RunConfig, prices: &Prices) -> Result<String, RunError> {
+fn plan(cfg: &RunConfig) -> Result<String, RunError> {
+    let prices = &cfg.prices;
     let db_path = cfg.out.join(DB_FILE);
     let db = if db_path.is_file() {
         Some(

@@ -25,7 +25,7 @@ use crate::checkpoint::{
     SyncReport, now_unix,
 };
 use crate::config::{Dialect, ResponseFormat, RunConfig};
-use crate::cost::{Prices, Usd};
+use crate::cost::Usd;
 use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
 use crate::fdlimit;
@@ -133,7 +133,6 @@ struct Ctx {
     /// Image writes at once: creates and renames in one folder serialize on its lock in
     /// the kernel, and more writers than cores only spin on it.
     writers: Semaphore,
-    prices: Prices,
     /// `--max-cost` in micro-USD, and what this run has spent or holds for calls in flight.
     budget: Option<(u64, AtomicU64)>,
 }
@@ -154,7 +153,7 @@ impl Ctx {
     /// Holds the price of one call against `--max-cost`; false when it would pass the cap.
     fn reserve(&self, model: &str, res: Resolution) -> Option<u64> {
         let Some((cap, committed)) = &self.budget else { return Some(0) };
-        let price = micro_usd(self.prices.get(model, res).unwrap_or(0.0));
+        let price = micro_usd(self.cfg.prices.get(model, res).unwrap_or(0.0));
         committed
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price))
             .ok()?;
@@ -209,9 +208,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     .await
     .expect("manifest validation does not panic")?;
 
-    let prices = Prices::with_overrides(&cfg.price_overrides).map_err(RunError::Settings)?;
     if cfg.dry_run {
-        return plan::print(&cfg, &prices).await.map(|_| None);
+        return plan::print(&cfg).await.map(|_| None);
     }
     let fd_note = open_files(&cfg, manifest_stats.rows)?;
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
@@ -231,7 +229,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
         let needed = ckpt.pending_models().await?.into_iter().chain(fallback);
         let unpriced: Vec<String> =
-            needed.filter(|(m, r)| prices.get(m, *r).is_none()).map(|(m, r)| format!("{m}:{r}")).collect();
+            needed.filter(|(m, r)| cfg.prices.get(m, *r).is_none()).map(|(m, r)| format!("{m}:{r}")).collect();
         if !unpriced.is_empty() {
             return Err(RunError::Settings(format!(
                 "--max-cost needs a price for every model and class the run may use; missing: {} (give --price \
@@ -274,7 +272,6 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         downloads: Semaphore::new(concurrency),
         writers: Semaphore::new(MAX_WRITERS),
         budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
-        prices,
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
@@ -301,7 +298,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
     let inputs = ckpt.report_inputs().await?;
-    let report = report::build(&inputs, &ctx.prices);
+    let report = report::build(&inputs, &ctx.cfg.prices);
     report::write_files(&report, &inputs, &ctx.out.root)
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
@@ -686,7 +683,7 @@ async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
-            let price = ctx.prices.get(&model, row.size.resolution()).map_or(0, micro_usd);
+            let price = ctx.cfg.prices.get(&model, row.size.resolution()).map_or(0, micro_usd);
             ctx.ckpt.mark_done(row.rid, file, latency, model);
             Progress::add(&ctx.progress.counters.done, 1);
             Progress::add(&ctx.progress.counters.spend_micro_usd, price);
