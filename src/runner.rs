@@ -314,7 +314,8 @@ fn open_files(cfg: &RunConfig, rows: u64) -> Result<Option<String>, RunError> {
     // both when the simulator runs in this process.
     let sockets_per_call = (1 + u64::from(downloads)) * (1 + u64::from(cfg.simulate.is_some()));
     let at_once = cfg.concurrency.min(usize::try_from(rows).unwrap_or(usize::MAX)).max(1);
-    let raised = |r: fdlimit::Raised| format!("open-file limit raised from {} to {} for -c {}", r.from, r.to, at_once);
+    let raised =
+        |r: fdlimit::Raised| format!("open-file limit raised from {} to {} for {at_once} calls at once", r.from, r.to);
     match fdlimit::ensure(fdlimit::needed(at_once, sockets_per_call), cfg.concurrency, sockets_per_call) {
         Ok(r) => Ok(r.map(raised)),
         Err(e) if cfg.http2 => Ok(Some(format!(
@@ -570,22 +571,19 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         );
 
         let e = match result {
-            Ok(Generated::Url(url)) => {
-                // Committed before the download starts: from now on this row is only
-                // ever downloaded, never generated again.
-                let saved = ctx.ckpt.save_url(row.rid, url.clone(), took.as_secs_f64(), model.to_owned()).await;
-                if let Err(e) = saved {
-                    ctx.stop_run(StopReason::Local(e.to_string()));
-                    return None;
-                }
-                ctx.progress.record_latency(resolution, took.as_secs_f64());
-                let (generated, slot) = (Generated::Url(url), admission.permit);
-                return Some(Made { generated, latency_s: took.as_secs_f64(), model: model.to_owned(), slot });
-            }
             Ok(generated) => {
-                ctx.progress.record_latency(resolution, took.as_secs_f64());
-                let (latency_s, model, slot) = (took.as_secs_f64(), model.to_owned(), admission.permit);
-                return Some(Made { generated, latency_s, model, slot });
+                let latency_s = took.as_secs_f64();
+                if let Generated::Url(url) = &generated {
+                    // Committed before the download starts: from now on this row is only
+                    // ever downloaded, never generated again.
+                    let saved = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, model.to_owned()).await;
+                    if let Err(e) = saved {
+                        ctx.stop_run(StopReason::Local(e.to_string()));
+                        return None;
+                    }
+                }
+                ctx.progress.record_latency(resolution, latency_s);
+                return Some(Made { generated, latency_s, model: model.to_owned(), slot: admission.permit });
             }
             Err(e) => e,
         };
