@@ -205,3 +205,24 @@ async fn a_hard_open_file_limit_too_low_for_the_concurrency_stops_before_anythin
     let o = tokio::time::timeout(Duration::from_secs(60), c.output()).await.unwrap().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_http2_a_hard_open_file_limit_too_low_is_raised_as_far_as_it_goes_and_the_run_goes_on() {
+    let sim = sim(fixed(Duration::from_millis(50))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 250);
+    let out = dir.path().join("out");
+    // 250 calls at once would need 314 files; HTTP/2 calls share connections, so the run
+    // does not stop (the simulator speaks HTTP/1.1, and 250 sockets still fit in 300).
+    let mut c = with_nofile(run_cmd(&sim.base_url(), &manifest, &out, &["-c", "250", "--http2"]), 100, 300);
+    let o = tokio::time::timeout(Duration::from_secs(60), c.output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("-c 250 needs about 314 open files"), "{err}");
+    assert!(
+        err.contains("going on, as HTTP/2 calls share connections (open-file limit raised from 100 to 300"),
+        "{err}"
+    );
+    assert_images_match(&out, &prompts);
+}
