@@ -261,28 +261,30 @@ def with_sim(tmp, scale, image_bytes, seed, fn, extra=(), preexec_fn=None, log_n
 # scenarios: each returns one repeat's figures as a dict
 
 
-def s_overhead(a, n, conc, seed):
-    tmp = mkdtemp(a, "overhead")
+def one_batch(a, what, n, sizes, conc, seed, scale, image_bytes, figures, rpm=0):
+    """A fresh folder with an `n`-row manifest (sizes in turn), one `bulkgen run` against a
+    fresh sim; `figures(r, sim, out)` turns the finished run into the scenario's dict."""
+    tmp = mkdtemp(a, what)
     manifest, out = os.path.join(tmp, "manifest.csv"), os.path.join(tmp, "out")
-    write_manifest(manifest, n, ["1K"])
+    write_manifest(manifest, n, sizes)
 
     def go(sim):
-        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
+        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run")
         check_ok(r, "bulkgen run")
+        return figures(r, sim, out)
+    return with_sim(tmp, scale, image_bytes, seed, go)
+
+
+def s_overhead(a, n, conc, seed):
+    def figures(r, sim, out):
         st = sim_stats(sim)
         return dict(rps=n / r["wall"], cpu_k=r["cpu"] / n * 1000, rss_mb=r["rss_mb"], rss_src=r["rss_src"], wall=r["wall"],
                     sim_cpu_k=sim.cpu_s() / n * 1000, sim_inflight=st["max_in_flight"], done=done_rows(out))
-    return with_sim(tmp, 0, a.image_bytes, seed, go)
+    return one_batch(a, "overhead", n, ["1K"], conc, seed, 0, a.image_bytes, figures)
 
 
 def s_latency(a, n, conc, seed):
-    tmp = mkdtemp(a, "latency")
-    manifest, out = os.path.join(tmp, "manifest.csv"), os.path.join(tmp, "out")
-    write_manifest(manifest, n, ["1K", "2K", "4K"])
-
-    def go(sim):
-        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
-        check_ok(r, "bulkgen run")
+    def figures(r, sim, out):
         st = sim_stats(sim)
         d, res = ok_durations(out, with_resolution=True)
         ideal = max(sum(d) / conc, max(d))
@@ -304,43 +306,28 @@ def s_latency(a, n, conc, seed):
                     class_first=replay(by_class, conc) / ideal, wall=r["wall"],
                     ideal=ideal, lat_min=min(d), lat_max=max(d), sim_inflight=st["max_in_flight"],
                     cpu=r["cpu"], done=done_rows(out))
-    return with_sim(tmp, a.latency_time_scale, a.image_bytes, seed, go)
+    return one_batch(a, "latency", n, ["1K", "2K", "4K"], conc, seed, a.latency_time_scale, a.image_bytes, figures)
 
 
 def s_rate(a, n, conc, seed, rpm=6000):
-    tmp = mkdtemp(a, "rate")
-    manifest, out = os.path.join(tmp, "manifest.csv"), os.path.join(tmp, "out")
-    write_manifest(manifest, n, ["1K"])
-
-    def go(sim):
-        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run")
-        check_ok(r, "bulkgen run")
+    def figures(r, sim, out):
         ts = arrivals_s(sim_stats(sim))
         starts = start_times(out)
         achieved = (len(ts) - 1) / (ts[-1] - ts[0]) * 60
         return dict(spm=achieved, spm_ratio=achieved / rpm, max60=max_in_window(ts, 60.0),
                     starts_max60=max_in_window(starts, 60.0), starts_max1=max_in_window(starts, 1.0),
                     max1=max_in_window(ts, 1.0), wall=r["wall"], requests=len(ts), done=done_rows(out))
-    return with_sim(tmp, 0, a.image_bytes, seed, go)
+    return one_batch(a, "rate", n, ["1K"], conc, seed, 0, a.image_bytes, figures, rpm=rpm)
 
 
 def s_large(a, n, conc, seed):
-    tmp = mkdtemp(a, "large")
-    manifest, out = os.path.join(tmp, "manifest.csv"), os.path.join(tmp, "out")
-    write_manifest(manifest, n, ["4K"])
-
-    def go(sim):
-        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed), tmp, "run")
-        check_ok(r, "bulkgen run")
+    def figures(r, sim, out):
         st = sim_stats(sim)
         png = sum(e.stat().st_size for e in os.scandir(os.path.join(out, "images")))
         return dict(rss_mb=r["rss_mb"], rss_src=r["rss_src"], rps=n / r["wall"], mbps=png / 1e6 / r["wall"], wall=r["wall"],
                     cpu_k=r["cpu"] / n * 1000, sim_cpu_k=sim.cpu_s() / n * 1000,
                     sim_inflight=st["max_in_flight"], done=done_rows(out))
-    return with_sim(tmp, 0, a.large_image_bytes, seed, go)
-
-
-MANIFESTS = {}
+    return one_batch(a, "large", n, ["4K"], conc, seed, 0, a.large_image_bytes, figures)
 
 
 def big_manifest(a, n):
