@@ -33,7 +33,7 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Resume the batch in --out with the flags its last run was given (flags given here win).
     Resume(ResumeArgs),
-    /// One screen: rows by state and class, recent errors, spend, whether a run is active.
+    /// One screen: rows by state and class, failures by class, recent errors, spend, whether a run is active.
     Status(OutArgs),
     /// The latency report, from the checkpoint alone (works during a run and after a crash).
     Report(ReportArgs),

@@ -113,6 +113,19 @@ fn status_text(out: &Path) -> Result<String, String> {
     for (class, n) in &by_class {
         let _ = writeln!(text, "  {class:<6}{:>9}{:>9}{:>9}{:>9}", n[0], n[1], n[2], n[3]);
     }
+    let failed: Vec<String> = c
+        .prepare(
+            "SELECT COALESCE(error_class, 'unknown'), COUNT(*) FROM rows WHERE seq IS NOT NULL AND state = 'failed' \
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .map_err(sql)?
+        .query_map([], |r| Ok(format!("{} {}", r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+        .map_err(sql)?
+        .collect::<Result<_, _>>()
+        .map_err(sql)?;
+    if !failed.is_empty() {
+        let _ = writeln!(text, "failed for good, by class: {}", failed.join(", "));
+    }
     let r = report::build(&inputs, &prices(&c));
     let _ = writeln!(text, "spend: {}", report::spend_text(&r.overall));
     let mut st = c

@@ -93,6 +93,26 @@ async fn status_and_report_work_during_a_run_and_a_second_run_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_rows_by_state_and_class_and_failures_by_class() {
+    // Every prompt is refused on its first call, and refusals are final: 7 failed rows.
+    let sim = sim(SimConfig { fail_first: Some(Fault::Refuse), ..fixed(Duration::from_millis(5)) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 7);
+    let out = dir.path().join("out");
+    assert_eq!(run(&sim, &manifest, &out, &[]).await.status.code(), Some(1));
+    let status = cmd(&["status"], &out).output().await.unwrap();
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    let s = String::from_utf8_lossy(&status.stdout);
+    assert!(s.contains("7 rows: 0 done, 7 failed, 0 pending, 0 running"), "{s}");
+    // r0000..r0006 cycle 1K, 2K, 4K: 3, 2 and 2 rows.
+    for line in ["  1K            0        0        0        3", "  2K            0        0        0        2"] {
+        assert!(s.lines().any(|l| l == line), "{line:?} in {s}");
+    }
+    assert!(s.contains("failed for good, by class: refused 7"), "{s}");
+    assert!(s.contains("latest errors (newest first):"), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_reuses_the_stored_flags_and_flags_given_to_it_win() {
     let sim = sim(fixed(Duration::from_millis(40))).await;
     let dir = tempfile::tempdir().unwrap();
