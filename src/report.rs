@@ -456,7 +456,8 @@ mod tests {
                     latency: vec![8.0],
                     e2e: vec![9.0],
                     wait: vec![0.1, 0.1],
-                    ..cell("4K", g3, 1, 0, 1)
+                    running: 1,
+                    ..cell("4K", g3, 1, 0, 0)
                 },
             ],
             completions: vec![150.0, 158.0],
@@ -471,12 +472,13 @@ mod tests {
         assert_eq!(k1.recommended_concurrency, Some(2), "1 start/s x 1.5 s");
         assert_eq!(r.models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), vec![g3, "other"]);
         assert_eq!(r.models[0].attempts_per_row, BTreeMap::from([(1, 1), (2, 1)]));
-        assert_eq!(r.overall.pending, 1);
+        assert_eq!(r.overall.pending, 1, "a running row counts as pending");
         assert_eq!(r.overall.spend_usd, Some(0.134 + 0.24));
         assert_eq!(r.images_per_minute, Some(2.0));
         let text = render(&r, false);
         assert!(text.contains("4 rows: 2 done, 1 failed, 1 pending; 5 calls over 1 run(s)"), "{text}");
         assert!(text.contains("spend: $0.374 estimated for 2 done image(s)"), "{text}");
+        assert!(text.contains("where N < 20, P95 and P99 are not meaningful"), "{text}");
         let csv = render_csv(&r);
         assert_eq!(csv.lines().count(), 1 + 2 + 2 + 1, "{csv}");
         assert!(csv.lines().nth(1).unwrap().starts_with("class,1K,2,1,1,0,3,2,"), "{csv}");
