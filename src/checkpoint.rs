@@ -19,10 +19,12 @@ use tokio::sync::oneshot;
 use crate::error::ErrorClass;
 use crate::manifest::{ManifestReader, ReadError};
 use crate::output;
+use crate::params::Params;
 use crate::size::{AspectRatio, Resolution, Size};
 
 pub const DB_FILE: &str = "bulkgen.db";
-const SCHEMA_VERSION: i64 = 1;
+/// 2: rows gained `params` (part of a row's identity) and `size_sent`.
+const SCHEMA_VERSION: i64 = 2;
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -52,6 +54,8 @@ pub struct PendingRow {
     pub size: Size,
     pub aspect_ratio: Option<AspectRatio>,
     pub model: String,
+    /// Request fields beyond bulkgen's own (`--param` merged with the row's columns).
+    pub params: Params,
     /// A generated image not yet downloaded: fetch it, never generate again.
     pub result_url: Option<String>,
     /// The file of an earlier generation (a changed row being regenerated).
@@ -60,11 +64,13 @@ pub struct PendingRow {
     pub stashed: bool,
 }
 
-/// Defaults for rows that name no size or model.
+/// Defaults for rows that name no size or model, and the `--param` fields every row gets
+/// (a row's own `param.KEY` columns win).
 #[derive(Debug, Clone)]
 pub struct RowDefaults {
     pub size: Size,
     pub model: String,
+    pub params: Params,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -127,6 +133,14 @@ impl AttemptKind {
             AttemptKind::Download => "download",
         }
     }
+}
+
+/// Who made a row's image: the model (the fallback, if the row switched) and the size it
+/// was sent, as results.csv shows them beside what the row asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Made {
+    pub model: String,
+    pub size_sent: String,
 }
 
 /// One call, as it ended.
@@ -223,6 +237,7 @@ impl Checkpoint {
         if found > SCHEMA_VERSION {
             return Err(CheckpointError::Version { path, found });
         }
+        migrate(&conn).map_err(open_err)?;
         conn.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -405,7 +420,7 @@ impl Checkpoint {
         self.call(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
-                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid) \
+                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params \
                  FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = st
@@ -420,6 +435,7 @@ impl Checkpoint {
                         size: size.parse().unwrap_or(Size::Class(crate::size::Resolution::K1)),
                         aspect_ratio: aspect.as_deref().and_then(AspectRatio::parse),
                         model: r.get(6)?,
+                        params: serde_json::from_str(r.get_ref(10)?.as_str()?).unwrap_or_default(),
                         result_url: r.get(7)?,
                         old_file: r.get(8)?,
                         stashed: r.get(9)?,
@@ -475,10 +491,10 @@ impl Checkpoint {
 
     /// Keeps a generated image's URL before downloading it, so that neither a failed
     /// download nor a crash ever leads to generating the row again. Returns once committed.
-    pub async fn save_url(&self, rid: i64, url: String, latency_s: f64, model: String) -> Result<(), CheckpointError> {
+    pub async fn save_url(&self, rid: i64, url: String, latency_s: f64, made: Made) -> Result<(), CheckpointError> {
         self.call(move |c| {
-            c.prepare_cached("UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3 WHERE rid=?4")?
-                .execute(params![url, latency_s, model, rid])?;
+            c.prepare_cached("UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3, size_sent=?4 WHERE rid=?5")?
+                .execute(params![url, latency_s, made.model, made.size_sent, rid])?;
             Ok(())
         })
         .await
@@ -486,14 +502,17 @@ impl Checkpoint {
 
     /// The row's file is in place: the row is done (committed after the images are made
     /// durable, so the file is as durable as the mark).
-    pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, model: String) {
+    /// `made` is None when the row's maker was recorded with its URL or stash already.
+    pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, made: Option<Made>) {
         self.post_job(true, move |c| {
             let done_at = now_unix();
+            let (model, size_sent) = made.map(|m| (m.model, m.size_sent)).unzip();
             c.prepare_cached(
-                "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), made_by=?3, \
-                 done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL WHERE rid=?5",
+                "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
+                 made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
+                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL WHERE rid=?6",
             )?
-            .execute(params![file, latency_s, model, done_at, rid])?;
+            .execute(params![file, latency_s, model, size_sent, done_at, rid])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
             Ok(())
         });
@@ -576,7 +595,7 @@ impl Checkpoint {
                 .unwrap_or_default();
             let mut st = c.prepare(
                 "SELECT id, state, file, resolution, COALESCE(made_by, model), attempts, latency_s, e2e_s, \
-                 error_class, error, extra FROM rows WHERE seq IS NOT NULL ORDER BY seq",
+                 error_class, error, extra, prompt, size, size_sent FROM rows WHERE seq IS NOT NULL ORDER BY seq",
             )?;
             let mut rows = st.query([])?;
             output::write_atomically(&path, |w| {
@@ -585,6 +604,9 @@ impl Checkpoint {
                     "id",
                     "status",
                     "file",
+                    "prompt",
+                    "size",
+                    "size_sent",
                     "resolution",
                     "model",
                     "attempts",
@@ -617,6 +639,9 @@ impl Checkpoint {
                         "" => csv.write_field("")?,
                         file => formatted(&mut csv, format_args!("images/{file}"))?,
                     }
+                    csv.write_field(text(11)?)?;
+                    csv.write_field(text(12)?)?;
+                    csv.write_field(text(13)?)?;
                     csv.write_field(text(3)?)?;
                     csv.write_field(text(4)?)?;
                     formatted(&mut csv, format_args!("{}", r.get::<_, i64>(5).map_err(std::io::Error::other)?))?;
@@ -711,7 +736,8 @@ fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> st
         b.write(&buf[..n]);
     }
     for h in [&mut a, &mut b] {
-        (defaults.size.to_string(), &defaults.model, opts.retry_failed, opts.regenerate_changed).hash(h);
+        let params = serde_json::to_string(&defaults.params).expect("params serialize");
+        (defaults.size.to_string(), &defaults.model, params, opts.retry_failed, opts.regenerate_changed).hash(h);
     }
     Ok(format!("{:016x}{:016x}", a.finish(), b.finish()))
 }
@@ -811,18 +837,18 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
         [serde_json::to_string(reader.extra_columns()).expect("strings serialize")],
     )?;
     c.execute("UPDATE rows SET seq = NULL WHERE seq IS NOT NULL", [])?;
-    let mut find = c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state FROM rows WHERE id = ?1")?;
+    let mut find = c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params FROM rows WHERE id = ?1")?;
     let mut insert = c.prepare(
-        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, state) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')",
+        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
     )?;
     let mut keep = c.prepare("UPDATE rows SET seq=?1, extra=?2 WHERE rid=?3")?;
     let mut requeue =
         c.prepare("UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3")?;
     let mut replace = c.prepare(
         "UPDATE rows SET seq=?1, extra=?2, prompt=?3, size=?4, resolution=?5, aspect_ratio=?6, model=?7, \
-         state='pending', result_url=NULL, error_class=NULL, error=NULL, first_dispatch=NULL, e2e_s=NULL \
-         WHERE rid=?8",
+         params=?8, state='pending', result_url=NULL, error_class=NULL, error=NULL, first_dispatch=NULL, \
+         e2e_s=NULL WHERE rid=?9",
     )?;
     let mut report = SyncReport::default();
     for row in reader {
@@ -837,20 +863,37 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
         let size = row.size.unwrap_or(defaults.size);
         let size_text = size.to_string();
         let resolution = size.resolution().as_str();
-        let aspect = row.aspect_ratio.map(|a| a.as_str());
+        let aspect = row.aspect_ratio.map(|a| a.to_string());
+        let aspect = aspect.as_deref();
         let model = row.model.as_deref().unwrap_or(&defaults.model);
+        let mut merged = defaults.params.clone();
+        crate::params::merge_into(&mut merged, &row.params);
+        let params_text = serde_json::to_string(&merged).expect("params serialize");
         let extra = serde_json::to_string(&row.extra).expect("strings serialize");
         let seq = row.index as i64;
-        let known: Option<(i64, String, String, Option<String>, String, String)> = find
-            .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        let known: Option<(i64, String, String, Option<String>, String, String, String)> = find
+            .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
             .optional()?;
-        let Some((rid, prompt, old_size, old_aspect, old_model, state)) = known else {
-            insert.execute(params![seq, row.id, row.prompt, size_text, resolution, aspect, model, extra])?;
+        let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params)) = known else {
+            insert.execute(params![
+                seq,
+                row.id,
+                row.prompt,
+                size_text,
+                resolution,
+                aspect,
+                model,
+                extra,
+                params_text
+            ])?;
             report.new += 1;
             continue;
         };
-        let changed =
-            prompt != row.prompt || old_size != size_text || old_aspect.as_deref() != aspect || old_model != model;
+        let changed = prompt != row.prompt
+            || old_size != size_text
+            || old_aspect.as_deref() != aspect
+            || old_model != model
+            || old_params != params_text;
         match (state.as_str(), changed) {
             ("done", false) => {
                 keep.execute(params![seq, extra, rid])?;
@@ -864,7 +907,17 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
                 }
             }
             (_, true) => {
-                replace.execute(params![seq, extra, row.prompt, size_text, resolution, aspect, model, rid])?;
+                replace.execute(params![
+                    seq,
+                    extra,
+                    row.prompt,
+                    size_text,
+                    resolution,
+                    aspect,
+                    model,
+                    params_text,
+                    rid
+                ])?;
                 c.execute("DELETE FROM stash WHERE rid = ?1", [rid])?;
                 if state == "done" {
                     report.regenerated += 1;
@@ -886,6 +939,19 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
     Ok(report)
 }
 
+/// Brings a checkpoint of an older schema up to this one (columns added with defaults
+/// that mean what older bulkgen did: no params, size sent unknown).
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    let mut st = c.prepare("SELECT name FROM pragma_table_info('rows')")?;
+    let columns: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    for (name, decl) in [("params", "TEXT NOT NULL DEFAULT '{}'"), ("size_sent", "TEXT")] {
+        if !columns.iter().any(|c| c == name) {
+            c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -905,12 +971,14 @@ CREATE TABLE IF NOT EXISTS rows (
     resolution TEXT NOT NULL,
     aspect_ratio TEXT,
     model TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
     extra TEXT NOT NULL DEFAULT '[]',
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
     result_url TEXT,
     file TEXT,
     made_by TEXT,
+    size_sent TEXT,
     error_class TEXT,
     error TEXT,
     latency_s REAL,

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use rand::RngCore;
 
-use crate::config::{Dialect, Origin, ResponseFormat, RunConfig, parse_duration};
+use crate::catalog::{Catalog, Dialect};
+use crate::config::{Origin, RunConfig, parse_duration};
 use crate::exit;
+use crate::flags::RunArgs;
 use crate::inspect;
-use crate::report;
+use crate::preflight;
+use crate::report::{self, ReportFormat};
 use crate::runner::{self, Interrupts, Outcome};
 use crate::secret::ApiKey;
 use crate::sim::{self, SimConfig, SimServer};
@@ -37,6 +40,8 @@ pub enum Command {
     Status(OutArgs),
     /// The latency report, from the checkpoint alone (works during a run and after a crash).
     Report(ReportArgs),
+    /// The model catalogue; with --base-url (and a key), what that endpoint serves beside it.
+    Models(ModelsArgs),
     /// Serve the built-in simulated provider (OpenAI and Gemini dialects) on loopback.
     Sim(SimArgs),
 }
@@ -57,11 +62,31 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
+pub enum ListFormat {
     Text,
-    Md,
     Json,
-    Csv,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// Only this dialect's models (and the dialect --base-url speaks) [default: openai
+    /// with --base-url, else all].
+    #[arg(long, value_enum, env = "BULKGEN_PROVIDER")]
+    pub provider: Option<Dialect>,
+    /// Ask this endpoint which models it serves, and mark them against the catalogue.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Environment variable that holds the API key (with --base-url).
+    #[arg(long, default_value = "BULKGEN_API_KEY")]
+    pub api_key_env: String,
+    /// Catalogue entries to add or override.
+    #[arg(long, env = "BULKGEN_MODELS_FILE")]
+    pub models_file: Option<PathBuf>,
+    /// Allow sending the key over plain http:// to a host that is not loopback.
+    #[arg(long)]
+    pub allow_plain_http: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,109 +96,6 @@ pub struct ResumeArgs {
     /// `run` flags that override the stored ones, e.g. `-c 16 --rpm 120`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "RUN FLAGS")]
     pub overrides: Vec<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(args_override_self = true)]
-pub struct RunArgs {
-    /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model).
-    pub manifest: PathBuf,
-    /// Output folder: images, checkpoint, results.csv, reports.
-    #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
-    pub out: PathBuf,
-    /// API dialect: openai (OpenAI-compatible images API) or gemini (generateContent).
-    #[arg(long, value_enum, env = "BULKGEN_PROVIDER", default_value = "openai")]
-    pub provider: Dialect,
-    /// API root [default: https://api.openai.com, or https://generativelanguage.googleapis.com
-    /// for gemini]; a trailing /v1 or /v1beta is accepted as is.
-    #[arg(long, env = "BULKGEN_BASE_URL")]
-    pub base_url: Option<String>,
-    /// Environment variable that holds the API key.
-    #[arg(long, default_value = "BULKGEN_API_KEY")]
-    pub api_key_env: String,
-    /// Model for rows that name none [default: gpt-image-1, or gemini-3-pro-image-preview for gemini].
-    #[arg(long, env = "BULKGEN_MODEL")]
-    pub model: Option<String>,
-    /// Size for rows that name none: 1K, 2K, 4K or WxH.
-    #[arg(long, env = "BULKGEN_SIZE", default_value = "1K")]
-    pub size: String,
-    /// How the image comes back (openai dialect) [default: b64_json].
-    #[arg(long, value_enum, env = "BULKGEN_RESPONSE_FORMAT")]
-    pub response_format: Option<ResponseFormat>,
-    /// After --fallback-after overloaded answers, a row's next attempts use this model.
-    #[arg(long, env = "BULKGEN_FALLBACK_MODEL")]
-    pub fallback_model: Option<String>,
-    /// Overloaded answers a row takes before it switches to --fallback-model.
-    #[arg(long, default_value_t = 2)]
-    pub fallback_after: u32,
-    /// Most requests in flight at once.
-    #[arg(short = 'c', long, env = "BULKGEN_CONCURRENCY", default_value_t = 8)]
-    pub concurrency: usize,
-    /// Most request starts in any 60 s window, retries included (0: no cap).
-    #[arg(long, env = "BULKGEN_RPM", default_value_t = 60)]
-    pub rpm: u32,
-    /// TCP + TLS connect timeout.
-    #[arg(long, env = "BULKGEN_CONNECT_TIMEOUT", default_value = "10s")]
-    pub connect_timeout: String,
-    /// Deadline of one call by resolution, e.g. 4K=600s (repeatable, or comma-separated)
-    /// [default: 1K=300s,2K=300s,4K=600s].
-    #[arg(long = "timeout", value_name = "RES=DUR", env = "BULKGEN_TIMEOUT", value_delimiter = ',')]
-    pub timeouts: Vec<String>,
-    /// Deadline of one download of a result URL.
-    #[arg(long, env = "BULKGEN_DOWNLOAD_TIMEOUT", default_value = "60s")]
-    pub download_timeout: String,
-    /// Attempts per row for transient errors (and per download).
-    #[arg(long, env = "BULKGEN_MAX_ATTEMPTS", default_value_t = 5)]
-    pub max_attempts: u32,
-    /// Base of the full-jitter exponential backoff.
-    #[arg(long, default_value = "2s")]
-    pub backoff_base: String,
-    /// Longest backoff wait.
-    #[arg(long, default_value = "60s")]
-    pub backoff_max: String,
-    /// Allow HTTP/2 (HTTP/1.1 only by default: long calls fare better on it through proxies).
-    #[arg(long)]
-    pub http2: bool,
-    /// Allow sending the key over plain http:// to a host that is not loopback.
-    #[arg(long)]
-    pub allow_plain_http: bool,
-    /// Run against the built-in simulator on loopback; no key needed. Time is compressed by
-    /// --time-scale: latencies, call deadlines, backoff and the --rpm window alike.
-    #[arg(long)]
-    pub simulate: bool,
-    /// With --simulate: simulated time multiplier [default: 0.01].
-    #[arg(long)]
-    pub time_scale: Option<f64>,
-    /// With --simulate: inject a fault at a rate, e.g. 429=0.05, or only for one model,
-    /// 503@MODEL=1 (kinds as for `bulkgen sim --fault`); repeatable.
-    #[arg(long = "sim-fault", value_name = "KIND[@MODEL]=RATE")]
-    pub sim_faults: Vec<String>,
-    /// Put rows that failed for good in an earlier run back in the queue.
-    #[arg(long)]
-    pub retry_failed: bool,
-    /// Generate again the done rows whose prompt, size, aspect ratio or model changed.
-    #[arg(long)]
-    pub regenerate_changed: bool,
-    /// No progress display.
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// How often the plain progress line is printed when stderr is not a terminal.
-    #[arg(long, default_value = "10s")]
-    pub progress_interval: String,
-    /// Seed for the backoff jitter and the simulator (runs are repeatable with it).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Price of one image, MODEL:RES=USD (RES may be *), for spend estimates; repeatable.
-    /// Built in: gemini-3-pro-image-preview 1K/2K $0.134, 4K $0.24.
-    #[arg(long = "price", value_name = "MODEL:RES=USD")]
-    pub prices: Vec<String>,
-    /// Stop starting calls before this run's estimated spend (done plus in flight) would
-    /// pass this many USD; exit 1.
-    #[arg(long, value_name = "USD", env = "BULKGEN_MAX_COST")]
-    pub max_cost: Option<f64>,
-    /// Validate and print the plan (rows per class, already done, cost and time estimate); send nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -234,6 +156,7 @@ pub fn main() -> i32 {
         },
         Command::Status(args) => inspect::status(&args.out),
         Command::Report(args) => inspect::report(&args.folder.out, args.format),
+        Command::Models(args) => runtime.block_on(models_command(args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
     }
 }
@@ -368,6 +291,92 @@ fn print_outcome(o: &Outcome) {
             o.counts.failed
         );
     }
+}
+
+/// `bulkgen models`: the catalogue, or what an endpoint serves marked against it.
+async fn models_command(args: ModelsArgs) -> i32 {
+    let catalog = match Catalog::load(args.models_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bulkgen models: {e}");
+            return exit::USAGE;
+        }
+    };
+    let Some(base) = &args.base_url else {
+        let shown = Catalog {
+            models: catalog.models.into_iter().filter(|m| args.provider.is_none_or(|p| p == m.dialect)).collect(),
+        };
+        match args.format {
+            ListFormat::Text => print!("{}", shown.render_text()),
+            ListFormat::Json => println!("{}", serde_json::to_string_pretty(&shown).expect("catalogue serializes")),
+        }
+        return exit::OK;
+    };
+    let dialect = args.provider.unwrap_or(Dialect::Openai);
+    let url = match crate::config::parse_base_url(base, args.allow_plain_http) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("bulkgen models: {e}");
+            return exit::USAGE;
+        }
+    };
+    let key = ApiKey::from_env(&args.api_key_env);
+    let client = match crate::http::client(crate::http::HttpPolicy {
+        connect_timeout: std::time::Duration::from_secs(10),
+        http2: false,
+        concurrency: 1,
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bulkgen models: cannot set up the HTTP client: {e}");
+            return exit::STOPPED;
+        }
+    };
+    let target = preflight::Target { dialect, base_url: &url, key: key.as_ref(), client: &client };
+    let served = match preflight::served(&target).await {
+        Ok(preflight::Served::Models(list)) => list,
+        Ok(preflight::Served::NoList(why)) => {
+            eprintln!("bulkgen models: {url} has no model list ({why}); the catalogue is `bulkgen models`");
+            return exit::STOPPED;
+        }
+        Err(e) => {
+            eprintln!("bulkgen models: {e}");
+            return exit::STOPPED;
+        }
+    };
+    let today = crate::catalog::today();
+    let mark = |id: &str| catalog.lookup(id).map(crate::catalog::status_text);
+    let missing: Vec<&crate::catalog::ModelEntry> = catalog
+        .models
+        .iter()
+        .filter(|m| m.dialect == dialect && !m.is_shut_down(&today))
+        .filter(|m| !served.iter().any(|s| catalog.lookup(s).is_some_and(|e| e.name == m.name)))
+        .collect();
+    match args.format {
+        ListFormat::Json => {
+            let v = serde_json::json!({
+                "endpoint": url.as_str(),
+                "dialect": dialect.as_str(),
+                "served": served.iter().map(|id| serde_json::json!({"id": id, "catalogue": mark(id)})).collect::<Vec<_>>(),
+                "catalogue_not_served": missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        }
+        ListFormat::Text => {
+            println!("{url} serves {} model(s) ({} dialect):", served.len(), dialect.as_str());
+            for id in &served {
+                println!("  {id:<40} {}", mark(id).unwrap_or_else(|| "not in the catalogue".into()));
+            }
+            if !missing.is_empty() {
+                println!(
+                    "in the catalogue ({} dialect) but not served here: {}",
+                    dialect.as_str(),
+                    missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
+            }
+        }
+    }
+    exit::OK
 }
 
 async fn sim_command(args: SimArgs) -> i32 {

@@ -11,61 +11,27 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Serialize;
 
-use crate::cli::RunArgs;
+use crate::catalog::{Catalog, Dialect, ResponseFormat, SizePolicy};
+use crate::flags::RunArgs;
+use crate::params::{self, Params};
 use crate::retry::Backoff;
 use crate::secret::ApiKey;
 use crate::size::{Resolution, Size};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Dialect {
-    /// OpenAI-compatible `POST /v1/images/generations` (OpenAI and most aggregators).
-    Openai,
-    /// Gemini native `POST /v1beta/models/{model}:generateContent`.
-    Gemini,
-}
-
-impl Dialect {
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            Dialect::Openai => "https://api.openai.com",
-            Dialect::Gemini => "https://generativelanguage.googleapis.com",
-        }
-    }
-
-    pub fn default_model(self) -> &'static str {
-        match self {
-            Dialect::Openai => "gpt-image-1",
-            Dialect::Gemini => "gemini-3-pro-image-preview",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-pub enum ResponseFormat {
-    /// The image comes back as base64 inside the JSON.
-    #[value(name = "b64_json")]
-    #[serde(rename = "b64_json")]
-    B64Json,
-    /// The JSON holds a URL; the image is downloaded with a separate, short GET.
-    #[value(name = "url")]
-    #[serde(rename = "url")]
-    Url,
-}
-
 /// The deadline of one call, per resolution class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Timeouts(pub [Duration; 3]);
+pub struct Timeouts(pub [Duration; 4]);
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
-        Timeouts([Duration::from_secs(300), Duration::from_secs(300), Duration::from_secs(600)])
+        let s = Duration::from_secs;
+        Timeouts([s(300), s(300), s(300), s(600)])
     }
 }
 
 impl Timeouts {
     pub fn get(&self, r: Resolution) -> Duration {
-        self.0[r as usize]
+        self.0[r.index()]
     }
 
     /// Applies `RES=DUR` settings, each possibly a comma-separated list.
@@ -74,12 +40,12 @@ impl Timeouts {
             let (res, dur) =
                 spec.split_once('=').ok_or_else(|| format!("--timeout {spec:?}: write RES=DURATION, e.g. 4K=600s"))?;
             let res = Resolution::parse(res)
-                .ok_or_else(|| format!("--timeout {spec:?}: unknown resolution {res:?} (use 1K, 2K or 4K)"))?;
+                .ok_or_else(|| format!("--timeout {spec:?}: unknown resolution {res:?} (use 512, 1K, 2K or 4K)"))?;
             let dur = parse_duration(dur).map_err(|e| format!("--timeout {spec:?}: {e}"))?;
             if dur.is_zero() {
                 return Err(format!("--timeout {spec:?}: a deadline must be longer than zero"));
             }
-            self.0[res as usize] = dur;
+            self.0[res.index()] = dur;
         }
         Ok(())
     }
@@ -123,11 +89,21 @@ pub struct RunConfig {
     #[serde(skip)]
     pub api_key: Option<ApiKey>,
     pub model: String,
+    /// `--models-file` as given; `catalog` is the catalogue with it applied.
+    pub models_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub catalog: Catalog,
+    pub size_policy: SizePolicy,
+    /// `--param` fields, nested, for every row (a row's `param.KEY` columns win).
+    pub params: Params,
+    /// Check endpoint, key and models before the first paid call.
+    pub preflight: bool,
     /// After `fallback_after` overloaded answers, a row's next attempts use this model.
     pub fallback_model: Option<String>,
     pub fallback_after: u32,
     pub size: Size,
-    pub response_format: ResponseFormat,
+    /// `--response-format` as given; None: the model's own (nothing is sent).
+    pub response_format: Option<ResponseFormat>,
     pub concurrency: usize,
     /// At most this many starts in any `rate_window` (None: no cap).
     pub rpm: Option<NonZeroU32>,
@@ -166,13 +142,45 @@ impl RunConfig {
         let dur = |name: &str, v: &str| parse_duration(v).map_err(|e| err(format!("{name} {v:?}: {e}")));
 
         let size: Size = args.size.parse().map_err(|e| err(format!("--size: {e}")))?;
-        let response_format = match (args.provider, args.response_format) {
-            (Dialect::Gemini, Some(ResponseFormat::Url)) => {
-                return Err(err("--response-format url: the gemini dialect always returns the image inline".into()));
-            }
-            (_, format) => format.unwrap_or(ResponseFormat::B64Json),
+        let catalog = Catalog::load(args.models_file.as_deref()).map_err(err)?;
+        let model = match &args.model {
+            Some(m) if m.trim().is_empty() => return Err(err("--model is empty: name a model".into())),
+            Some(m) => m.trim().to_owned(),
+            None => catalog.default_model(args.provider).map(str::to_owned).ok_or_else(|| {
+                err(format!(
+                    "the catalogue names no default model for the {} dialect: give --model",
+                    args.provider.as_str()
+                ))
+            })?,
         };
-        let prices = crate::cost::Prices::with_overrides(&args.prices).map_err(err)?;
+        if args.provider == Dialect::Gemini && args.response_format.is_some() {
+            return Err(err(
+                "--response-format: the gemini dialect always returns the image inline; leave the flag out".into(),
+            ));
+        }
+        if let Some(format) = args.response_format
+            && let Some(entry) = catalog.lookup(&model).filter(|m| !m.response_format)
+        {
+            return Err(err(format!(
+                "--response-format {}: {} does not take response_format (GPT image models always return base64, \
+                 and answer 400 to the field); leave the flag out",
+                format.as_str(),
+                entry.name
+            )));
+        }
+        let mut params = Params::new();
+        for spec in &args.params {
+            let (key, value) = params::parse_flag(spec).map_err(err)?;
+            if let Some(field) = params::collision(&key, crate::provider::fields_set(args.provider)) {
+                return Err(err(format!(
+                    "--param {spec:?}: bulkgen sets `{field}` itself in the {} dialect; use its own flag \
+                     (--model, --size, --response-format, or the manifest's columns) instead",
+                    args.provider.as_str()
+                )));
+            }
+            params::set(&mut params, &key, value);
+        }
+        let prices = crate::cost::Prices::with_overrides(&catalog, &args.prices).map_err(err)?;
         if let Some(cap) = args.max_cost
             && !(cap.is_finite() && cap > 0.0)
         {
@@ -253,11 +261,16 @@ impl RunConfig {
             base_url,
             api_key_env: args.api_key_env.clone(),
             api_key,
-            model: args.model.clone().unwrap_or_else(|| args.provider.default_model().to_owned()),
+            model,
+            models_file: args.models_file.clone(),
+            catalog,
+            size_policy: args.size_policy,
+            params,
+            preflight: !args.no_preflight,
+            response_format: args.response_format,
             fallback_model: args.fallback_model.clone(),
             fallback_after: args.fallback_after,
             size,
-            response_format,
             concurrency: args.concurrency,
             rpm: NonZeroU32::new(args.rpm),
             rate_window,
@@ -356,6 +369,8 @@ mod tests {
         assert_eq!(t.get(Resolution::K2), Duration::from_secs(150));
         assert_eq!(t.get(Resolution::K4), Duration::from_secs(900));
         assert!(t.apply(&["8K=1s".into()]).unwrap_err().contains("unknown resolution"));
+        t.apply(&["512=30s".into()]).unwrap();
+        assert_eq!(t.get(Resolution::Px512), Duration::from_secs(30));
         assert!(t.apply(&["4K".into()]).unwrap_err().contains("RES=DURATION"));
         assert!(t.apply(&["4K=0s".into()]).unwrap_err().contains("longer than zero"));
     }

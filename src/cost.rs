@@ -1,33 +1,36 @@
 //! Prices per model and resolution class, for spend estimates and `--max-cost`.
 //!
-//! Built-in prices are only the published ones in domain.md (Gemini 3 Pro Image: $0.134
-//! per 1K or 2K image, $0.24 per 4K image); `--price MODEL:RES=USD` adds or overrides.
-//! A model is matched by its exact name or as the last `/` segment of an aggregator's
-//! name (`google/gemini-3-pro-image-preview`). Failed calls are not counted: providers do
-//! not bill them.
+//! The prices are the catalogue's (`catalog.toml`, online prices); `--price
+//! MODEL:RES=USD` adds or overrides. A model is matched by its exact name, an alias, or
+//! as the last `/` segment of an aggregator's name (`google/gemini-3-pro-image`). Failed
+//! calls are not counted: providers do not bill them.
 
 use std::fmt;
 
+use crate::catalog::Catalog;
 use crate::size::Resolution;
 
-const BUILT_IN: [(&str, Resolution, f64); 3] = [
-    ("gemini-3-pro-image-preview", Resolution::K1, 0.134),
-    ("gemini-3-pro-image-preview", Resolution::K2, 0.134),
-    ("gemini-3-pro-image-preview", Resolution::K4, 0.24),
-];
-
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Prices {
-    /// Later entries win.
-    entries: Vec<(String, Resolution, f64)>,
+    /// (model names, class, USD): the catalogue's first, overrides after; later entries win.
+    entries: Vec<(Vec<String>, Resolution, f64)>,
 }
 
 impl Prices {
-    /// The built-in prices plus `MODEL:RES=USD` overrides (RES may be `*` for every class).
-    pub fn with_overrides(overrides: &[String]) -> Result<Prices, String> {
-        let mut entries: Vec<_> = BUILT_IN.iter().map(|(m, r, p)| (m.to_string(), *r, *p)).collect();
+    /// The catalogue's online prices plus `MODEL:RES=USD` overrides (RES may be `*` for
+    /// every class).
+    pub fn with_overrides(catalog: &Catalog, overrides: &[String]) -> Result<Prices, String> {
+        let mut entries = Vec::new();
+        for m in &catalog.models {
+            for class in Resolution::ALL {
+                if let Some(usd) = m.online_price(class) {
+                    let names = std::iter::once(&m.name).chain(&m.aliases).cloned().collect();
+                    entries.push((names, class, usd));
+                }
+            }
+        }
         for spec in overrides {
-            let bad = || format!("--price {spec:?}: write MODEL:RES=USD, e.g. gpt-image-1:1K=0.04 (RES may be *)");
+            let bad = || format!("--price {spec:?}: write MODEL:RES=USD, e.g. gpt-image-2:1K=0.04 (RES may be *)");
             let (key, usd) = spec.rsplit_once('=').ok_or_else(bad)?;
             let (model, res) = key.rsplit_once(':').ok_or_else(bad)?;
             let usd: f64 = usd.trim().parse().map_err(|_| bad())?;
@@ -38,15 +41,20 @@ impl Prices {
                 "*" => Resolution::ALL.to_vec(),
                 r => vec![Resolution::parse(r).ok_or_else(bad)?],
             };
-            entries.extend(classes.into_iter().map(|r| (model.trim().to_owned(), r, usd)));
+            entries.extend(classes.into_iter().map(|r| (vec![model.trim().to_owned()], r, usd)));
         }
         Ok(Prices { entries })
     }
 
     /// The price of one image, if known.
     pub fn get(&self, model: &str, res: Resolution) -> Option<f64> {
+        let model = model.trim_start_matches("models/");
         let base = model.rsplit('/').next().unwrap_or(model);
-        self.entries.iter().rev().find(|(m, r, _)| *r == res && (m == model || m == base)).map(|(_, _, p)| *p)
+        self.entries
+            .iter()
+            .rev()
+            .find(|(names, r, _)| *r == res && names.iter().any(|m| m == model || m == base))
+            .map(|(_, _, p)| *p)
     }
 }
 
@@ -65,22 +73,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn published_prices_are_built_in_and_overrides_win() {
-        let p = Prices::with_overrides(&[]).unwrap();
-        assert_eq!(p.get("gemini-3-pro-image-preview", Resolution::K2), Some(0.134));
-        assert_eq!(p.get("google/gemini-3-pro-image-preview", Resolution::K4), Some(0.24));
-        assert_eq!(p.get("gpt-image-1", Resolution::K1), None);
-        let p = Prices::with_overrides(&["gpt-image-1:1K=0.04".into(), "gemini-3-pro-image-preview:*=0.067".into()])
-            .unwrap();
-        assert_eq!(p.get("gpt-image-1", Resolution::K1), Some(0.04));
-        assert_eq!(p.get("gpt-image-1", Resolution::K2), None);
-        assert_eq!(p.get("gemini-3-pro-image-preview", Resolution::K4), Some(0.067));
+    fn catalogue_prices_apply_and_overrides_win() {
+        let catalog = Catalog::built_in();
+        let p = Prices::with_overrides(&catalog, &[]).unwrap();
+        let gemini = catalog.default_model(crate::catalog::Dialect::Gemini).unwrap();
+        let published = catalog.lookup(gemini).unwrap().online_price(Resolution::K4);
+        assert!(published.is_some(), "the catalogue prices its default gemini model");
+        assert_eq!(p.get(gemini, Resolution::K4), published);
+        assert_eq!(p.get(&format!("google/{gemini}"), Resolution::K4), published);
+        assert_eq!(p.get("my-model", Resolution::K1), None);
+        let p = Prices::with_overrides(&catalog, &["my-model:1K=0.04".into(), format!("{gemini}:*=0.067")]).unwrap();
+        assert_eq!(p.get("my-model", Resolution::K1), Some(0.04));
+        assert_eq!(p.get("my-model", Resolution::K2), None);
+        assert_eq!(p.get(gemini, Resolution::K4), Some(0.067));
     }
 
     #[test]
     fn bad_price_settings_say_how_to_write_them() {
-        for bad in ["gpt-image-1=0.04", "gpt-image-1:8K=1", "m:1K=cheap", "m:1K=-1", ":1K=1"] {
-            let e = Prices::with_overrides(&[bad.into()]).unwrap_err();
+        for bad in ["m=0.04", "m:8K=1", "m:1K=cheap", "m:1K=-1", ":1K=1"] {
+            let e = Prices::with_overrides(&Catalog::built_in(), &[bad.into()]).unwrap_err();
             assert!(e.contains("MODEL:RES=USD"), "{e}");
         }
     }

@@ -7,13 +7,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::catalog::Catalog;
 use crate::checkpoint::{self, DB_FILE};
-use crate::cli::ReportFormat;
 use crate::config::Origin;
 use crate::cost::Prices;
 use crate::exit;
 use crate::output;
 use crate::report;
+use crate::report::ReportFormat;
 
 fn open(out: &Path) -> Result<Connection, String> {
     let path = out.join(DB_FILE);
@@ -32,12 +33,17 @@ fn last_settings(c: &Connection) -> Option<serde_json::Value> {
     checkpoint::last_settings(c).ok().flatten().and_then(|s| serde_json::from_str(&s).ok())
 }
 
-/// The prices the last run used (built-in plus its `--price` overrides).
+/// The prices the last run used (the catalogue with its `--models-file`, plus its
+/// `--price` overrides); the built-in catalogue's when those no longer load.
 fn prices(c: &Connection) -> Prices {
-    let overrides: Vec<String> = last_settings(c)
-        .and_then(|s| serde_json::from_value(s.get("price_overrides")?.clone()).ok())
-        .unwrap_or_default();
-    Prices::with_overrides(&overrides).unwrap_or_else(|_| Prices::with_overrides(&[]).expect("built-in prices"))
+    let settings = last_settings(c);
+    let field = |name: &str| settings.as_ref().and_then(|s| s.get(name).cloned());
+    let overrides: Vec<String> =
+        field("price_overrides").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let models_file: Option<std::path::PathBuf> = field("models_file").and_then(|v| serde_json::from_value(v).ok());
+    let catalog = Catalog::load(models_file.as_deref()).unwrap_or_else(|_| Catalog::built_in());
+    Prices::with_overrides(&catalog, &overrides)
+        .unwrap_or_else(|_| Prices::with_overrides(&catalog, &[]).expect("catalogue prices"))
 }
 
 pub fn last_origin(out: &Path) -> Result<Origin, String> {

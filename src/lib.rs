@@ -6,6 +6,7 @@
 //! `sim` is the simulated provider the tests and `--simulate` talk to. See
 //! ARCHITECTURE.md.
 
+pub mod catalog;
 pub mod chart;
 pub mod checkpoint;
 pub mod cli;
@@ -14,12 +15,15 @@ pub mod cost;
 pub mod error;
 pub mod exit;
 pub mod fdlimit;
+pub mod flags;
 pub mod http;
 pub mod inspect;
 pub mod limits;
 pub mod manifest;
 pub mod output;
+pub mod params;
 pub mod plan;
+pub mod preflight;
 pub mod progress;
 pub mod provider;
 pub mod report;

@@ -11,7 +11,8 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use crate::size::{AspectRatio, Resolution, Size};
+use crate::params::{self, Params};
+use crate::size::{AspectRatio, Size};
 
 /// One data row, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub struct ManifestRow {
     pub size: Option<Size>,
     pub aspect_ratio: Option<AspectRatio>,
     pub model: Option<String>,
+    /// The row's `param.KEY` columns that are not empty, nested.
+    pub params: Params,
     /// Values of the columns bulkgen does not know, in header order.
     pub extra: Vec<String>,
 }
@@ -58,34 +61,56 @@ fn list(problems: &[Problem]) -> String {
     problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
 }
 
-/// What a valid manifest holds, for the plan and the progress display.
+/// What a valid manifest holds, for the plan, the preflight and the progress display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestStats {
     pub rows: u64,
     /// Rows per resolution class, in `Resolution::ALL` order, with `default_size` applied.
-    pub per_class: [u64; 3],
+    pub per_class: [u64; 4],
+    /// The models rows use (the default included when a row names none), up to
+    /// [`MAX_MODELS`] of them.
+    pub models: std::collections::BTreeSet<String>,
 }
+
+/// Distinct model names collected for the preflight; a manifest with more is checked on
+/// these only.
+pub const MAX_MODELS: usize = 1000;
 
 const MAX_ID_LEN: usize = 128;
 
-/// Reads every row and reports all problems at once: empty prompts, unknown sizes, bad
-/// aspect ratios, unsafe or duplicate ids, undecodable text.
-/// What a row gets when it names no size or model, and which models render 1K only.
+/// What a row gets when it names no size or model, the request fields a `param.KEY`
+/// column may not name, and the model's own check of a row (can it render this size,
+/// does it take the params): the runner builds it from the catalogue.
 pub struct Rules<'a> {
     pub default_size: Size,
     pub default_model: &'a str,
-    pub one_k_only: &'a dyn Fn(&str) -> bool,
+    pub reserved_params: &'a [&'a str],
+    pub check: &'a dyn Fn(&str, Size, Option<AspectRatio>) -> Result<(), String>,
 }
 
 impl Rules<'_> {
     /// Rules for tests and callers with no model restrictions.
     pub fn sizes_only(default_size: Size) -> Rules<'static> {
-        Rules { default_size, default_model: "", one_k_only: &|_| false }
+        Rules { default_size, default_model: "", reserved_params: &[], check: &|_, _, _| Ok(()) }
     }
 }
 
+/// Reads every row and reports all problems at once: empty prompts, unknown sizes, bad
+/// aspect ratios, unsafe or duplicate ids, undecodable text, sizes the row's model cannot
+/// render, params that would overwrite bulkgen's own fields.
 pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, ManifestError> {
     let mut reader = ManifestReader::open(path)?;
+    for key in &reader.layout.param_keys {
+        if let Some(field) = params::collision(key, rules.reserved_params) {
+            return Err(ManifestError::Header {
+                path: path.to_owned(),
+                reason: format!(
+                    "column `param.{key}` would overwrite `{field}`, which bulkgen sets itself: use the manifest's \
+                     own columns (model, size, aspect_ratio) instead"
+                ),
+            });
+        }
+    }
     let mut stats = ManifestStats::default();
     let mut problems = Vec::new();
     let mut seen: HashMap<u128, u64> = HashMap::new();
@@ -107,21 +132,17 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
                     problems.push(duplicate(&row.id, row.line, first));
                     continue;
                 }
-                let class = row.size.unwrap_or(rules.default_size).resolution();
+                let size = row.size.unwrap_or(rules.default_size);
                 let model = row.model.as_deref().unwrap_or(rules.default_model);
-                if class != Resolution::K1 && (rules.one_k_only)(model) {
-                    problems.push(Problem {
-                        line: row.line,
-                        reason: format!(
-                            "model {model} renders 1K only, but this row asks for {class}: drop the size or use a \
-                             model that renders {class} (e.g. gemini-3-pro-image-preview)"
-                        ),
-                        id: None,
-                    });
+                if let Err(why) = (rules.check)(model, size, row.aspect_ratio) {
+                    problems.push(Problem { line: row.line, reason: format!("row {}: {why}", row.id), id: None });
                     continue;
                 }
+                if stats.models.len() < MAX_MODELS && !stats.models.contains(model) {
+                    stats.models.insert(model.to_owned());
+                }
                 stats.rows += 1;
-                stats.per_class[Resolution::ALL.iter().position(|r| *r == class).unwrap_or(0)] += 1;
+                stats.per_class[size.resolution().index()] += 1;
             }
         }
     }
@@ -156,6 +177,9 @@ struct Layout {
     size: Option<usize>,
     aspect_ratio: Option<usize>,
     model: Option<usize>,
+    /// `param.KEY` columns: where, and KEY.
+    params: Vec<usize>,
+    param_keys: Vec<String>,
     extra: Vec<usize>,
 }
 
@@ -196,6 +220,8 @@ impl ManifestReader {
             size: None,
             aspect_ratio: None,
             model: None,
+            params: Vec::new(),
+            param_keys: Vec::new(),
             extra: Vec::new(),
         };
         let mut extra_columns = Vec::new();
@@ -212,6 +238,16 @@ impl ManifestReader {
                 "size" => &mut layout.size,
                 "aspect_ratio" => &mut layout.aspect_ratio,
                 "model" => &mut layout.model,
+                lower if lower.starts_with("param.") => {
+                    let key = name["param.".len()..].trim().to_owned();
+                    params::check_key(&key).map_err(|e| header_err(format!("column {name:?}: {e}")))?;
+                    if layout.param_keys.contains(&key) {
+                        return Err(header_err(format!("has two `param.{key}` columns")));
+                    }
+                    layout.params.push(i);
+                    layout.param_keys.push(key);
+                    continue;
+                }
                 _ => {
                     layout.extra.push(i);
                     extra_columns.push(name.clone());
@@ -269,16 +305,29 @@ impl ManifestReader {
             let size = optional(self.layout.size)?.map(str::parse::<Size>).transpose().map_err(problem)?;
             let aspect_ratio = match optional(self.layout.aspect_ratio)? {
                 Some(a) => Some(AspectRatio::parse(a).ok_or_else(|| {
-                    problem(format!(
-                        "bad aspect ratio {a:?}: use one of {}",
-                        AspectRatio::all().collect::<Vec<_>>().join(" ")
-                    ))
+                    problem(format!("bad aspect ratio {a:?}: write W:H, such as 16:9 (see `bulkgen models`)"))
                 })?),
                 None => None,
             };
             let model = optional(self.layout.model)?.map(str::to_owned);
+            let mut row_params = Params::new();
+            for (col, key) in self.layout.params.iter().zip(&self.layout.param_keys) {
+                if let Some(raw) = optional(Some(*col))? {
+                    params::set(&mut row_params, key, params::value_of(raw));
+                }
+            }
             let extra = self.layout.extra.iter().map(|&c| text(c).map(str::to_owned)).collect::<Result<_, _>>()?;
-            Ok(ManifestRow { line, index, id: id.clone(), prompt: prompt.to_owned(), size, aspect_ratio, model, extra })
+            Ok(ManifestRow {
+                line,
+                index,
+                id: id.clone(),
+                prompt: prompt.to_owned(),
+                size,
+                aspect_ratio,
+                model,
+                params: row_params,
+                extra,
+            })
         };
         rest().map_err(|p| with_id(p.reason))
     }
@@ -324,6 +373,7 @@ impl Iterator for ManifestReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::size::Resolution;
     use std::io::Write;
 
     fn manifest(text: &[u8]) -> tempfile::NamedTempFile {
@@ -344,7 +394,7 @@ mod tests {
         assert_eq!(rows[0].prompt, "a, \"quoted\"\nprompt");
         assert_eq!(rows[0].id, "x1");
         assert_eq!(rows[0].size, Some(Size::Class(Resolution::K2)));
-        assert_eq!(rows[0].aspect_ratio.unwrap().as_str(), "16:9");
+        assert_eq!(rows[0].aspect_ratio.unwrap().to_string(), "16:9");
         assert_eq!(rows[0].model.as_deref(), Some("m1"));
         assert_eq!(rows[0].extra, vec!["blue"]);
         assert_eq!(rows[1].id, "row-2");
@@ -354,7 +404,7 @@ mod tests {
 
     #[test]
     fn every_bad_row_is_reported_with_its_line() {
-        let f = manifest(b"prompt,id,size,aspect_ratio\n ,a,1K,\nok,b,3K,\nok,c,1K,7:5\nok,b2,1K,\nok,b2,1K,\nok,../x,1K,\nok,.hid,1K,\nok,d,1K,,extra\n\xff\xfe,e,1K,\n");
+        let f = manifest(b"prompt,id,size,aspect_ratio\n ,a,1K,\nok,b,3K,\nok,c,1K,7-5\nok,b2,1K,\nok,b2,1K,\nok,../x,1K,\nok,.hid,1K,\nok,d,1K,,extra\n\xff\xfe,e,1K,\n");
         let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err();
         let ManifestError::Rows { problems, .. } = err else { panic!("{err}") };
         let lines: Vec<u64> = problems.iter().map(|p| p.line).collect();
@@ -387,20 +437,47 @@ mod tests {
     }
 
     #[test]
-    fn one_k_only_models_refuse_larger_rows() {
+    fn the_model_check_refuses_rows_with_their_line_and_id() {
         let f = manifest(b"prompt,size,model\na,1K,flash\nb,2K,flash\nc,4K,pro\nd,,flash\n");
-        let one_k_only = |m: &str| m == "flash";
-        let rules =
-            Rules { default_size: Size::Class(Resolution::K2), default_model: "flash", one_k_only: &one_k_only };
+        let check = |m: &str, s: Size, _: Option<AspectRatio>| {
+            if m == "flash" && s.resolution() != Resolution::K1 {
+                Err(format!("flash renders 1K only, not {s}"))
+            } else {
+                Ok(())
+            }
+        };
+        let rules = Rules {
+            default_size: Size::Class(Resolution::K2),
+            default_model: "flash",
+            reserved_params: &[],
+            check: &check,
+        };
         let ManifestError::Rows { problems, .. } = validate(f.path(), &rules).unwrap_err() else { panic!() };
         assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![3, 5]);
-        assert!(problems[0].reason.contains("model flash renders 1K only, but this row asks for 2K"));
+        assert_eq!(problems[0].reason, "row row-2: flash renders 1K only, not 2K");
+    }
+
+    #[test]
+    fn param_columns_nest_and_may_not_overwrite_fields_bulkgen_sets() {
+        let rows = rows(b"prompt,param.quality,param.generationConfig.seed\na,high,7\nb,,\n");
+        assert_eq!(
+            serde_json::Value::Object(rows[0].params.clone()),
+            serde_json::json!({"quality": "high", "generationConfig": {"seed": 7}})
+        );
+        assert!(rows[1].params.is_empty());
+        let f = manifest(b"prompt,param.size\na,1K\n");
+        let rules = Rules { reserved_params: &["size"], ..Rules::sizes_only(Size::Class(Resolution::K1)) };
+        let err = validate(f.path(), &rules).unwrap_err().to_string();
+        assert!(err.contains("`param.size` would overwrite `size`"), "{err}");
     }
 
     #[test]
     fn stats_count_rows_per_class_with_the_default_size() {
-        let f = manifest(b"prompt,size\na,\nb,4K\nc,2048x2048\nd,1024x1024\n");
-        let stats = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K4))).unwrap();
-        assert_eq!(stats, ManifestStats { rows: 4, per_class: [1, 1, 2] });
+        let f = manifest(b"prompt,size,model\na,,\nb,4K,m2\nc,2048x2048,\nd,1024x1024,\ne,512,\n");
+        let rules = Rules { default_model: "m1", ..Rules::sizes_only(Size::Class(Resolution::K4)) };
+        let stats = validate(f.path(), &rules).unwrap();
+        assert_eq!(stats.rows, 5);
+        assert_eq!(stats.per_class, [1, 1, 1, 2]);
+        assert_eq!(stats.models.iter().map(String::as_str).collect::<Vec<_>>(), vec!["m1", "m2"]);
     }
 }

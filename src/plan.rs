@@ -18,8 +18,20 @@ use crate::cost::Usd;
 use crate::manifest::{ManifestReader, ReadError};
 use crate::progress::human;
 use crate::report::{self, Percentiles};
-use crate::runner::RunError;
 use crate::size::Resolution;
+
+/// Why a plan could not be made (the manifest changed or the checkpoint is unreadable).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("cannot read manifest {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("manifest changed while read: {0}")]
+    Changed(String),
+}
 
 #[derive(Default)]
 struct ClassPlan {
@@ -29,14 +41,14 @@ struct ClassPlan {
     unpriced: u64,
 }
 
-pub async fn print(cfg: &RunConfig) -> Result<(), RunError> {
+pub async fn print(cfg: &RunConfig) -> Result<(), PlanError> {
     let cfg = cfg.clone();
     let text = tokio::task::spawn_blocking(move || plan(&cfg)).await.expect("planning does not panic")?;
     print!("{text}");
     Ok(())
 }
 
-fn plan(cfg: &RunConfig) -> Result<String, RunError> {
+fn plan(cfg: &RunConfig) -> Result<String, PlanError> {
     let prices = &cfg.prices;
     let db_path = cfg.out.join(DB_FILE);
     let db = if db_path.is_file() {
@@ -63,8 +75,8 @@ fn plan(cfg: &RunConfig) -> Result<String, RunError> {
     for row in reader {
         let row = match row {
             Ok(r) => r,
-            Err(ReadError::Io(e)) => return Err(RunError::Output { path: cfg.manifest.clone(), source: e }),
-            Err(ReadError::Row(p)) => return Err(RunError::Settings(format!("manifest changed while read: {p}"))),
+            Err(ReadError::Io(e)) => return Err(PlanError::Io { path: cfg.manifest.clone(), source: e }),
+            Err(ReadError::Row(p)) => return Err(PlanError::Changed(p.to_string())),
         };
         let class = row.size.unwrap_or(cfg.size).resolution();
         let model = row.model.as_deref().unwrap_or(&cfg.model);

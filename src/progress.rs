@@ -38,7 +38,7 @@ pub struct Progress {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
     /// The latest successful call latencies per class (1K, 2K, 4K), in seconds.
-    recent: [Mutex<VecDeque<f64>>; 3],
+    recent: [Mutex<VecDeque<f64>>; 4],
 }
 
 impl Progress {
@@ -56,7 +56,7 @@ impl Progress {
 
     /// A successful call's latency, for the live percentiles.
     pub fn record_latency(&self, class: Resolution, secs: f64) {
-        let mut recent = self.recent[class as usize].lock().expect("latency lock");
+        let mut recent = self.recent[class.index()].lock().expect("latency lock");
         if recent.len() == LIVE_WINDOW {
             recent.pop_front();
         }
@@ -67,7 +67,7 @@ impl Progress {
     fn live_latency(&self) -> String {
         let mut parts = Vec::new();
         for class in Resolution::ALL {
-            let xs: Vec<f64> = self.recent[class as usize].lock().expect("latency lock").iter().copied().collect();
+            let xs: Vec<f64> = self.recent[class.index()].lock().expect("latency lock").iter().copied().collect();
             if let Percentiles { p50: Some(p50), p95: Some(p95), .. } = Percentiles::of(xs) {
                 parts.push(format!("{class} P50 {p50:.1}s P95 {p95:.1}s"));
             }

@@ -18,6 +18,15 @@ use crate::cost::{Prices, Usd};
 use crate::output::write_atomically;
 use crate::size::Resolution;
 
+/// The forms `bulkgen report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Md,
+    Json,
+    Csv,
+}
+
 pub const JSON_FILE: &str = "report.json";
 pub const MD_FILE: &str = "report.md";
 pub const SVG_FILE: &str = "latency.svg";
@@ -431,7 +440,7 @@ mod tests {
 
     #[test]
     fn the_report_groups_by_class_and_model_and_prices_done_rows() {
-        let g3 = "gemini-3-pro-image-preview";
+        let g3 = "gemini-3-pro-image";
         let inputs = ReportInputs {
             cells: vec![
                 Cell {
@@ -464,7 +473,7 @@ mod tests {
             runs: vec![(100.0, Some(160.0))],
             rate_per_s: Some(1.0),
         };
-        let r = build(&inputs, &Prices::with_overrides(&[]).unwrap());
+        let r = build(&inputs, &Prices::with_overrides(&crate::catalog::Catalog::built_in(), &[]).unwrap());
         let k1 = &r.classes[0];
         assert_eq!((k1.name.as_str(), k1.rows, k1.done, k1.failed, k1.attempts), ("1K", 2, 1, 1, 3));
         assert_eq!(k1.call_latency_s.p50, Some(1.5));

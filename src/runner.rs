@@ -20,11 +20,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::{ResponseFormat, WireSize};
 use crate::checkpoint::{
-    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, PendingRow, Recovered, RowDefaults, SyncOptions,
-    SyncReport, now_unix,
+    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, Made as MadeBy, PendingRow, Recovered,
+    RowDefaults, SyncOptions, SyncReport, now_unix,
 };
-use crate::config::{Dialect, ResponseFormat, RunConfig};
+use crate::config::RunConfig;
 use crate::cost::Usd;
 use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
@@ -34,8 +35,9 @@ use crate::limits::Gate;
 use crate::manifest::{self, ManifestError, Rules};
 use crate::output::{self, OutDir};
 use crate::plan;
+use crate::preflight;
 use crate::progress::{self, Progress};
-use crate::provider::{self, Generated, Job, gemini};
+use crate::provider::{self, Generated, Job};
 use crate::report::{self, Report};
 use crate::size::Resolution;
 
@@ -56,12 +58,16 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error("{0}")]
     Settings(String),
+    #[error("preflight: {0}")]
+    Preflight(#[from] preflight::PreflightError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Manifest(_) | RunError::Settings(_) => exit::USAGE,
+            RunError::Manifest(_) | RunError::Settings(_) | RunError::Plan(_) => exit::USAGE,
             _ => exit::STOPPED,
         }
     }
@@ -198,18 +204,53 @@ pub struct Interrupts {
 /// Runs (or resumes) the batch described by `cfg`; with `--dry-run`, prints the plan and
 /// returns None.
 pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
-    let (manifest_path, default_size, default_model, dialect) =
-        (cfg.manifest.clone(), cfg.size, cfg.model.clone(), cfg.dialect);
+    let checked = cfg.clone();
     let manifest_stats = tokio::task::spawn_blocking(move || {
-        let one_k_only = |model: &str| dialect == Dialect::Gemini && gemini::is_1k_only(model);
-        let rules = Rules { default_size, default_model: &default_model, one_k_only: &one_k_only };
-        manifest::validate(&manifest_path, &rules)
+        let cfg = checked;
+        let check = |model: &str, size, ratio| -> Result<(), String> {
+            cfg.catalog.resolve(cfg.dialect, model, size, ratio, cfg.size_policy)?;
+            if let (Some(format), Some(entry)) = (cfg.response_format, cfg.catalog.lookup(model))
+                && !entry.response_format
+            {
+                return Err(format!(
+                    "model {model} does not take response_format, and --response-format {} was given: leave the \
+                     flag out, or use a model that takes it (`bulkgen models`)",
+                    format.as_str()
+                ));
+            }
+            Ok(())
+        };
+        let rules = Rules {
+            default_size: cfg.size,
+            default_model: &cfg.model,
+            reserved_params: provider::fields_set(cfg.dialect),
+            check: &check,
+        };
+        manifest::validate(&cfg.manifest, &rules)
     })
     .await
     .expect("manifest validation does not panic")?;
 
     if cfg.dry_run {
-        return plan::print(&cfg).await.map(|_| None);
+        plan::print(&cfg).await?;
+        return Ok(None);
+    }
+    let client = http::client(HttpPolicy {
+        connect_timeout: cfg.connect_timeout,
+        http2: cfg.http2,
+        concurrency: cfg.concurrency,
+    })?;
+    let mut notes = Vec::new();
+    if cfg.preflight {
+        let mut models: Vec<String> = manifest_stats.models.iter().cloned().collect();
+        models.extend(cfg.fallback_model.iter().filter(|f| !manifest_stats.models.contains(*f)).cloned());
+        let target = preflight::Target {
+            dialect: cfg.dialect,
+            base_url: &cfg.base_url,
+            key: cfg.api_key.as_ref(),
+            client: &client,
+        };
+        notes = preflight::run(&target, &cfg.catalog, &models).await?;
     }
     let fd_note = open_files(&cfg, manifest_stats.rows)?;
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
@@ -221,7 +262,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
-    let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone() };
+    let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
     let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
     let before = ckpt.counts().await?;
@@ -240,16 +281,12 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     }
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
-    announce(&progress, &recovered, &sync, &before);
-    if let Some(note) = fd_note {
-        progress.note(&note);
+    for note in notes.iter().chain(&fd_note) {
+        progress.note(note);
     }
-    let client = http::client(HttpPolicy {
-        connect_timeout: cfg.connect_timeout,
-        http2: cfg.http2,
-        concurrency: cfg.concurrency,
-    })?;
-    let caller = Caller::new(client, provider::for_config(&cfg), cfg.api_key.clone(), cfg.download_timeout);
+    announce(&progress, &recovered, &sync, &before);
+    let provider = provider::for_dialect(cfg.dialect, &cfg.base_url);
+    let caller = Caller::new(client, provider, cfg.api_key.clone(), cfg.download_timeout);
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
@@ -309,7 +346,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
 /// print when it did. With `--http2` calls share connections, so a limit too low for one
 /// socket per call is raised as far as it goes and the run goes on.
 fn open_files(cfg: &RunConfig, rows: u64) -> Result<Option<String>, RunError> {
-    let downloads = cfg.dialect == Dialect::Openai && cfg.response_format == ResponseFormat::Url;
+    let downloads = cfg.response_format == Some(ResponseFormat::Url);
     // A socket per call, one per download (bounded by -c too), and the server's end of
     // both when the simulator runs in this process.
     let sockets_per_call = (1 + u64::from(downloads)) * (1 + u64::from(cfg.simulate.is_some()));
@@ -431,8 +468,8 @@ async fn watch_interrupts(ctx: Arc<Ctx>, interrupts: Interrupts) {
 struct Made {
     generated: Generated,
     latency_s: f64,
-    /// The model that made it (the fallback, if the row switched).
-    model: String,
+    /// The model that made it (the fallback, if the row switched) and the size it was sent.
+    made: MadeBy,
     /// The concurrency slot, kept until the image is on disk: a crash can then lose at
     /// most `--concurrency` paid-for images, as many as there are calls in flight.
     slot: OwnedSemaphorePermit,
@@ -443,7 +480,7 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     if row.stashed {
         // Received in an earlier run, not yet written: no call needed.
         match ctx.ckpt.stashed(row.rid).await {
-            Ok(Some(bytes)) => return finish(ctx, &row, bytes, None, row.model.clone()).await,
+            Ok(Some(bytes)) => return finish(ctx, &row, bytes, None, None).await,
             Ok(None) => {}
             Err(e) => return ctx.stop_run(StopReason::Local(e.to_string())),
         }
@@ -451,12 +488,12 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     let (url, model) = match row.result_url.clone() {
         Some(url) => (url, row.model.clone()),
         None => match generate(ctx, &row).await {
-            Some(Made { generated: Generated::Image(bytes), latency_s, model, slot }) => {
-                finish(ctx, &row, bytes, Some(latency_s), model).await;
+            Some(Made { generated: Generated::Image(bytes), latency_s, made, slot }) => {
+                finish(ctx, &row, bytes, Some(latency_s), Some(made)).await;
                 drop(slot);
                 return;
             }
-            Some(Made { generated: Generated::Url(url), model, .. }) => (url, model),
+            Some(Made { generated: Generated::Url(url), made, .. }) => (url, made.model),
             None => return,
         },
     };
@@ -477,7 +514,8 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         };
         record(ctx, &row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
         match result {
-            Ok(bytes) => return finish(ctx, &row, bytes, None, model).await,
+            // The model and size were recorded with the URL.
+            Ok(bytes) => return finish(ctx, &row, bytes, None, None).await,
             Err(e) if tries < ctx.cfg.max_attempts => {
                 if !wait_or_stop(ctx, ctx.backoff(tries, e.retry_after)).await {
                     return ctx.ckpt.mark_pending(row.rid);
@@ -514,6 +552,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
     let deadline = ctx.cfg.timeouts.get(resolution);
     let counters = &ctx.progress.counters;
     let mut model = row.model.as_str();
+    let Some(mut size) = resolve(ctx, row, model) else { return None };
     let mut overloaded = 0;
     let mut attempt = 0;
     loop {
@@ -542,7 +581,13 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         let started_at = now_unix();
         Progress::add(&counters.in_flight, 1);
         let t = Instant::now();
-        let job = Job { prompt: &row.prompt, model, size: row.size, aspect_ratio: row.aspect_ratio };
+        let job = Job {
+            prompt: &row.prompt,
+            model,
+            size: &size,
+            response_format: response_format(ctx, model),
+            params: &row.params,
+        };
         let result = tokio::select! {
             biased;
             _ = ctx.abort.cancelled() => None,
@@ -576,23 +621,29 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                 if let Generated::Url(url) = &generated {
                     // Committed before the download starts: from now on this row is only
                     // ever downloaded, never generated again.
-                    let saved = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, model.to_owned()).await;
+                    let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
+                    let saved = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made).await;
                     if let Err(e) = saved {
                         ctx.stop_run(StopReason::Local(e.to_string()));
                         return None;
                     }
                 }
                 ctx.progress.record_latency(resolution, latency_s);
-                return Some(Made { generated, latency_s, model: model.to_owned(), slot: admission.permit });
+                let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
+                return Some(Made { generated, latency_s, made, slot: admission.permit });
             }
             Err(e) => e,
         };
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
+            // The fallback takes over only a row it can render as asked.
             if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model)
                 && overloaded >= ctx.cfg.fallback_after
+                && let Ok(fallback_size) =
+                    ctx.cfg.catalog.resolve(ctx.cfg.dialect, fallback, row.size, row.aspect_ratio, ctx.cfg.size_policy)
             {
                 model = fallback;
+                size = fallback_size;
             }
         }
         // The slot is given up only after the hold or the stop is in force: the FIFO
@@ -630,6 +681,29 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
     }
 }
 
+/// What the row's model is sent for its size. The manifest check refused rows that
+/// cannot be resolved, so a failure here means the catalogue changed under a stored row:
+/// the row fails with the reason.
+fn resolve(ctx: &Ctx, row: &PendingRow, model: &str) -> Option<WireSize> {
+    match ctx.cfg.catalog.resolve(ctx.cfg.dialect, model, row.size, row.aspect_ratio, ctx.cfg.size_policy) {
+        Ok(size) => Some(size),
+        Err(why) => {
+            fail_row(ctx, row, &CallError::new(ErrorClass::InvalidRequest, why));
+            None
+        }
+    }
+}
+
+/// `response_format` goes only to a model the catalogue says takes it (the user's choice,
+/// else base64); a model it does not know gets it only when the user asked for it.
+fn response_format(ctx: &Ctx, model: &str) -> Option<ResponseFormat> {
+    match ctx.cfg.catalog.lookup(model) {
+        Some(entry) if entry.response_format => Some(ctx.cfg.response_format.unwrap_or(ResponseFormat::B64Json)),
+        Some(_) => None,
+        None => ctx.cfg.response_format,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn record<T>(
     ctx: &Ctx,
@@ -663,7 +737,7 @@ fn record<T>(
 /// Puts the image in place, then marks the row done — in that order. `latency` is the
 /// generation's, when it was not saved with a result URL already. If the output folder
 /// fails, the bytes are kept in the checkpoint so the rerun does not pay for them again.
-async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>, model: String) {
+async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>, made: Option<MadeBy>) {
     let Some(ext) = output::image_extension(&bytes) else {
         unreachable!("providers, downloads and the stash only hold checked image bytes")
     };
@@ -681,8 +755,9 @@ async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
-            let price = ctx.cfg.prices.get(&model, row.size.resolution()).map_or(0, micro_usd);
-            ctx.ckpt.mark_done(row.rid, file, latency, model);
+            let model = made.as_ref().map_or(row.model.as_str(), |m| m.model.as_str());
+            let price = ctx.cfg.prices.get(model, row.size.resolution()).map_or(0, micro_usd);
+            ctx.ckpt.mark_done(row.rid, file, latency, made);
             Progress::add(&ctx.progress.counters.done, 1);
             Progress::add(&ctx.progress.counters.spend_micro_usd, price);
         }

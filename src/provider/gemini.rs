@@ -1,11 +1,9 @@
 //! The Gemini native dialect: `POST {base}/v1beta/models/{model}:generateContent` with
 //! `x-goog-api-key` (wire-formats.md, Gemini part).
 //!
-//! Sizes: a row's class becomes `imageConfig.imageSize` (left out for
-//! `gemini-2.5-flash-image`, which renders 1K only); its aspect ratio becomes
-//! `imageConfig.aspectRatio`. A `WxH` row is sent as the supported aspect ratio nearest
-//! to W/H (compared on a log scale, so 2:1 is as far from 1:1 as 1:2) and the class of
-//! its pixel count.
+//! Sizes: the catalogue resolves a row's size into `imageConfig.imageSize` and
+//! `imageConfig.aspectRatio` (field names as google-genai 3.4.0 `types.ImageConfig`
+//! serializes them); params are merged into the body after bulkgen's own fields.
 //!
 //! Answers: parts marked `thought` are drafts; the image is the last other part with
 //! inline data. A blocked prompt (`promptFeedback.blockReason`), a `finishReason` other
@@ -20,10 +18,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
+use crate::catalog::WireSize;
 use crate::error::{CallError, ErrorClass};
 use crate::retry::retry_after;
 use crate::secret::ApiKey;
-use crate::size::{AspectRatio, Resolution, Size};
+use crate::size::Resolution;
 
 pub struct Gemini {
     base: Url,
@@ -32,19 +31,6 @@ pub struct Gemini {
 impl Gemini {
     pub fn new(base: &Url) -> Gemini {
         Gemini { base: base.clone() }
-    }
-}
-
-/// Models that take no `imageSize` and render 1K only.
-pub fn is_1k_only(model: &str) -> bool {
-    model.trim_start_matches("models/").starts_with("gemini-2.5-flash-image")
-}
-
-/// The aspect ratio and class a row is sent with.
-pub fn shape(size: Size, aspect: Option<AspectRatio>) -> (AspectRatio, Resolution) {
-    match size {
-        Size::Class(r) => (aspect.unwrap_or(AspectRatio::SQUARE), r),
-        Size::Pixels { width, height } => (AspectRatio::nearest(width, height), size.resolution()),
     }
 }
 
@@ -101,15 +87,29 @@ impl Provider for Gemini {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder {
         let model = job.model.trim_start_matches("models/");
         let url = super::endpoint(&self.base, &format!("/v1beta/models/{model}:generateContent"));
-        let (aspect, class) = shape(job.size, job.aspect_ratio);
-        let mut image_config = serde_json::json!({ "aspectRatio": aspect.as_str() });
-        if !is_1k_only(model) {
-            image_config["imageSize"] = class.as_str().into();
+        let mut image_config = serde_json::Map::new();
+        match job.size {
+            WireSize::Gemini { image_size, ratio } => {
+                if let Some(r) = ratio {
+                    image_config.insert("aspectRatio".into(), r.to_string().into());
+                }
+                image_config.insert("imageSize".into(), image_size.as_str().into());
+            }
+            // The catalogue resolves gemini-dialect rows to a class and a ratio; pixels
+            // here mean a models-file entry of another kind: send them as Gemini would
+            // read a size, the class of their pixel count and their ratio.
+            WireSize::Pixels { width, height } => {
+                image_config.insert("imageSize".into(), Resolution::from_pixels(*width, *height).as_str().into());
+            }
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "contents": [{"role": "user", "parts": [{"text": job.prompt}]}],
             "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": image_config},
-        });
+        })
+        .as_object()
+        .cloned()
+        .expect("an object");
+        crate::params::merge_into(&mut body, job.params);
         let mut req = client.post(url).json(&body);
         if let Some(key) = key {
             let mut value = HeaderValue::try_from(key.expose())
@@ -315,35 +315,29 @@ mod tests {
     }
 
     #[test]
-    fn requests_carry_the_size_class_and_the_aspect_ratio() {
+    fn requests_carry_the_resolved_size_and_the_params() {
         let p = Gemini::new(&"https://generativelanguage.googleapis.com".parse().unwrap());
         let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
         let client = crate::http::client(policy).unwrap();
         let key = ApiKey::new("k-123456");
-        let body = |model: &str, size: &str, aspect: Option<&str>| {
-            let job = Job {
-                prompt: "p",
-                model,
-                size: size.parse().unwrap(),
-                aspect_ratio: aspect.and_then(AspectRatio::parse),
-            };
-            let req = p.request(&client, Some(&key), &job).build().unwrap();
-            assert_eq!(req.headers()["x-goog-api-key"], "k-123456");
-            let url = req.url().to_string();
-            let v: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
-            (url, v["generationConfig"]["imageConfig"].clone())
-        };
-        let (url, cfg) = body("gemini-3-pro-image-preview", "2K", Some("16:9"));
+        let size = WireSize::Gemini { image_size: "2K".into(), ratio: crate::size::AspectRatio::parse("16:9") };
+        let mut params = crate::params::Params::new();
+        crate::params::set(&mut params, "generationConfig.thinkingConfig.thinkingLevel", "low".into());
+        let job = Job { prompt: "p", model: "m-1", size: &size, response_format: None, params: &params };
+        let req = p.request(&client, Some(&key), &job).build().unwrap();
+        assert_eq!(req.headers()["x-goog-api-key"], "k-123456");
+        assert_eq!(req.url().as_str(), "https://generativelanguage.googleapis.com/v1beta/models/m-1:generateContent");
+        let v: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
         assert_eq!(
-            url,
-            "https://generativelanguage.googleapis.com/v1beta/models/gemini-3-pro-image-preview:generateContent"
+            v,
+            serde_json::json!({
+                "contents": [{"role": "user", "parts": [{"text": "p"}]}],
+                "generationConfig": {
+                    "responseModalities": ["IMAGE"],
+                    "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"},
+                    "thinkingConfig": {"thinkingLevel": "low"}
+                }
+            })
         );
-        assert_eq!(cfg, serde_json::json!({"aspectRatio": "16:9", "imageSize": "2K"}));
-        let (_, cfg) = body("gemini-3-pro-image-preview", "5504x3072", None);
-        assert_eq!(cfg, serde_json::json!({"aspectRatio": "16:9", "imageSize": "4K"}));
-        let (_, cfg) = body("gemini-3-pro-image-preview", "1000x1500", None);
-        assert_eq!(cfg, serde_json::json!({"aspectRatio": "2:3", "imageSize": "1K"}));
-        let (_, cfg) = body("gemini-2.5-flash-image", "1K", Some("9:16"));
-        assert_eq!(cfg, serde_json::json!({"aspectRatio": "9:16"}), "no imageSize for the 1K-only model");
     }
 }

@@ -6,22 +6,24 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 
-use crate::config::{Dialect, RunConfig};
+use crate::catalog::{Dialect, ResponseFormat, WireSize};
 use crate::error::{CallError, ErrorClass};
 use crate::output::image_extension;
+use crate::params::Params;
 use crate::secret::ApiKey;
-use crate::size::{AspectRatio, Size};
 
 pub mod gemini;
 pub mod openai;
 
-/// What one generation asks for.
+/// What one generation asks for, already resolved against the catalogue: the size as the
+/// model takes it, `response_format` only for a model that takes it, and the params.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
     pub prompt: &'a str,
     pub model: &'a str,
-    pub size: Size,
-    pub aspect_ratio: Option<AspectRatio>,
+    pub size: &'a WireSize,
+    pub response_format: Option<ResponseFormat>,
+    pub params: &'a Params,
 }
 
 /// A successful generation: the image bytes, or where to fetch them.
@@ -40,10 +42,19 @@ pub trait Provider: Send + Sync {
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError>;
 }
 
-pub fn for_config(cfg: &RunConfig) -> Box<dyn Provider> {
-    match cfg.dialect {
-        Dialect::Openai => Box::new(openai::OpenAi::new(&cfg.base_url, cfg.response_format)),
-        Dialect::Gemini => Box::new(gemini::Gemini::new(&cfg.base_url)),
+pub fn for_dialect(dialect: Dialect, base_url: &reqwest::Url) -> Box<dyn Provider> {
+    match dialect {
+        Dialect::Openai => Box::new(openai::OpenAi::new(base_url)),
+        Dialect::Gemini => Box::new(gemini::Gemini::new(base_url)),
+    }
+}
+
+/// The request fields bulkgen sets itself in each dialect (dotted paths): a `--param`
+/// or `param.KEY` column may not name them or a parent of them.
+pub fn fields_set(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Openai => &["model", "prompt", "n", "size", "response_format"],
+        Dialect::Gemini => &["contents", "generationConfig.responseModalities", "generationConfig.imageConfig"],
     }
 }
 
@@ -94,12 +105,14 @@ pub fn snippet(body: &[u8]) -> String {
 }
 
 /// `{base}{path}`, where `path` starts with a version segment (`/v1/...`) that is left
-/// out when the base already ends in one (aggregators print `http://host:16888/v1`).
+/// out when the base already has one (aggregators print `http://host:16888/v1`; Google's
+/// OpenAI-compatible root is `.../v1beta/openai`, where the OpenAI SDK posts
+/// `{root}/images/generations`): the runner never doubles a version segment.
 pub fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
     let base_path = base.path().trim_end_matches('/');
     let (version, rest) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
-    let ends_in_version = base_path.rsplit('/').next().is_some_and(is_version_segment);
-    let joined = if ends_in_version { format!("{base_path}/{rest}") } else { format!("{base_path}/{version}/{rest}") };
+    let has_version = base_path.split('/').any(is_version_segment);
+    let joined = if has_version { format!("{base_path}/{rest}") } else { format!("{base_path}/{version}/{rest}") };
     let mut url = base.clone();
     url.set_path(&joined);
     url
@@ -141,5 +154,9 @@ mod tests {
         assert_eq!(e("https://gw.example/openai"), "https://gw.example/openai/v1/images/generations");
         assert_eq!(e("https://gw.example/api/v1beta"), "https://gw.example/api/v1beta/images/generations");
         assert_eq!(e("https://gw.example/video"), "https://gw.example/video/v1/images/generations");
+        assert_eq!(
+            e("https://generativelanguage.googleapis.com/v1beta/openai/"),
+            "https://generativelanguage.googleapis.com/v1beta/openai/images/generations"
+        );
     }
 }

@@ -12,19 +12,17 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
-use crate::config::ResponseFormat;
 use crate::error::{CallError, ErrorClass};
 use crate::retry::retry_after;
 use crate::secret::ApiKey;
 
 pub struct OpenAi {
     url: Url,
-    response_format: ResponseFormat,
 }
 
 impl OpenAi {
-    pub fn new(base: &Url, response_format: ResponseFormat) -> OpenAi {
-        OpenAi { url: super::endpoint(base, "/v1/images/generations"), response_format }
+    pub fn new(base: &Url) -> OpenAi {
+        OpenAi { url: super::endpoint(base, "/v1/images/generations") }
     }
 }
 
@@ -45,16 +43,18 @@ struct Datum<'a> {
 
 impl Provider for OpenAi {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder {
-        let body = serde_json::json!({
-            "model": job.model,
-            "prompt": job.prompt,
-            "n": 1,
-            "size": job.size.openai_pixels(job.aspect_ratio),
-            "response_format": match self.response_format {
-                ResponseFormat::B64Json => "b64_json",
-                ResponseFormat::Url => "url",
-            },
-        });
+        // Fields as openai-python 3.54.0 sends them (types/image_generate_params.py):
+        // `response_format` only when the job carries one (never to GPT image models,
+        // which answer 400 unknown_parameter), the size as the catalogue resolved it.
+        let mut body = serde_json::Map::new();
+        body.insert("model".into(), job.model.into());
+        body.insert("prompt".into(), job.prompt.into());
+        body.insert("n".into(), 1.into());
+        body.insert("size".into(), job.size.to_string().into());
+        if let Some(format) = job.response_format {
+            body.insert("response_format".into(), format.as_str().into());
+        }
+        crate::params::merge_into(&mut body, job.params);
         let mut req = client.post(self.url.clone()).json(&body);
         if let Some(key) = key {
             let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
@@ -203,7 +203,7 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Generated, CallError> {
-        let p = OpenAi::new(&"http://127.0.0.1:1".parse().unwrap(), ResponseFormat::B64Json);
+        let p = OpenAi::new(&"http://127.0.0.1:1".parse().unwrap());
         p.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
     }
 
