@@ -291,7 +291,10 @@ impl Catalog {
         {
             return Err(format!("size {width}x{height} and aspect_ratio {r} disagree: give one of them"));
         }
-        match self.lookup(model).and_then(|m| m.sizes.as_ref().map(|s| (m, s))) {
+        // An entry of the other dialect says nothing of how this endpoint takes sizes (an
+        // aggregator may serve a Gemini model in the openai dialect): send what is given.
+        let entry = self.lookup(model).filter(|m| m.dialect == dialect);
+        match entry.and_then(|m| m.sizes.as_ref().map(|s| (m, s))) {
             Some((m, rule)) => resolve_rule(&m.name, rule, size, ratio, policy),
             None => resolve_unknown(dialect, model, size, ratio),
         }

@@ -21,7 +21,7 @@ async fn the_report_comes_in_every_format_and_the_json_matches_its_schema() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 30);
     let out = dir.path().join("out");
-    let price = ["--price", "gpt-image-1:*=0.05"];
+    let price = ["--price", "gpt-image-2:*=0.05"];
     assert_eq!(run(&sim, &manifest, &out, &price).await.status.code(), Some(0));
 
     let json = cmd(&["report", "--format", "json"], &out).output().await.unwrap();
@@ -119,7 +119,7 @@ async fn resume_reuses_the_stored_flags_and_flags_given_to_it_win() {
     let (manifest, prompts) = manifest(dir.path(), 24);
     let out = dir.path().join("out");
     // The first run stops at once on a budget of one image, after storing its flags.
-    let first = run(&sim, &manifest, &out, &["-c", "3", "--price", "gpt-image-1:*=1", "--max-cost", "1"]).await;
+    let first = run(&sim, &manifest, &out, &["-c", "3", "--price", "gpt-image-2:*=1", "--max-cost", "1"]).await;
     assert_eq!(first.status.code(), Some(1), "{}", text(&first));
     assert!(String::from_utf8_lossy(&first.stderr).contains("--max-cost $1.00"), "{}", text(&first));
     assert_eq!(sim.stats().successes, 1, "the cap held calls in flight too");
@@ -138,7 +138,7 @@ async fn a_dry_run_plans_without_sending_anything() {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, _) = manifest(dir.path(), 30);
     let out = dir.path().join("out");
-    let dry = run(&sim, &manifest, &out, &["--dry-run", "--model", "gemini-3-pro-image-preview", "-c", "10"]).await;
+    let dry = run(&sim, &manifest, &out, &["--dry-run", "--model", "gemini-3-pro-image", "-c", "10"]).await;
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
     let plan = String::from_utf8_lossy(&dry.stdout);
     assert!(plan.contains("nothing was sent") && plan.contains("0 already done"), "{plan}");
@@ -148,8 +148,8 @@ async fn a_dry_run_plans_without_sending_anything() {
     assert_eq!(sim.stats().requests, 0);
     assert!(!out.exists(), "a dry run creates nothing");
 
-    assert_eq!(run(&sim, &manifest, &out, &["--model", "gemini-3-pro-image-preview"]).await.status.code(), Some(0));
-    let again = run(&sim, &manifest, &out, &["--dry-run", "--model", "gemini-3-pro-image-preview"]).await;
+    assert_eq!(run(&sim, &manifest, &out, &["--model", "gemini-3-pro-image"]).await.status.code(), Some(0));
+    let again = run(&sim, &manifest, &out, &["--dry-run", "--model", "gemini-3-pro-image"]).await;
     let plan = String::from_utf8_lossy(&again.stdout);
     assert!(plan.contains("30 already done") && plan.contains("0 to run") && plan.contains("observed"), "{plan}");
     assert_eq!(sim.stats().requests, 30);

@@ -144,7 +144,7 @@ async fn every_manifest_error_exits_2_names_its_line_and_sends_nothing() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("empty prompt", b"prompt,id\nfine,a\n  ,b\n", "line 3: empty prompt"),
         ("unknown size", b"prompt,size\nfine,1K\nx,3K\n", "line 3: unknown size \"3K\""),
-        ("bad aspect ratio", b"prompt,aspect_ratio\nx,7:5\n", "line 2: bad aspect ratio \"7:5\""),
+        ("bad aspect ratio", b"prompt,aspect_ratio\nx,7-5\n", "line 2: bad aspect ratio \"7-5\""),
         ("duplicate id", b"prompt,id\nx,a\ny,a\n", "line 3: duplicate id \"a\" (first used on line 2)"),
         ("path in id", b"prompt,id\nx,../../etc/passwd\n", "line 2: unsafe id"),
         ("hidden id", b"prompt,id\nx,.bashrc\n", "line 2: unsafe id \".bashrc\": starts with '.'"),

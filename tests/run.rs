@@ -112,7 +112,7 @@ async fn url_results_whose_download_fails_are_downloaded_again_not_generated_aga
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 30);
     let out = dir.path().join("out");
-    let o = run(&sim, &manifest, &out, &["-c", "6", "--response-format", "url"]).await;
+    let o = run(&sim, &manifest, &out, &["-c", "6", "--model", "nano-banana-pro", "--response-format", "url"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let stats = sim.stats();
     assert!(stats.download_failures >= 5, "{stats:?}");
@@ -179,7 +179,7 @@ async fn a_hard_open_file_limit_too_low_for_the_concurrency_stops_before_anythin
     let cases = [
         (&["-c", "400"][..], "-c 400 needs about 464 open files (a socket per call in flight, plus 64)", "236"),
         (
-            &["-c", "200", "--response-format", "url"][..],
+            &["-c", "200", "--model", "nano-banana-pro", "--response-format", "url"][..],
             "-c 200 needs about 464 open files (2 sockets per call in flight, plus 64)",
             "118",
         ),
