@@ -183,7 +183,7 @@ mod tests {
         // A length that needs padding, and content with '+' and '/' in its standard
         // spelling, so that the URL-safe one differs.
         let mut png = crate::sim::png::make(5_000, 9, "x=1");
-        if png.len() % 3 == 0 {
+        if png.len().is_multiple_of(3) {
             png.push(0);
         }
         let standard = STANDARD.encode(&png);
