@@ -304,7 +304,8 @@ pub const NO_QUOTA_AT_ALL: &str = "the project's quota for this model is 0 (\"li
 
 /// What to do when the daily quota is used up.
 pub const DAILY_QUOTA: &str = "the project's daily quota for this model is used up; it resets at midnight Pacific \
-     time (ai.google.dev rate limits): run the same command again then, or raise the project's tier";
+     time (ai.google.dev rate limits): run the same command again then, or get a larger quota by raising the \
+     project's tier (enable billing or add credit in Google AI Studio)";
 
 /// What to do about another FAILED_PRECONDITION.
 pub const ENABLE_BILLING: &str = "Google refuses calls from this project until billing is set up (for one, the \
