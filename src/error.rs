@@ -117,11 +117,55 @@ pub struct CallError {
     pub message: String,
     /// The server's advice on when to try again (Retry-After, retry-after-ms, RetryInfo).
     pub retry_after: Option<Duration>,
+    /// The server's `x-should-retry` header, when it sent `true` or `false`: it overrides
+    /// the class's retry decision (see [`CallError::disposition`]).
+    pub should_retry: Option<bool>,
+    /// The fix for this very error when it is more specific than the class's advice
+    /// (see [`CallError::advice`]).
+    pub advice: Option<&'static str>,
 }
 
 impl CallError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        CallError { class, status: None, message: truncate(message.into(), 500), retry_after: None }
+        CallError {
+            class,
+            status: None,
+            message: truncate(message.into(), 500),
+            retry_after: None,
+            should_retry: None,
+            advice: None,
+        }
+    }
+
+    pub fn with_should_retry(mut self, should_retry: Option<bool>) -> Self {
+        self.should_retry = should_retry;
+        self
+    }
+
+    pub fn with_advice(mut self, advice: &'static str) -> Self {
+        self.advice = Some(advice);
+        self
+    }
+
+    /// What the user should do: the advice for this error, else the class's ("" when
+    /// the class needs none).
+    pub fn advice(&self) -> &'static str {
+        self.advice.unwrap_or_else(|| self.class.advice())
+    }
+
+    /// What the runner does: the class's disposition, with the server's `x-should-retry`
+    /// on top, as openai-python's `BaseClient._should_retry` obeys it before looking at
+    /// the status. `true` retries even a class that would fail the row (within the
+    /// row's attempts); `false` does not retry now, so the row fails for this run with
+    /// its transient class. A class that stops the run stops it whatever the header says:
+    /// one server's hint must not send every row into a dead account.
+    pub fn disposition(&self) -> Disposition {
+        match (self.class.disposition(), self.should_retry) {
+            (Disposition::StopRun, _) => Disposition::StopRun,
+            (_, Some(true)) => Disposition::Retry,
+            (_, Some(false)) => Disposition::FailRow,
+            (by_class, None) => by_class,
+        }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -176,6 +220,32 @@ mod tests {
         assert_eq!(ErrorClass::InvalidRequest.disposition(), Disposition::FailRow);
         assert_eq!(ErrorClass::RateLimited.disposition(), Disposition::Retry);
         assert_eq!(ErrorClass::Download.disposition(), Disposition::Retry);
+    }
+
+    #[test]
+    fn x_should_retry_overrides_the_class_but_never_a_stop() {
+        let e = |class, hint| CallError::new(class, "x").with_should_retry(hint);
+        assert_eq!(e(ErrorClass::Refused, None).disposition(), Disposition::FailRow);
+        assert_eq!(e(ErrorClass::InvalidRequest, Some(true)).disposition(), Disposition::Retry);
+        assert_eq!(e(ErrorClass::Refused, Some(true)).disposition(), Disposition::Retry);
+        assert_eq!(e(ErrorClass::Server, Some(true)).disposition(), Disposition::Retry);
+        assert_eq!(e(ErrorClass::Server, Some(false)).disposition(), Disposition::FailRow);
+        assert_eq!(e(ErrorClass::RateLimited, Some(false)).disposition(), Disposition::FailRow);
+        assert_eq!(e(ErrorClass::Refused, Some(false)).disposition(), Disposition::FailRow);
+        for stop in [ErrorClass::Auth, ErrorClass::Quota, ErrorClass::NotFound] {
+            for hint in [None, Some(true), Some(false)] {
+                assert_eq!(e(stop, hint).disposition(), Disposition::StopRun, "{stop} {hint:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn specific_advice_wins_over_the_class_advice() {
+        let plain = CallError::new(ErrorClass::Quota, "x");
+        assert_eq!(plain.advice(), ErrorClass::Quota.advice());
+        let specific = plain.clone().with_advice("enable billing");
+        assert_eq!(specific.advice(), "enable billing");
+        assert_eq!(CallError::new(ErrorClass::Server, "x").advice(), "");
     }
 
     #[test]

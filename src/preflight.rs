@@ -213,7 +213,7 @@ fn refused(t: &Target<'_>, status: StatusCode, body: &[u8]) -> Result<CallError,
         return Err(PreflightError(format!(
             "{} refused the run before any paid call: {call}\n  what to do: {}",
             t.base_url,
-            call.class.advice()
+            call.advice()
         )));
     }
     Ok(call)

@@ -1,5 +1,5 @@
 //! When to try again: full-jitter exponential backoff, and the server's own advice
-//! (`Retry-After` as seconds or an HTTP date, `retry-after-ms`).
+//! (`Retry-After` as seconds or an HTTP date, `retry-after-ms`, `x-should-retry`).
 
 use std::time::{Duration, SystemTime};
 
@@ -53,6 +53,18 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The server's `x-should-retry` header: `Some(true)` for `true`, `Some(false)` for
+/// `false`, None otherwise. openai-python (`_base_client.py`, `BaseClient._should_retry`)
+/// compares the value exactly with "true" and "false" and obeys it before the status;
+/// so does bulkgen (surrounding spaces aside).
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match header_str(headers, "x-should-retry")? {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name)?.to_str().ok().map(str::trim)
 }
@@ -91,6 +103,16 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn x_should_retry_is_read_as_the_openai_sdk_reads_it() {
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "true")])), Some(true));
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "false")])), Some(false));
+        assert_eq!(should_retry(&headers(&[("x-should-retry", " false ")])), Some(false));
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "yes")])), None);
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "True")])), None);
+        assert_eq!(should_retry(&HeaderMap::new()), None);
     }
 
     #[test]

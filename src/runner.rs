@@ -91,7 +91,7 @@ impl std::fmt::Display for StopReason {
         match self {
             StopReason::Api(e) => {
                 write!(f, "the provider answered {e}")?;
-                let advice = e.class.advice();
+                let advice = e.advice();
                 if !advice.is_empty() {
                     write!(f, "\n  what to do: {advice}")?;
                 }
@@ -648,7 +648,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         }
         // The slot is given up only after the hold or the stop is in force: the FIFO
         // queue hands it straight to the next call, which must see them.
-        let disposition = e.class.disposition();
+        let disposition = e.disposition();
         let retry_in = match disposition {
             Disposition::Retry if attempt < ctx.cfg.max_attempts => {
                 let wait = ctx.backoff(attempt, e.retry_after);

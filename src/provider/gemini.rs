@@ -6,8 +6,9 @@
 //! serializes them); params are merged into the body after bulkgen's own fields.
 //!
 //! Answers: parts marked `thought` are drafts; the image is the last other part with
-//! inline data. A blocked prompt (`promptFeedback.blockReason`), a `finishReason` other
-//! than STOP, or no image part means "no image for this prompt": class `refused`.
+//! inline data. A blocked prompt (`promptFeedback.blockReason`) is `refused`; what a
+//! `finishReason` means is the table in [`finish`]. Relays that re-serialize the answer
+//! with google-genai send snake_case keys and URL-safe base64: both are read.
 
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
@@ -20,7 +21,8 @@ use serde_json::Value;
 use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
 use crate::catalog::WireSize;
 use crate::error::{CallError, ErrorClass};
-use crate::retry::retry_after;
+use crate::output::is_complete_image;
+use crate::retry::{retry_after, should_retry};
 use crate::secret::ApiKey;
 use crate::size::Resolution;
 
@@ -35,19 +37,24 @@ impl Gemini {
 }
 
 // Image data is borrowed from the body when it has no JSON escapes (the usual case), so a
-// 4K answer is not copied before it is decoded.
+// 4K answer is not copied before it is decoded. The aliases read the snake_case that
+// relays built on google-genai send (its `to_json_dict()` dumps field names, not the
+// camelCase aliases: python-genai `_common.BaseModel`).
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct Response<'a> {
     #[serde(borrow)]
     candidates: Vec<Candidate<'a>>,
+    #[serde(alias = "prompt_feedback")]
     prompt_feedback: Option<PromptFeedback>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct PromptFeedback {
+    #[serde(alias = "block_reason")]
     block_reason: Option<String>,
+    #[serde(alias = "block_reason_message")]
     block_reason_message: Option<String>,
 }
 
@@ -56,7 +63,9 @@ struct PromptFeedback {
 struct Candidate<'a> {
     #[serde(borrow)]
     content: Option<Content<'a>>,
+    #[serde(alias = "finish_reason")]
     finish_reason: Option<String>,
+    #[serde(alias = "finish_message")]
     finish_message: Option<String>,
 }
 
@@ -77,10 +86,12 @@ struct Part<'a> {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 struct InlineData<'a> {
     #[serde(borrow)]
     data: Cow<'a, str>,
+    #[serde(alias = "mime_type")]
+    mime_type: Option<String>,
 }
 
 impl Provider for Gemini {
@@ -121,46 +132,153 @@ impl Provider for Gemini {
     }
 
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
-        if !status.is_success() {
-            return Err(classify(status, headers, body));
-        }
-        let bad = |why: String| CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16());
-        let response: Response = serde_json::from_slice(body).map_err(|e| {
-            match serde_json::from_slice::<Value>(body) {
-                // An error object (maybe array-wrapped) under a 200: classify it.
-                Ok(v) if error_object(&v).is_some() => classify(StatusCode::BAD_REQUEST, headers, body),
-                _ => bad(format!("response is not the expected JSON: {e}")),
-            }
-        })?;
-        let refused = |why: String| CallError::new(ErrorClass::Refused, why).with_status(status.as_u16());
-        if let Some(fb) = response.prompt_feedback.filter(|f| f.block_reason.is_some()) {
-            let reason = fb.block_reason.unwrap_or_default();
+        parse_answer(status, headers, body)
+    }
+}
+
+/// What a candidate's `finishReason` means for the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// The image parts are the answer (STOP, or no finishReason at all).
+    Done,
+    /// Cut short at the output limit: the answer only if a complete image came.
+    Truncated,
+    /// No image for this prompt: final for the row (class `refused`).
+    Refused,
+    /// The account is limited: every row would get it (stop the run).
+    AccountLimited,
+    /// Says nothing about the prompt: retried a bounded number of times (`bad_response`).
+    Retry,
+}
+
+/// The `finishReason` table. Values are from google-genai's `types.FinishReason`
+/// (python-genai `google/genai/types.py`; FINISH_REASON_UNSPECIFIED, STOP, MAX_TOKENS,
+/// SAFETY, RECITATION, LANGUAGE, OTHER, BLOCKLIST, PROHIBITED_CONTENT, SPII,
+/// MALFORMED_FUNCTION_CALL, IMAGE_SAFETY, UNEXPECTED_TOOL_CALL, TOO_MANY_TOOL_CALLS,
+/// IMAGE_PROHIBITED_CONTENT, NO_IMAGE, IMAGE_RECITATION, IMAGE_OTHER) and, not in the
+/// SDK revision we could read, wire-formats.md's MALFORMED_RESPONSE, ESCALATION,
+/// PUP_LIMITED_DISABLED and Vertex's MODEL_ARMOR ("blocked by Model Armor"). The SDK's
+/// enums are case-insensitive (`_common.CaseInSensitiveEnum`), so is this.
+pub fn finish(reason: Option<&str>) -> Finish {
+    let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Finish::Done;
+    };
+    match reason.to_ascii_uppercase().as_str() {
+        "STOP" => Finish::Done,
+        "MAX_TOKENS" => Finish::Truncated,
+        // The model or a filter would not give this prompt an image. JAILBREAK is a
+        // `BlockedReason` in the SDK; should it ever come as a finish reason it is a block.
+        "SAFETY"
+        | "IMAGE_SAFETY"
+        | "PROHIBITED_CONTENT"
+        | "IMAGE_PROHIBITED_CONTENT"
+        | "RECITATION"
+        | "IMAGE_RECITATION"
+        | "BLOCKLIST"
+        | "SPII"
+        | "LANGUAGE"
+        | "ESCALATION"
+        | "MODEL_ARMOR"
+        | "JAILBREAK" => Finish::Refused,
+        "PUP_LIMITED_DISABLED" => Finish::AccountLimited,
+        // MALFORMED_RESPONSE, IMAGE_OTHER, OTHER, NO_IMAGE ("expected to generate an
+        // image, but none was generated"), FINISH_REASON_UNSPECIFIED, the tool-call ones,
+        // and values newer than this table: nothing says the prompt is at fault.
+        _ => Finish::Retry,
+    }
+}
+
+/// What to do when Google has limited the account (finishReason PUP_LIMITED_DISABLED).
+pub const ACCOUNT_LIMITED: &str = "Google has limited this account or project (finishReason PUP_LIMITED_DISABLED): \
+     every call is answered the same way and retrying does not lift it; look for a notice from Google in AI Studio \
+     or the Cloud console of the project, or use a key of another project";
+
+/// An answer, whole: the image, or the classified error.
+pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
+    if !status.is_success() {
+        return Err(classify(status, headers, body));
+    }
+    let bad = |why: String| CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16());
+    // An error object (maybe array-wrapped) under a 200, as relays send it: classify it.
+    let error_under_200 = || match serde_json::from_slice::<Value>(body) {
+        Ok(v) if error_object(&v).is_some() => Some(classify(StatusCode::BAD_REQUEST, headers, body)),
+        _ => None,
+    };
+    let parsed = if body.trim_ascii_start().starts_with(b"[") {
+        // A relay's one-element array around the answer.
+        serde_json::from_slice::<Vec<Response>>(body).and_then(|mut v| match v.len() {
+            1 => Ok(v.remove(0)),
+            n => Err(serde::de::Error::custom(format!("an array of {n} answers where one was expected"))),
+        })
+    } else {
+        serde_json::from_slice::<Response>(body)
+    };
+    let response = parsed
+        .map_err(|e| error_under_200().unwrap_or_else(|| bad(format!("response is not the expected JSON: {e}"))))?;
+    let refused = |why: String| CallError::new(ErrorClass::Refused, why).with_status(status.as_u16());
+    // Any blockReason blocks the prompt (SDK `types.BlockedReason`: SAFETY, OTHER,
+    // BLOCKLIST, PROHIBITED_CONTENT, IMAGE_SAFETY, MODEL_ARMOR, JAILBREAK, and newer
+    // ones); only an empty or UNSPECIFIED one beside a candidate is no block.
+    if let Some(fb) = response.prompt_feedback {
+        let reason = fb.block_reason.as_deref().map(str::trim).unwrap_or_default();
+        let no_block = reason.is_empty() || reason.eq_ignore_ascii_case("BLOCKED_REASON_UNSPECIFIED");
+        if !no_block || (fb.block_reason.is_some() && response.candidates.is_empty()) {
             let detail = fb.block_reason_message.map(|m| format!(": {m}")).unwrap_or_default();
             return Err(refused(format!("prompt blocked (blockReason {reason}){detail}")));
         }
-        let Some(candidate) = response.candidates.into_iter().next() else {
-            return Err(bad("the response has no candidates and no blockReason".into()));
-        };
-        if let Some(reason) = candidate.finish_reason.as_deref().filter(|r| *r != "STOP") {
-            let detail = candidate.finish_message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-            return Err(refused(format!("no image: finishReason {reason}{detail}")));
-        }
-        let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
-        let image = parts
-            .iter()
-            .rev()
-            .filter(|p| p.thought != Some(true))
-            .find_map(|p| p.inline_data.as_ref().filter(|d| !d.data.is_empty()));
-        match image {
-            Some(data) => decode_image(&data.data).map(Generated::Image),
-            None => {
-                let said: Vec<&str> =
-                    parts.iter().filter(|p| p.thought != Some(true)).filter_map(|p| p.text.as_deref()).collect();
-                let said = if said.is_empty() { String::new() } else { format!("; it said: {}", said.join(" ")) };
-                Err(refused(format!("no image part in the answer (finishReason STOP){said}")))
-            }
-        }
     }
+    let Some(candidate) = response.candidates.into_iter().next() else {
+        return Err(
+            error_under_200().unwrap_or_else(|| bad("the response has no candidates and no blockReason".into()))
+        );
+    };
+    let reason = candidate.finish_reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    let shown = reason.unwrap_or("(none)");
+    let detail = candidate.finish_message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+    let parts = candidate.content.map(|c| c.parts).unwrap_or_default();
+    let said = || {
+        let said: Vec<&str> =
+            parts.iter().filter(|p| p.thought != Some(true)).filter_map(|p| p.text.as_deref()).collect();
+        if said.is_empty() { String::new() } else { format!("; it said: {}", said.join(" ")) }
+    };
+    let finished = finish(reason);
+    match finished {
+        Finish::Refused => return Err(refused(format!("no image: finishReason {shown}{detail}{}", said()))),
+        Finish::AccountLimited => {
+            return Err(CallError::new(
+                ErrorClass::Auth,
+                format!("the account is limited: finishReason {shown}{detail}"),
+            )
+            .with_status(status.as_u16())
+            .with_advice(ACCOUNT_LIMITED));
+        }
+        Finish::Retry => return Err(bad(format!("no image: finishReason {shown}{detail}{}", said()))),
+        Finish::Done | Finish::Truncated => {}
+    }
+    let image = parts
+        .iter()
+        .rev()
+        .filter(|p| p.thought != Some(true))
+        .find_map(|p| p.inline_data.as_ref().filter(|d| !d.data.is_empty()));
+    let Some(data) = image else {
+        // A STOP with text and no image: bulkgen asks for responseModalities ["IMAGE"],
+        // and the SDK's NO_IMAGE ("expected to generate an image, but none was
+        // generated") is this case named. Google's image-generation limitations say the
+        // model may answer in text only when a prompt is ambiguous, and may stop early
+        // ("try again"): nothing final, so it is retried a bounded number of times, and
+        // the model's words go into the message for results.csv.
+        return Err(bad(format!("no image in the answer (finishReason {shown}){}", said())));
+    };
+    let bytes = decode_image(&data.data).map_err(|mut e| {
+        if let Some(mime) = data.mime_type.as_deref() {
+            e.message.push_str(&format!(" (mimeType {mime})"));
+        }
+        e
+    })?;
+    if finished == Finish::Truncated && !is_complete_image(&bytes) {
+        return Err(bad(format!("the image was cut short (finishReason {shown}{detail})")));
+    }
+    Ok(Generated::Image(bytes))
 }
 
 /// The `error` object of a Gemini error body, also when wrapped in a one-element array.
@@ -172,7 +290,30 @@ fn error_object(v: &Value) -> Option<&Value> {
     v.get("error").filter(|e| e.is_object())
 }
 
+/// What to do when Google does not serve the API where the call comes from.
+pub const REGION_NOT_SERVED: &str = "Google does not serve the Gemini API to the region the call comes from \
+     (\"User location is not supported\"; a proxy, VPN or CDN in between counts by its exit region): no key, billing \
+     or waiting changes that; run bulkgen from a machine in a supported region \
+     (https://ai.google.dev/gemini-api/docs/available-regions), or reach the model through a provider that serves \
+     it (an OpenAI-compatible aggregator: --provider openai --base-url URL)";
+
+/// What to do when the quota is 0 (`limit: 0`: the free tier has no image quota).
+pub const NO_QUOTA_AT_ALL: &str = "the project's quota for this model is 0 (\"limit: 0\": the free tier has no \
+     quota for image models), so waiting never helps: enable billing on the project in Google AI Studio, or use a \
+     key of a project that has it, then run the same command again";
+
+/// What to do when the daily quota is used up.
+pub const DAILY_QUOTA: &str = "the project's daily quota for this model is used up; it resets at midnight Pacific \
+     time (ai.google.dev rate limits): run the same command again then, or get a larger quota by raising the \
+     project's tier (enable billing or add credit in Google AI Studio)";
+
+/// What to do about another FAILED_PRECONDITION.
+pub const ENABLE_BILLING: &str = "Google refuses calls from this project until billing is set up (for one, the \
+     free tier is not offered in every country): enable billing on the project in Google AI Studio, then run the \
+     same command again";
+
 /// The class of a Gemini error answer, from its HTTP status, `status` string and details.
+/// Detail keys are read in camelCase and in the snake_case relays re-spell them in.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallError {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(error_object);
@@ -180,30 +321,63 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallErr
     let (api_status, message) = (field("status"), field("message"));
     let details: &[Value] = error.and_then(|e| e.get("details")).and_then(Value::as_array).map_or(&[], |v| v);
     let detail_of = |kind: &'static str| {
-        details.iter().filter(move |d| d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with(kind)))
+        details.iter().filter(move |d| {
+            d.get("@type").or_else(|| d.get("type")).and_then(Value::as_str).is_some_and(|t| t.ends_with(kind))
+        })
     };
     let key_invalid = detail_of("ErrorInfo")
         .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
         || message.contains("API key not valid");
-    let per_day = detail_of("QuotaFailure").any(|d| {
-        d.get("violations").and_then(Value::as_array).is_some_and(|vs| {
-            vs.iter().any(|v| v.get("quotaId").and_then(Value::as_str).is_some_and(|q| q.contains("PerDay")))
+    let violations =
+        || detail_of("QuotaFailure").filter_map(|d| d.get("violations").and_then(Value::as_array)).flatten();
+    let text_of = |v: &Value, camel: &str, snake: &str| {
+        v.get(camel).or_else(|| v.get(snake)).map(|x| match x {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
         })
-    });
-    let retry_delay =
-        detail_of("RetryInfo").find_map(|d| d.get("retryDelay").and_then(Value::as_str).and_then(parse_retry_delay));
+    };
+    let per_day = violations().any(|v| text_of(v, "quotaId", "quota_id").is_some_and(|q| q.contains("PerDay")));
+    // "Quota exceeded for metric: generativelanguage.googleapis.com/
+    // generate_content_free_tier_requests, limit: 0, model: gemini-3-pro-image": the
+    // free tier has no quota for the model. QuotaFailure.Violation's `quota_value`
+    // (google/rpc/error_details.proto) says the same when it is sent.
+    let limit_zero = says_limit_zero(message)
+        || violations().any(|v| text_of(v, "quotaValue", "quota_value").is_some_and(|q| q.trim() == "0"));
+    let retry_delay = detail_of("RetryInfo")
+        .find_map(|d| d.get("retryDelay").or_else(|| d.get("retry_delay")).and_then(parse_retry_delay));
+    // 400 FAILED_PRECONDITION "User location is not supported for the API use.": the
+    // API is not served where the call comes from (wire-formats.md; the message is
+    // Google's). Billing does not fix it, so it is not called a quota problem.
+    let region = message.to_ascii_lowercase().contains("location is not supported");
 
+    let mut advice = None;
     let class = if key_invalid {
         ErrorClass::Auth
     } else {
         match (status.as_u16(), api_status) {
+            (_, "FAILED_PRECONDITION") | (400, _) if region => {
+                advice = Some(REGION_NOT_SERVED);
+                ErrorClass::Auth
+            }
             (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => ErrorClass::Auth,
             (_, "NOT_FOUND") => ErrorClass::NotFound,
-            (_, "RESOURCE_EXHAUSTED") | (429, _) if per_day => ErrorClass::Quota,
+            (_, "RESOURCE_EXHAUSTED") | (429, _) if limit_zero => {
+                advice = Some(NO_QUOTA_AT_ALL);
+                ErrorClass::Quota
+            }
+            (_, "RESOURCE_EXHAUSTED") | (429, _) if per_day => {
+                advice = Some(DAILY_QUOTA);
+                ErrorClass::Quota
+            }
             (_, "RESOURCE_EXHAUSTED") => ErrorClass::RateLimited,
-            (_, "FAILED_PRECONDITION") => ErrorClass::Quota,
+            // Billing (ai.google.dev troubleshooting: "Gemini API free tier is not
+            // available in your country. Please enable billing on your project").
+            (_, "FAILED_PRECONDITION") => {
+                advice = Some(ENABLE_BILLING);
+                ErrorClass::Quota
+            }
             (_, "UNAVAILABLE") => ErrorClass::Overloaded,
-            (_, "INTERNAL" | "DEADLINE_EXCEEDED") => ErrorClass::Server,
+            (_, "INTERNAL" | "DEADLINE_EXCEEDED" | "ABORTED") => ErrorClass::Server,
             _ => class_by_status(status),
         }
     };
@@ -211,23 +385,48 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallErr
     if !api_status.is_empty() {
         text = format!("{text} [{api_status}]");
     }
-    if class == ErrorClass::Quota && per_day {
+    if class == ErrorClass::Quota && per_day && !limit_zero {
         text.push_str(" (daily quota: retrying within minutes will not help)");
     }
-    CallError::new(class, text)
+    let mut e = CallError::new(class, text)
         .with_status(status.as_u16())
         .with_retry_after(retry_delay.or_else(|| retry_after(headers, SystemTime::now())))
+        .with_should_retry(should_retry(headers));
+    if let Some(advice) = advice {
+        e = e.with_advice(advice);
+    }
+    e
 }
 
-/// `"38s"`, `"45.8s"` (protobuf Duration in JSON).
-fn parse_retry_delay(s: &str) -> Option<Duration> {
-    let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
+/// Whether a quota message says `limit: 0` (and not `limit: 0.5` or `limit: 05`).
+fn says_limit_zero(message: &str) -> bool {
+    message
+        .match_indices("limit: 0")
+        .any(|(at, found)| !message[at + found.len()..].starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+}
+
+/// `"38s"`, `"45.8s"` (protobuf Duration in JSON), or `{"seconds": 38, "nanos": 0}` as
+/// relays that do not use the JSON mapping send it.
+fn parse_retry_delay(v: &Value) -> Option<Duration> {
+    let secs = match v {
+        Value::String(s) => s.trim().strip_suffix('s')?.parse().ok()?,
+        Value::Object(o) => {
+            let n = |k: &str| match o.get(k) {
+                Some(Value::String(s)) => s.parse::<f64>().ok(),
+                Some(x) => x.as_f64(),
+                None => Some(0.0),
+            };
+            n("seconds")? + n("nanos")? / 1e9
+        }
+        _ => return None,
+    };
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Disposition;
     use base64::Engine;
 
     fn class_of(status: u16, body: &str) -> CallError {
@@ -280,7 +479,19 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Generated, CallError> {
-        Gemini::new(&"http://127.0.0.1:1".parse().unwrap()).parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+        parse_answer(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+    }
+
+    /// A 200 answer with one candidate: `parts` (JSON) and `finishReason`.
+    fn answer(parts: &str, finish: &str) -> String {
+        format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{parts}]}},"finishReason":"{finish}","index":0}}]}}"#
+        )
+    }
+
+    fn image_part(png: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+        format!(r#"{{"inlineData":{{"mimeType":"image/png","data":"{b64}"}}}}"#)
     }
 
     #[test]
@@ -295,23 +506,184 @@ mod tests {
     }
 
     #[test]
-    fn blocks_bad_finish_reasons_and_missing_images_are_refusals() {
+    fn blocked_prompts_and_refusal_finish_reasons_are_refusals() {
         let blocked =
             parse(r#"{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"},"usageMetadata":{}}"#).unwrap_err();
         assert_eq!(blocked.class, ErrorClass::Refused);
         assert!(blocked.message.contains("PROHIBITED_CONTENT"));
-        let safety = parse(r#"{"candidates":[{"content":{"parts":[]},"finishReason":"IMAGE_SAFETY"}]}"#).unwrap_err();
-        assert_eq!(safety.class, ErrorClass::Refused);
-        assert!(safety.message.contains("IMAGE_SAFETY"));
-        let text_only =
-            parse(r#"{"candidates":[{"content":{"parts":[{"text":"I cannot draw that."}]},"finishReason":"STOP"}]}"#)
-                .unwrap_err();
-        assert_eq!(text_only.class, ErrorClass::Refused);
-        assert!(text_only.message.contains("I cannot draw that."));
+        for reason in [
+            "SAFETY",
+            "IMAGE_SAFETY",
+            "PROHIBITED_CONTENT",
+            "IMAGE_PROHIBITED_CONTENT",
+            "RECITATION",
+            "IMAGE_RECITATION",
+            "BLOCKLIST",
+            "SPII",
+            "LANGUAGE",
+            "ESCALATION",
+            "MODEL_ARMOR",
+            "image_safety",
+        ] {
+            let e = parse(&answer("", reason)).unwrap_err();
+            assert_eq!((e.class, e.disposition()), (ErrorClass::Refused, Disposition::FailRow), "{reason}");
+            assert!(e.message.contains(reason), "{e}");
+        }
+        // A flagged image is not kept even when it came.
+        let png = crate::sim::png::make(2_000, 1, "x");
+        assert_eq!(parse(&answer(&image_part(&png), "IMAGE_SAFETY")).unwrap_err().class, ErrorClass::Refused);
+        let with_message = r#"{"candidates":[{"content":{"parts":[]},"finishReason":"IMAGE_PROHIBITED_CONTENT","finishMessage":"Unable to show the generated image."}]}"#;
+        assert!(parse(with_message).unwrap_err().message.contains("Unable to show the generated image."));
+    }
+
+    #[test]
+    fn finish_reasons_that_say_nothing_of_the_prompt_are_retried() {
+        for reason in [
+            "MALFORMED_RESPONSE",
+            "IMAGE_OTHER",
+            "OTHER",
+            "NO_IMAGE",
+            "FINISH_REASON_UNSPECIFIED",
+            "SOMETHING_NEW_IN_2027",
+        ] {
+            let e = parse(&answer(r#"{"text":"hmm"}"#, reason)).unwrap_err();
+            assert_eq!((e.class, e.disposition()), (ErrorClass::BadResponse, Disposition::Retry), "{reason}");
+            assert!(e.message.contains(reason) && e.message.contains("hmm"), "{e}");
+        }
+        // STOP with words and no image: bounded retries, the words kept for results.csv.
+        let text_only = parse(&answer(r#"{"text":"I cannot draw that."}"#, "STOP")).unwrap_err();
+        assert_eq!(text_only.class, ErrorClass::BadResponse);
+        assert!(text_only.message.contains("no image") && text_only.message.contains("I cannot draw that."));
         assert_eq!(parse(r#"{"candidates":[]}"#).unwrap_err().class, ErrorClass::BadResponse);
         assert_eq!(parse("{\"candidates\": [").unwrap_err().class, ErrorClass::BadResponse);
         let bad_b64 = r#"{"candidates":[{"content":{"parts":[{"inlineData":{"data":"%%%"}}]},"finishReason":"STOP"}]}"#;
         assert_eq!(parse(bad_b64).unwrap_err().class, ErrorClass::BadResponse);
+    }
+
+    #[test]
+    fn max_tokens_keeps_a_complete_image_and_retries_a_cut_one() {
+        let png = crate::sim::png::make(4_000, 5, "x");
+        assert!(crate::output::is_complete_image(&png));
+        assert_eq!(parse(&answer(&image_part(&png), "MAX_TOKENS")).unwrap(), Generated::Image(png.clone()));
+        let cut = parse(&answer(&image_part(&png[..png.len() - 20]), "MAX_TOKENS")).unwrap_err();
+        assert_eq!(cut.class, ErrorClass::BadResponse);
+        assert!(cut.message.contains("cut short"), "{cut}");
+        assert_eq!(parse(&answer(r#"{"text":"..."}"#, "MAX_TOKENS")).unwrap_err().class, ErrorClass::BadResponse);
+        // No finishReason at all (some relays drop it): the image is the answer.
+        let none = format!(r#"{{"candidates":[{{"content":{{"parts":[{}]}}}}]}}"#, image_part(&png));
+        assert_eq!(parse(&none).unwrap(), Generated::Image(png));
+    }
+
+    #[test]
+    fn a_limited_account_stops_the_run_with_its_own_advice() {
+        let e = parse(&answer("", "PUP_LIMITED_DISABLED")).unwrap_err();
+        assert_eq!((e.class, e.disposition()), (ErrorClass::Auth, Disposition::StopRun));
+        assert_eq!(e.advice(), ACCOUNT_LIMITED);
+        assert!(e.message.contains("PUP_LIMITED_DISABLED"));
+    }
+
+    #[test]
+    fn a_relays_snake_case_and_url_safe_answer_reads_the_same() {
+        let png = crate::sim::png::make(3_000, 7, "x");
+        let b64 = base64::engine::general_purpose::URL_SAFE.encode(&png);
+        // As google-genai's `to_json_dict()` dumps a GenerateContentResponse.
+        let body = format!(
+            r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"draft","thought":true}},{{"inline_data":{{"mime_type":"image/png","data":"{b64}"}}}}]}},"finish_reason":"STOP","index":0}}],"usage_metadata":{{"prompt_token_count":8}},"model_version":"gemini-3-pro-image"}}"#
+        );
+        assert_eq!(parse(&body).unwrap(), Generated::Image(png.clone()));
+        // The same wrapped in a one-element array.
+        assert_eq!(parse(&format!("[{body}]")).unwrap(), Generated::Image(png));
+        let blocked = parse(
+            r#"{"prompt_feedback":{"block_reason":"PROHIBITED_CONTENT","block_reason_message":"The prompt was blocked."}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(blocked.class, ErrorClass::Refused);
+        assert!(blocked.message.contains("PROHIBITED_CONTENT") && blocked.message.contains("The prompt was blocked."));
+        let refused = parse(
+            r#"[{"candidates":[{"content":{"parts":[]},"finish_reason":"IMAGE_SAFETY","finish_message":"no"}]}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(refused.class, ErrorClass::Refused);
+        // An error object under a 200, bare or array-wrapped, is classified.
+        let e =
+            parse(r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#);
+        assert_eq!(e.unwrap_err().class, ErrorClass::RateLimited);
+        let e = parse(r#"[{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}]"#);
+        assert_eq!(e.unwrap_err().class, ErrorClass::Auth);
+        // An unspecified blockReason beside an image blocks nothing.
+        let png = crate::sim::png::make(3_000, 8, "x");
+        let fine = format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{}]}},"finishReason":"STOP"}}],"promptFeedback":{{"blockReason":"BLOCKED_REASON_UNSPECIFIED"}}}}"#,
+            image_part(&png)
+        );
+        assert_eq!(parse(&fine).unwrap(), Generated::Image(png));
+    }
+
+    #[test]
+    fn the_image_data_is_borrowed_from_the_body_in_both_spellings() {
+        for body in [
+            r#"{"candidates":[{"content":{"parts":[{"inlineData":{"mimeType":"image/png","data":"iVBORw0KGgo="}}]}}]}"#,
+            r#"{"candidates":[{"content":{"parts":[{"inline_data":{"mime_type":"image/png","data":"iVBORw0KGgo="}}]}}]}"#,
+        ] {
+            let r: Response = serde_json::from_str(body).unwrap();
+            let part = &r.candidates[0].content.as_ref().unwrap().parts[0];
+            let data = part.inline_data.as_ref().unwrap();
+            assert!(matches!(data.data, Cow::Borrowed(_)), "{body}");
+            assert_eq!(data.mime_type.as_deref(), Some("image/png"));
+        }
+    }
+
+    #[test]
+    fn quota_region_and_billing_errors_say_what_fixes_them() {
+        let free = r#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-3-pro-image\nPlease retry in 38.1s.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier","quotaDimensions":{"location":"global","model":"gemini-3-pro-image"}}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"38s"}]}}"#;
+        let e = class_of(429, free);
+        assert_eq!((e.class, e.disposition()), (ErrorClass::Quota, Disposition::StopRun));
+        assert_eq!(e.advice(), NO_QUOTA_AT_ALL);
+        assert!(e.advice().contains("waiting never helps") && e.advice().contains("billing"));
+        // A daily free-tier quota of 0 is still "no quota at all", not "wait for tomorrow".
+        let daily_zero = r#"{"error":{"code":429,"message":"Quota exceeded for metric: generativelanguage.googleapis.com/generate_requests_per_model_per_day, limit: 0","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]}]}}"#;
+        assert_eq!(class_of(429, daily_zero).advice(), NO_QUOTA_AT_ALL);
+        let by_value = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quota_id":"GenerateRequestsPerMinute","quota_value":"0"}]}]}}"#;
+        assert_eq!(class_of(429, by_value).advice(), NO_QUOTA_AT_ALL);
+        // `limit: 0` must be the whole number.
+        assert!(says_limit_zero("limit: 0, model: x") && says_limit_zero("limit: 0"));
+        assert!(!says_limit_zero("limit: 05") && !says_limit_zero("limit: 0.5") && !says_limit_zero("limit: 10"));
+        let daily = r#"{"error":{"code":429,"message":"Quota exceeded for metric: generativelanguage.googleapis.com/generate_requests_per_model_per_day, limit: 250","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel"}]}]}}"#;
+        let e = class_of(429, daily);
+        assert_eq!((e.class, e.advice()), (ErrorClass::Quota, DAILY_QUOTA));
+        assert!(e.message.contains("daily quota"));
+
+        let region = r#"{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}"#;
+        let e = class_of(400, region);
+        assert_eq!((e.class, e.disposition()), (ErrorClass::Auth, Disposition::StopRun));
+        assert_eq!(e.advice(), REGION_NOT_SERVED);
+        assert!(!e.advice().contains("quota") && e.advice().contains("region"));
+        // As a relay passes it on: Google's body inside its own message.
+        let relayed = r#"{"error":{"message":"{\n \"error\": {\n \"code\": 400,\n \"message\": \"User location is not supported for the API use.\",\n \"status\": \"FAILED_PRECONDITION\"\n }\n}\n","code":400,"status":"Bad Request"}}"#;
+        assert_eq!(class_of(400, relayed).advice(), REGION_NOT_SERVED);
+        let billing = r#"{"error":{"code":400,"message":"Gemini API free tier is not available in your country. Please enable billing on your project in Google AI Studio.","status":"FAILED_PRECONDITION"}}"#;
+        let e = class_of(400, billing);
+        assert_eq!((e.class, e.advice()), (ErrorClass::Quota, ENABLE_BILLING));
+        // Plain rate limits keep the class's (empty) advice and are retried.
+        let rate = class_of(
+            429,
+            r#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#,
+        );
+        assert_eq!((rate.class, rate.advice(), rate.disposition()), (ErrorClass::RateLimited, "", Disposition::Retry));
+    }
+
+    #[test]
+    fn snake_case_details_conflicts_and_x_should_retry() {
+        let snake = r#"{"error":{"code":429,"message":"slow down","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retry_delay":"12.5s"}]}}"#;
+        assert_eq!(class_of(429, snake).retry_after, Some(Duration::from_millis(12_500)));
+        let object = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":{"seconds":"7","nanos":500000000}}]}}"#;
+        assert_eq!(class_of(429, object).retry_after, Some(Duration::from_millis(7_500)));
+        let aborted = class_of(409, r#"{"error":{"code":409,"message":"conflict","status":"ABORTED"}}"#);
+        assert_eq!((aborted.class, aborted.disposition()), (ErrorClass::Server, Disposition::Retry));
+        let mut h = HeaderMap::new();
+        h.insert("x-should-retry", HeaderValue::from_static("false"));
+        let e = classify(StatusCode::SERVICE_UNAVAILABLE, &h, br#"{"error":{"code":503,"status":"UNAVAILABLE"}}"#);
+        assert_eq!((e.class, e.disposition()), (ErrorClass::Overloaded, Disposition::FailRow));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub fn fields_set(dialect: Dialect) -> &'static [&'static str] {
 }
 
 /// base64 (or a `data:` URL) to image bytes, refusing anything that is not an image.
+///
+/// The usual answer is standard base64 with padding: base64-simd decodes it in place of
+/// the body, fast. Anything it refuses goes to [`decode_tolerant`] before it is called
+/// bad, so that an image already paid for is never generated again because of how it
+/// was spelled.
 pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
     let payload = match b64.strip_prefix("data:") {
         Some(rest) => rest.split_once(',').map(|(_, data)| data).unwrap_or(rest),
@@ -66,15 +71,12 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
     };
     let payload = payload.trim();
     // base64-simd decodes several times faster than the base64 crate (at high rates this
-    // was the largest share of bulkgen's own user CPU); its errors say nothing of where,
-    // so a payload it refuses is decoded again by the base64 crate for the message.
-    let bytes = base64_simd::STANDARD.decode_to_vec(payload).map_err(|_| {
-        let why = match base64::engine::general_purpose::STANDARD.decode(payload) {
-            Err(e) => e.to_string(),
-            Ok(_) => "not canonical base64".to_owned(),
-        };
-        CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {why}"))
-    })?;
+    // was the largest share of bulkgen's own user CPU).
+    let bytes = match base64_simd::STANDARD.decode_to_vec(payload) {
+        Ok(bytes) => bytes,
+        Err(_) => decode_tolerant(payload)
+            .map_err(|why| CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {why}")))?,
+    };
     if image_extension(&bytes).is_none() {
         return Err(CallError::new(
             ErrorClass::BadResponse,
@@ -84,12 +86,56 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
     Ok(bytes)
 }
 
+/// The slow path: the URL-safe alphabet, missing padding, line breaks inside the data.
+///
+/// URL-safe is what relays built on google-genai send: its models serialize bytes with
+/// pydantic's `ser_json_bytes='base64'` and `_common.encode_unserializable_types` uses
+/// `base64.urlsafe_b64encode` (python-genai `google/genai/_common.py`); the SDK's own
+/// reader (`val_json_bytes='base64'`) takes both alphabets, padded or not. So does this.
+/// On failure the answer says where the data is bad.
+fn decode_tolerant(payload: &str) -> Result<Vec<u8>, String> {
+    let spaced = payload.bytes().any(|b| b.is_ascii_whitespace());
+    let joined: std::borrow::Cow<'_, [u8]> = if spaced {
+        payload.bytes().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>().into()
+    } else {
+        payload.as_bytes().into()
+    };
+    let url_safe = joined.iter().any(|b| matches!(b, b'-' | b'_'));
+    let standard = joined.iter().any(|b| matches!(b, b'+' | b'/'));
+    let mut unpadded: &[u8] = &joined;
+    for _ in 0..2 {
+        unpadded = unpadded.strip_suffix(b"=").unwrap_or(unpadded);
+    }
+    let fast = if url_safe { base64_simd::URL_SAFE_NO_PAD } else { base64_simd::STANDARD_NO_PAD };
+    if let Ok(bytes) = fast.decode_to_vec(unpadded) {
+        return Ok(bytes);
+    }
+    // base64-simd's errors say nothing of where: the base64 crate says it.
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let alphabet = if url_safe { &base64::alphabet::URL_SAFE } else { &base64::alphabet::STANDARD };
+    let mut why = match GeneralPurpose::new(alphabet, config).decode(&joined) {
+        Err(e) => e.to_string(),
+        Ok(_) => "not canonical base64".to_owned(),
+    };
+    if url_safe && standard {
+        why.push_str(" (the data mixes the standard and URL-safe alphabets)");
+    }
+    if spaced {
+        why.push_str(" (offsets count the data without its whitespace)");
+    }
+    Err(why)
+}
+
 /// The class of an error answer when its body says nothing more specific.
 pub fn class_by_status(status: StatusCode) -> ErrorClass {
     match status.as_u16() {
         401 | 403 => ErrorClass::Auth,
         404 => ErrorClass::NotFound,
         408 => ErrorClass::Timeout,
+        // A conflict is transient: openai-python's `BaseClient._should_retry` retries
+        // 409 ("lock timeouts") as it does 408, 429 and 5xx.
+        409 => ErrorClass::Server,
         429 => ErrorClass::RateLimited,
         400..=499 => ErrorClass::InvalidRequest,
         503 => ErrorClass::Overloaded,
@@ -142,6 +188,61 @@ mod tests {
         assert!(bad.to_string().contains("undecodable base64 image: Invalid symbol 37, offset 0"), "{bad}");
         let text = base64::engine::general_purpose::STANDARD.encode(b"hello, not an image");
         assert!(decode_image(&text).unwrap_err().to_string().contains("not a PNG, JPEG or WebP image (19 bytes)"));
+    }
+
+    #[test]
+    fn every_base64_spelling_of_the_same_image_decodes_to_it() {
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        // A length that needs padding, and content with '+' and '/' in its standard
+        // spelling, so that the URL-safe one differs.
+        let mut png = crate::sim::png::make(5_000, 9, "x=1");
+        if png.len().is_multiple_of(3) {
+            png.push(0);
+        }
+        let standard = STANDARD.encode(&png);
+        assert!(standard.ends_with('=') && standard.contains('+') && standard.contains('/'));
+        let url_safe = URL_SAFE.encode(&png);
+        let spellings = [
+            standard.clone(),
+            STANDARD_NO_PAD.encode(&png),
+            url_safe.clone(),
+            URL_SAFE_NO_PAD.encode(&png),
+            format!("data:image/png;base64,{url_safe}"),
+            format!("data:image/png;base64,{}\n", URL_SAFE_NO_PAD.encode(&png)),
+            // MIME-style lines of 76 characters, as some relays re-wrap it.
+            standard.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("\r\n"),
+            format!("  {url_safe}\n"),
+        ];
+        for (i, b64) in spellings.iter().enumerate() {
+            assert_eq!(decode_image(b64).map_err(|e| e.to_string()), Ok(png.clone()), "spelling {i}");
+        }
+    }
+
+    #[test]
+    fn bad_base64_is_refused_with_where_it_is_bad() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let png = crate::sim::png::make(5_001, 9, "x=1");
+        let mut url_safe = URL_SAFE_NO_PAD.encode(&png).into_bytes();
+        url_safe[100] = b'*';
+        let e = decode_image(std::str::from_utf8(&url_safe).unwrap()).unwrap_err();
+        assert_eq!(e.class, ErrorClass::BadResponse);
+        assert!(e.message.contains("Invalid symbol 42, offset 100"), "{e}");
+        // One alphabet mixed with the other is corrupt, and said so.
+        let mut mixed = URL_SAFE_NO_PAD.encode(&png).into_bytes();
+        let at = mixed.iter().position(|b| *b == b'-').unwrap();
+        mixed[at + 4..at + 8].copy_from_slice(b"A+AA");
+        let e = decode_image(std::str::from_utf8(&mixed).unwrap()).unwrap_err();
+        assert!(e.message.contains(&format!("offset {}", at + 5)) && e.message.contains("mixes"), "{e}");
+        // Cut short mid-symbol: no alphabet or padding makes it whole.
+        let cut = &URL_SAFE_NO_PAD.encode(&png)[..4001];
+        assert!(decode_image(cut).unwrap_err().message.starts_with("undecodable base64 image"));
+    }
+
+    #[test]
+    fn a_conflict_is_retried_as_a_server_error() {
+        assert_eq!(class_by_status(StatusCode::CONFLICT), ErrorClass::Server);
+        assert_eq!(class_by_status(StatusCode::REQUEST_TIMEOUT), ErrorClass::Timeout);
+        assert_eq!(class_by_status(StatusCode::UNPROCESSABLE_ENTITY), ErrorClass::InvalidRequest);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
 use crate::error::{CallError, ErrorClass};
-use crate::retry::retry_after;
+use crate::retry::{retry_after, should_retry};
 use crate::secret::ApiKey;
 
 pub struct OpenAi {
@@ -66,41 +66,73 @@ impl Provider for OpenAi {
     }
 
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
-        if !status.is_success() {
-            return Err(classify(status, headers, body));
-        }
-        let response: Response = serde_json::from_slice(body).map_err(|e| {
-            CallError::new(ErrorClass::BadResponse, format!("response is not the expected JSON: {e}"))
-                .with_status(status.as_u16())
-        })?;
-        let datum = response.data.into_iter().next().ok_or_else(|| {
-            let why = match serde_json::from_slice::<Value>(body) {
-                Ok(v) if v.get("error").is_some() => {
-                    return classify(StatusCode::BAD_REQUEST, headers, body);
-                }
-                _ => "the response has no image (empty `data`)",
-            };
-            CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16())
-        })?;
-        if let Some(b64) = datum.b64_json.filter(|s| !s.is_empty()) {
-            return decode_image(&b64).map(Generated::Image);
-        }
-        if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
-            return Ok(Generated::Url(url));
-        }
-        Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
-            .with_status(status.as_u16()))
+        parse_answer(status, headers, body)
     }
 }
+
+/// An answer, whole: the image (or its URL), or the classified error.
+pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
+    if !status.is_success() {
+        return Err(classify(status, headers, body));
+    }
+    let response: Response = serde_json::from_slice(body).map_err(|e| {
+        match serde_json::from_slice::<Value>(body) {
+            // An error (maybe array-wrapped) under a 200, as relays send it: classify it.
+            Ok(v) if unwrapped(&v).and_then(|v| v.get("error")).is_some() => {
+                classify(StatusCode::BAD_REQUEST, headers, body)
+            }
+            _ => CallError::new(ErrorClass::BadResponse, format!("response is not the expected JSON: {e}"))
+                .with_status(status.as_u16()),
+        }
+    })?;
+    let datum = response.data.into_iter().next().ok_or_else(|| {
+        let why = match serde_json::from_slice::<Value>(body) {
+            Ok(v) if v.get("error").is_some() => {
+                return classify(StatusCode::BAD_REQUEST, headers, body);
+            }
+            _ => "the response has no image (empty `data`)",
+        };
+        CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16())
+    })?;
+    if let Some(b64) = datum.b64_json.filter(|s| !s.is_empty()) {
+        return decode_image(&b64).map(Generated::Image);
+    }
+    if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
+        return Ok(Generated::Url(url));
+    }
+    Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
+        .with_status(status.as_u16()))
+}
+
+/// What to do when OpenAI wants the organization verified before it serves the model.
+pub const VERIFY_ORGANIZATION: &str = "the key is valid, but OpenAI serves this model only to verified organizations: \
+     verify the organization that owns the key (https://platform.openai.com/settings/organization/general, \
+     Verify Organization); access can take a few minutes after verification to propagate (OpenAI says up to \
+     15), then run the same command again";
 
 /// The error class of a non-2xx answer, from its status and OpenAI-style error body.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallError {
     let detail = ErrorBody::parse(body);
-    let is = |needle: &str| detail.code.as_deref() == Some(needle) || detail.kind.as_deref() == Some(needle);
+    // Codes compared without regard to case: relays re-spell them.
+    let is = |needle: &str| {
+        [&detail.code, &detail.kind].iter().any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(needle)))
+    };
+    let said = |needle: &str| detail.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains(needle));
+    let mut advice = None;
     let class = match status.as_u16() {
         402 => ErrorClass::Quota,
+        // A refusal is a refusal whatever status a relay wraps it in.
+        _ if is("content_policy_violation") || is("moderation_blocked") => ErrorClass::Refused,
         403 | 429 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
-        400..=499 if is("content_policy_violation") || is("moderation_blocked") => ErrorClass::Refused,
+        // "Your organization must be verified to use the model `gpt-image-2`. Please go
+        // to: https://platform.openai.com/settings/organization/general and click on
+        // Verify Organization. If you just verified, it can take up to 15 minutes for
+        // access to propagate." (403, type invalid_request_error, code null; a 400 for
+        // streaming). Every row would get it: stop, and say what fixes it.
+        400 | 403 if said("organization must be verified") => {
+            advice = Some(VERIFY_ORGANIZATION);
+            ErrorClass::Auth
+        }
         400..=499 if is("invalid_api_key") => ErrorClass::Auth,
         400..=499 if is("insufficient_quota") || is("billing_hard_limit_reached") => ErrorClass::Quota,
         _ => class_by_status(status),
@@ -109,9 +141,14 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallErr
     if let Some(code) = detail.code.filter(|c| !message.contains(c.as_str())) {
         message = format!("{message} [{code}]");
     }
-    CallError::new(class, message)
+    let mut e = CallError::new(class, message)
         .with_status(status.as_u16())
         .with_retry_after(retry_after(headers, SystemTime::now()))
+        .with_should_retry(should_retry(headers));
+    if let Some(advice) = advice {
+        e = e.with_advice(advice);
+    }
+    e
 }
 
 #[derive(Default)]
@@ -123,28 +160,43 @@ struct ErrorBody {
 
 impl ErrorBody {
     fn parse(body: &[u8]) -> ErrorBody {
-        let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            return ErrorBody::default();
-        };
-        if let Value::Array(items) = v {
-            v = items.into_iter().next().unwrap_or(Value::Null);
-        }
-        let e = v.get("error").cloned().unwrap_or(v);
+        serde_json::from_slice::<Value>(body).ok().as_ref().and_then(ErrorBody::of).unwrap_or_default()
+    }
+
+    /// The error in `v`: `{"error": {...}}`, `{"error": "text"}` or a bare
+    /// `{"message", "type", "code"}` object, each maybe wrapped in an array.
+    fn of(v: &Value) -> Option<ErrorBody> {
+        let v = unwrapped(v)?;
+        let e = v.get("error").unwrap_or(v);
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        if let Value::String(s) = &e {
-            return ErrorBody { message: Some(s.clone()), ..ErrorBody::default() };
+        match e {
+            Value::String(s) => Some(ErrorBody { message: Some(s.clone()), ..ErrorBody::default() }),
+            Value::Object(_) => Some(ErrorBody {
+                message: text(e.get("message")),
+                kind: text(e.get("type")),
+                code: text(e.get("code")),
+            }),
+            _ => None,
         }
-        ErrorBody { message: text(e.get("message")), kind: text(e.get("type")), code: text(e.get("code")) }
+    }
+}
+
+/// `v`, or its first element when a relay wrapped it in an array.
+fn unwrapped(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Array(items) => items.first(),
+        v => Some(v),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Disposition;
     use base64::Engine;
     use reqwest::header::HeaderValue;
 
@@ -203,8 +255,77 @@ mod tests {
     }
 
     fn parse(body: &str) -> Result<Generated, CallError> {
-        let p = OpenAi::new(&"http://127.0.0.1:1".parse().unwrap());
-        p.parse(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+        parse_answer(StatusCode::OK, &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn an_unverified_organization_stops_the_run_with_what_fixes_it() {
+        let body = r#"{"error":{"message":"Your organization must be verified to use the model `gpt-image-2`. Please go to: https://platform.openai.com/settings/organization/general and click on Verify Organization. If you just verified, it can take up to 15 minutes for access to propagate.","type":"invalid_request_error","param":null,"code":null}}"#;
+        let e = classify(StatusCode::FORBIDDEN, &HeaderMap::new(), body.as_bytes());
+        assert_eq!(e.class, ErrorClass::Auth);
+        assert_eq!(e.disposition(), Disposition::StopRun);
+        assert_eq!(e.advice(), VERIFY_ORGANIZATION);
+        assert!(e.advice().contains("verify the organization") && e.advice().contains("propagate"));
+        assert!(!e.advice().contains("check the API key"));
+        let stream = r#"{"error":{"message":"Your organization must be verified to stream this model.","type":"invalid_request_error"}}"#;
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, &HeaderMap::new(), stream.as_bytes()).advice(),
+            VERIFY_ORGANIZATION
+        );
+        // Any other 401/403 keeps the class's advice about the key.
+        let key = classify(StatusCode::UNAUTHORIZED, &HeaderMap::new(), br#"{"error":{"code":"invalid_api_key"}}"#);
+        assert_eq!(key.advice(), ErrorClass::Auth.advice());
+    }
+
+    #[test]
+    fn relay_refusals_are_refusals_however_they_are_wrapped() {
+        for (status, body) in [
+            (
+                400,
+                r#"[{"error":{"message":"blocked","type":"image_generation_user_error","code":"moderation_blocked"}}]"#,
+            ),
+            (400, r#"{"error":{"message":"flagged","type":"content_policy_violation","code":null}}"#),
+            (400, r#"{"error":{"message":"flagged","type":"upstream_error","code":"CONTENT_POLICY_VIOLATION"}}"#),
+            (400, r#"{"message":"flagged","code":"content_policy_violation"}"#),
+            (500, r#"{"error":{"message":"upstream said no","type":"new_api_error","code":"moderation_blocked"}}"#),
+            (422, r#"[{"error":{"message":"flagged","code":"content_policy_violation"}}]"#),
+        ] {
+            assert_eq!(class_of(status, body), ErrorClass::Refused, "{status} {body}");
+        }
+        // Under a 200, too.
+        for body in [
+            r#"[{"error":{"message":"blocked","code":"moderation_blocked"}}]"#,
+            r#"{"error":{"message":"blocked","type":"content_policy_violation"}}"#,
+        ] {
+            assert_eq!(parse(body).unwrap_err().class, ErrorClass::Refused, "{body}");
+        }
+        // A 200 that is neither an image nor an error stays a bad response (retried).
+        assert_eq!(parse(r#"{"data":"oops","message":"x"}"#).unwrap_err().class, ErrorClass::BadResponse);
+    }
+
+    #[test]
+    fn conflicts_retry_and_x_should_retry_is_obeyed() {
+        let h = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-should-retry", HeaderValue::from_static(v));
+            h
+        };
+        let conflict = classify(StatusCode::CONFLICT, &HeaderMap::new(), br#"{"error":{"message":"lock timeout"}}"#);
+        assert_eq!((conflict.class, conflict.disposition()), (ErrorClass::Server, Disposition::Retry));
+        let server = classify(StatusCode::INTERNAL_SERVER_ERROR, &h("false"), b"{}");
+        assert_eq!((server.class, server.should_retry), (ErrorClass::Server, Some(false)));
+        assert_eq!(server.disposition(), Disposition::FailRow);
+        let invalid = classify(StatusCode::BAD_REQUEST, &h("true"), br#"{"error":{"message":"try again"}}"#);
+        assert_eq!((invalid.class, invalid.disposition()), (ErrorClass::InvalidRequest, Disposition::Retry));
+        let quota = classify(StatusCode::TOO_MANY_REQUESTS, &h("true"), br#"{"error":{"code":"insufficient_quota"}}"#);
+        assert_eq!((quota.class, quota.disposition()), (ErrorClass::Quota, Disposition::StopRun));
+    }
+
+    #[test]
+    fn url_safe_b64_json_is_an_image() {
+        let png = crate::sim::png::make(3_000, 3, "x");
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&png);
+        assert_eq!(parse(&format!(r#"{{"data":[{{"b64_json":"{b64}"}}]}}"#)).unwrap(), Generated::Image(png));
     }
 
     #[test]
