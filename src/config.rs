@@ -113,6 +113,8 @@ pub struct RunConfig {
     pub download_timeout: Duration,
     pub max_attempts: u32,
     pub backoff: Backoff,
+    /// How long the endpoint may stay unreachable before the run stops.
+    pub max_wait: Duration,
     pub http2: bool,
     pub allow_plain_http: bool,
     pub retry_failed: bool,
@@ -207,6 +209,7 @@ impl RunConfig {
                 args.backoff_max, args.backoff_base
             )));
         }
+        let mut max_wait = dur("--max-wait", &args.max_wait)?;
         let progress = if args.quiet {
             ProgressMode::Quiet
         } else {
@@ -231,6 +234,7 @@ impl RunConfig {
                 *t = scale(*t).max(Duration::from_millis(100));
             }
             backoff = Backoff { base: scale(backoff.base), max: scale(backoff.max) };
+            max_wait = scale(max_wait);
             rate_window = scale(rate_window);
             Some(SimSettings { time_scale, faults, seed: args.seed.unwrap_or(1) })
         } else {
@@ -279,6 +283,7 @@ impl RunConfig {
             download_timeout,
             max_attempts: args.max_attempts,
             backoff,
+            max_wait,
             http2: args.http2,
             allow_plain_http: args.allow_plain_http,
             retry_failed: args.retry_failed,

@@ -9,6 +9,9 @@ use std::time::Duration;
 /// The classes a failed call falls into (product.md, "Errors and what happens").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorClass {
+    /// No connection at all (DNS, refused, TLS handshake): the call reached nobody, so
+    /// it costs nothing and spends none of the row's attempts.
+    Unreachable,
     Timeout,
     Network,
     RateLimited,
@@ -35,7 +38,8 @@ pub enum Disposition {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 12] = [
+    pub const ALL: [ErrorClass; 13] = [
+        ErrorClass::Unreachable,
         ErrorClass::Timeout,
         ErrorClass::Network,
         ErrorClass::RateLimited,
@@ -52,6 +56,7 @@ impl ErrorClass {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ErrorClass::Unreachable => "unreachable",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Network => "network",
             ErrorClass::RateLimited => "rate_limited",
@@ -73,7 +78,8 @@ impl ErrorClass {
 
     pub fn disposition(self) -> Disposition {
         match self {
-            ErrorClass::Timeout
+            ErrorClass::Unreachable
+            | ErrorClass::Timeout
             | ErrorClass::Network
             | ErrorClass::RateLimited
             | ErrorClass::Overloaded

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Attempts per row for transient errors (and per download).
     #[arg(long, env = "BULKGEN_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
+    /// The longest the run waits for an endpoint that cannot be reached at all (calls
+    /// paused, no row's attempts spent) before it stops with exit 3.
+    #[arg(long, env = "BULKGEN_MAX_WAIT", default_value = "10m")]
+    pub max_wait: String,
     /// Base of the full-jitter exponential backoff.
     #[arg(long, default_value = "2s")]
     pub backoff_base: String,

@@ -123,7 +123,14 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Erro
 
 /// A transport failure (no usable HTTP answer) as an error class.
 fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
-    let class = if e.is_timeout() { ErrorClass::Timeout } else { ErrorClass::Network };
+    // A connect that failed (refused, DNS, TLS handshake, connect timeout) reached nobody.
+    let class = if e.is_connect() {
+        ErrorClass::Unreachable
+    } else if e.is_timeout() {
+        ErrorClass::Timeout
+    } else {
+        ErrorClass::Network
+    };
     let mut chain = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(&e);
     while let Some(s) = source {

@@ -141,6 +141,8 @@ struct Ctx {
     writers: Semaphore,
     /// `--max-cost` in micro-USD, and what this run has spent or holds for calls in flight.
     budget: Option<(u64, AtomicU64)>,
+    /// Since when no call could connect, and how many in a row failed so.
+    unreachable: Mutex<Option<(Instant, u32)>>,
 }
 
 /// See `Ctx::writers`.
@@ -164,6 +166,43 @@ impl Ctx {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price))
             .ok()?;
         Some(price)
+    }
+
+    /// A call could not connect: how long every call now pauses, or None when the
+    /// endpoint has been away longer than `--max-wait` (the run is stopped).
+    fn unreachable(&self, e: &CallError) -> Option<Duration> {
+        let mut state = self.unreachable.lock().expect("unreachable lock");
+        let (since, streak) = state.get_or_insert_with(|| {
+            self.progress.note(&format!(
+                "bulkgen: {} cannot be reached ({e}); every call is paused and retried, without spending rows' \
+                 attempts, for up to --max-wait",
+                self.cfg.base_url
+            ));
+            (Instant::now(), 0)
+        });
+        *streak += 1;
+        if since.elapsed() > self.cfg.max_wait {
+            let away = since.elapsed();
+            drop(state);
+            self.stop_run(StopReason::Local(format!(
+                "{} has been unreachable for {:.0?} (longer than --max-wait): {e}. Check --base-url and the network, \
+                 then run the same command again",
+                self.cfg.base_url, away
+            )));
+            return None;
+        }
+        let wait = self.cfg.backoff.ceiling(*streak).min(self.cfg.max_wait);
+        drop(state);
+        self.gate.hold_for(wait);
+        Some(wait)
+    }
+
+    /// A call got an answer: the endpoint is back.
+    fn reachable(&self) {
+        let mut state = self.unreachable.lock().expect("unreachable lock");
+        if let Some((since, _)) = state.take() {
+            self.progress.note(&format!("bulkgen: {} answers again after {:.0?}", self.cfg.base_url, since.elapsed()));
+        }
     }
 
     /// A call that failed is not billed: its reservation goes back.
@@ -309,6 +348,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         downloads: Semaphore::new(concurrency),
         writers: Semaphore::new(MAX_WRITERS),
         budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
+        unreachable: Mutex::new(None),
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
@@ -615,6 +655,9 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             &result,
         );
 
+        if !matches!(&result, Err(e) if e.class == ErrorClass::Unreachable) {
+            ctx.reachable();
+        }
         let e = match result {
             Ok(generated) => {
                 let latency_s = took.as_secs_f64();
@@ -634,6 +677,18 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             }
             Err(e) => e,
         };
+        if e.class == ErrorClass::Unreachable {
+            // The call reached nobody: not paid, and not one of the row's attempts. Every
+            // call pauses while the endpoint is away; past --max-wait the run stops.
+            attempt -= 1;
+            let wait = ctx.unreachable(&e);
+            drop(admission.permit);
+            if wait.is_none() || !wait_or_stop(ctx, wait.unwrap_or_default()).await {
+                ctx.ckpt.mark_pending(row.rid);
+                return None;
+            }
+            continue;
+        }
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
             // The fallback takes over only a row it can render as asked.

@@ -23,7 +23,8 @@ fn bodies(sim: &SimServer) -> Vec<(String, Value)> {
 
 fn body_for<'a>(bodies: &'a [(String, Value)], prompt: &str) -> &'a Value {
     let found = bodies.iter().find(|(_, b)| {
-        b["prompt"] == prompt || b["contents"][0]["parts"].as_array().is_some_and(|p| p.iter().any(|x| x["text"] == prompt))
+        b["prompt"] == prompt
+            || b["contents"][0]["parts"].as_array().is_some_and(|p| p.iter().any(|x| x["text"] == prompt))
     });
     &found.unwrap_or_else(|| panic!("no request carried {prompt:?}")).1
 }
@@ -59,7 +60,8 @@ async fn default_models_get_requests_the_real_apis_accept() {
     // The gemini dialect: gemini-3-pro-image with imageSize and aspectRatio.
     let out = dir.path().join("out-gemini");
     let before = bodies(&sim).len();
-    let manifest = write(dir.path(), "g.csv", "id,prompt,size,aspect_ratio\ng1,gemini wide,2K,16:9\ng2,gemini px,2752x1536,\n");
+    let manifest =
+        write(dir.path(), "g.csv", "id,prompt,size,aspect_ratio\ng1,gemini wide,2K,16:9\ng2,gemini px,2752x1536,\n");
     let o = run(&sim, &manifest, &out, &["--provider", "gemini"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let b = bodies(&sim)[before..].to_vec();
@@ -74,8 +76,13 @@ async fn default_models_get_requests_the_real_apis_accept() {
     // An aggregator model that takes response_format gets it; url results are downloaded.
     let out = dir.path().join("out-agg");
     let before = bodies(&sim).len();
-    let o = run(&sim, &manifest_of(dir.path(), "a.csv", 3), &out, &["--model", "nano-banana-pro", "--response-format", "url"])
-        .await;
+    let o = run(
+        &sim,
+        &manifest_of(dir.path(), "a.csv", 3),
+        &out,
+        &["--model", "nano-banana-pro", "--response-format", "url"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let b = bodies(&sim)[before..].to_vec();
     assert_eq!(b.len(), 3);
@@ -118,7 +125,11 @@ async fn sizes_a_model_cannot_render_are_refused_at_the_check_or_sent_as_the_nea
     assert!(!out.exists());
 
     // Gemini: 512 and 1:8 are Nano Banana 2's, not Nano Banana Pro's.
-    let g = write(dir.path(), "g.csv", "id,prompt,size,aspect_ratio,model\na,x,512,,\nb,y,1K,1:8,\nc,z,512,1:8,gemini-3.1-flash-image\n");
+    let g = write(
+        dir.path(),
+        "g.csv",
+        "id,prompt,size,aspect_ratio,model\na,x,512,,\nb,y,1K,1:8,\nc,z,512,1:8,gemini-3.1-flash-image\n",
+    );
     let o = run(&sim, &g, &out, &["--provider", "gemini"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -144,8 +155,7 @@ async fn sizes_a_model_cannot_render_are_refused_at_the_check_or_sent_as_the_nea
 async fn params_reach_the_request_are_part_of_identity_and_may_not_collide() {
     let sim = sim(fixed(Duration::from_millis(5))).await;
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        write(dir.path(), "m.csv", "id,prompt,param.output_format\na,first,webp\nb,second,\n");
+    let manifest = write(dir.path(), "m.csv", "id,prompt,param.output_format\na,first,webp\nb,second,\n");
     let out = dir.path().join("out");
     let o = run(&sim, &manifest, &out, &["--param", "quality=high", "--param", "output_compression=80"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -167,7 +177,10 @@ async fn params_reach_the_request_are_part_of_identity_and_may_not_collide() {
     // Fields bulkgen sets are refused, with the fix named, and nothing is sent.
     let cases: [(&[&str], &str); 3] = [
         (&["--param", "size=4096x4096"], "bulkgen sets `size` itself"),
-        (&["--provider", "gemini", "--param", "generationConfig.imageConfig.imageSize=4K"], "sets `generationConfig.imageConfig`"),
+        (
+            &["--provider", "gemini", "--param", "generationConfig.imageConfig.imageSize=4K"],
+            "sets `generationConfig.imageConfig`",
+        ),
         (&["--param", "response_format=url"], "sets `response_format`"),
     ];
     for (args, expected) in cases {
@@ -178,7 +191,11 @@ async fn params_reach_the_request_are_part_of_identity_and_may_not_collide() {
     let bad = write(dir.path(), "bad.csv", "prompt,param.model\nx,gpt-image-1\n");
     let o = run(&sim, &bad, &dir.path().join("never"), &[]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("column `param.model` would overwrite `model`"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("column `param.model` would overwrite `model`"),
+        "{}",
+        text(&o)
+    );
     let o = run(&sim, &manifest, &dir.path().join("never"), &["--response-format", "url"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("gpt-image-2 does not take response_format"), "{}", text(&o));
@@ -309,8 +326,52 @@ async fn the_models_command_prints_the_catalogue_and_what_an_endpoint_serves() {
     let listing = String::from_utf8_lossy(&o.stdout);
     assert!(listing.contains("gpt-image-2") && listing.contains("nano-banana-pro"), "{listing}");
     assert!(listing.contains("deprecated: shuts down 2026-12-01"), "{listing}");
-    let o = bin().args(["models", "--provider", "gemini", "--format", "json", "--base-url", &sim.base_url()]).output().await.unwrap();
+    let o = bin()
+        .args(["models", "--provider", "gemini", "--format", "json", "--base-url", &sim.base_url()])
+        .output()
+        .await
+        .unwrap();
     let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     let served: Vec<&str> = v["served"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert!(served.contains(&"gemini-3-pro-image") && !served.contains(&"gemini-3-pro-image-preview"), "{served:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_connect_spends_no_attempt_and_waits_for_the_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_of(dir.path(), "m.csv", 6);
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+
+    // Nobody there, past --max-wait: exit 3, rows pending, none failed.
+    let addr = free_port();
+    let out = dir.path().join("gone");
+    let args = ["--no-preflight", "--max-attempts", "1", "--max-wait", "300ms"];
+    let o = run_cmd(&format!("http://{addr}"), &manifest, &out, &args).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot be reached") && err.contains("longer than --max-wait"), "{err}");
+    assert!(states(&out).values().all(|s| s == "pending"), "{:?}", states(&out));
+
+    // The endpoint comes up while the calls wait: with one attempt a row, every row is
+    // still made, because calls that reached nobody spent none.
+    let addr = free_port();
+    let out = dir.path().join("back");
+    let args = ["--no-preflight", "--max-attempts", "1", "--max-wait", "60s", "-c", "3"];
+    let child = spawn_run_at(&format!("http://{addr}"), &manifest, &out, &args);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let sim = SimServer::start(SimConfig { api_key: Some(KEY.into()), ..fixed(Duration::from_millis(5)) }, addr)
+        .await
+        .expect("the port is still free");
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot be reached") && err.contains("answers again"), "{err}");
+    assert_eq!(sim.stats().successes, 6);
+    assert!(attempts(&out).iter().any(|a| a.4.as_deref() == Some("unreachable")), "the failed connects are recorded");
+}
+
+fn spawn_run_at(url: &str, manifest: &std::path::Path, out: &std::path::Path, args: &[&str]) -> tokio::process::Child {
+    let mut c = run_cmd(url, manifest, out, args);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
 }
