@@ -144,7 +144,8 @@ HAND_WRITTEN = {
     # size message as OpenAI sends it ("Invalid value: '1254x836'. Supported values are:
     # '1024x1024', '1024x1536', '1536x1024', and 'auto'.", pollinations/pollinations#5037);
     # Gemini's per-field INVALID_ARGUMENT text (astrbot_plugin_gitee_aiimg#37 above);
-    # Gemini's 404 (wire-formats.md); OpenAI's model_not_found message as the simulator
+    # Gemini's 404 (wire-formats.md; {version} is v1beta there, v1 under the SDK's default
+    # API version); OpenAI's model_not_found message as the simulator
     # already sends it.
     "errors": {
         "openai_unknown_parameter": {
@@ -166,7 +167,7 @@ HAND_WRITTEN = {
         },
         "gemini_not_found": {
             "status": 404,
-            "body": {"error": {"code": 404, "message": "models/{model} is not found for API version v1beta, or is not supported for generateContent.", "status": "NOT_FOUND"}},
+            "body": {"error": {"code": 404, "message": "models/{model} is not found for API version {version}, or is not supported for generateContent.", "status": "NOT_FOUND"}},
         },
     },
 }
