@@ -28,16 +28,14 @@ fn is_gemini(headers: &HeaderMap) -> bool {
     headers.contains_key("x-goog-api-key") && !headers.contains_key(header::AUTHORIZATION)
 }
 
-/// Counts the call, then answers for an endpoint that does not exist or a wrong key.
-fn admit(s: &Shared, wire: Wire, headers: &HeaderMap) -> Result<(), Response> {
+/// Counts the call; then the answer when the endpoint does not exist or the key is wrong.
+fn refuse(s: &Shared, wire: Wire, headers: &HeaderMap) -> Option<Response> {
     s.stats.lock().expect("stats lock").list_requests += 1;
     if !s.cfg.list_endpoint {
-        return Err((
-            StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "404 page not found",
-        )
-            .into_response());
+        return Some(
+            (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "404 page not found")
+                .into_response(),
+        );
     }
     let key = match wire {
         Wire::OpenAi => wire::openai_key(headers),
@@ -45,9 +43,9 @@ fn admit(s: &Shared, wire: Wire, headers: &HeaderMap) -> Result<(), Response> {
     };
     if !s.key_ok(&key) {
         s.stats.lock().expect("stats lock").auth_failures += 1;
-        return Err(wire.bad_key(&key));
+        return Some(wire.bad_key(&key));
     }
-    Ok(())
+    None
 }
 
 fn openai_model(id: &str) -> Value {
@@ -85,7 +83,7 @@ fn ok(v: Value) -> Response {
 }
 
 fn openai_list_of(s: &Shared, headers: &HeaderMap) -> Response {
-    if let Err(r) = admit(s, Wire::OpenAi, headers) {
+    if let Some(r) = refuse(s, Wire::OpenAi, headers) {
         return r;
     }
     let data: Vec<Value> = s.served.iter().map(|m| openai_model(m)).collect();
@@ -93,14 +91,14 @@ fn openai_list_of(s: &Shared, headers: &HeaderMap) -> Response {
 }
 
 fn openai_get_of(s: &Shared, headers: &HeaderMap, id: &str) -> Response {
-    if let Err(r) = admit(s, Wire::OpenAi, headers) {
+    if let Some(r) = refuse(s, Wire::OpenAi, headers) {
         return r;
     }
     if s.serves(id) { ok(openai_model(id)) } else { Wire::refusal(&FIXTURES.openai_not_found(id)) }
 }
 
 fn gemini_list_of(s: &Shared, headers: &HeaderMap, query: &HashMap<String, String>) -> Response {
-    if let Err(r) = admit(s, Wire::Gemini, headers) {
+    if let Some(r) = refuse(s, Wire::Gemini, headers) {
         return r;
     }
     let size = match query.get("pageSize").map(|p| p.parse::<usize>()) {
@@ -125,7 +123,7 @@ fn gemini_list_of(s: &Shared, headers: &HeaderMap, query: &HashMap<String, Strin
 }
 
 fn gemini_get_of(s: &Shared, headers: &HeaderMap, model: &str, version: &str) -> Response {
-    if let Err(r) = admit(s, Wire::Gemini, headers) {
+    if let Some(r) = refuse(s, Wire::Gemini, headers) {
         return r;
     }
     if gemini_serves(s, model) {
