@@ -4,6 +4,12 @@
 //! read to prove what the runner did (calls per prompt, successes per prompt, most calls
 //! in flight at once, arrival times).
 //!
+//! It is as strict as the real APIs: what each model accepts (sizes, `response_format`,
+//! image sizes and aspect ratios), which models are served and which are shut down, and
+//! the error bodies come from `tests/sdk/fixtures.json`, made with the providers' official
+//! SDKs ([`rules`]), never from bulkgen's own tables. It also answers the model-list
+//! endpoints a preflight asks ([`listing`]).
+//!
 //! `bulkgen sim` serves it on its own; `bulkgen run --simulate` starts one in-process.
 
 use std::collections::HashMap;
@@ -15,21 +21,25 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::size::Size;
+use crate::size::Resolution;
 
 pub mod latency;
+mod listing;
 pub mod png;
+pub mod rules;
 mod wire;
 
+use rules::{Dialect, FIXTURES};
 use wire::Wire;
 
 pub use png::{prompt_tag, read_tag};
@@ -143,12 +153,18 @@ pub struct SimConfig {
     pub retry_after: Duration,
     /// Replaces the latency model with a fixed latency (simulated time), for tests.
     pub fixed_latency: Option<Duration>,
-    /// The models it serves; `None` serves any name, others get a 404.
+    /// The models it serves; others get the provider's 404. `None` serves the default
+    /// set: the fixtures' active and deprecated-but-not-yet-shut-down models and the
+    /// aggregator's names. A list serves exactly those names; names the fixtures do not
+    /// know (a test's `primary`, `backup`) take any size and `response_format`.
     pub models: Option<Vec<String>>,
     /// The first request of every prompt gets this fault (deterministic tests).
     pub fail_first: Option<Fault>,
     /// How long a download of a result URL takes (real time).
     pub download_latency: Duration,
+    /// Whether the model-list and model-get endpoints exist. `false` answers each with a
+    /// plain-text 404, like an aggregator that lacks them.
+    pub list_endpoint: bool,
 }
 
 impl Default for SimConfig {
@@ -164,6 +180,7 @@ impl Default for SimConfig {
             models: None,
             fail_first: None,
             download_latency: Duration::ZERO,
+            list_endpoint: true,
         }
     }
 }
@@ -195,10 +212,21 @@ pub struct SimStats {
     pub per_model: HashMap<String, u64>,
     /// Arrival time of every generation request, since the simulator started.
     pub arrivals: Vec<Duration>,
+    /// Request path and JSON body of the first [`MAX_BODIES`] generation requests, as
+    /// received (a body that is not JSON is kept as a string), so tests can prove what
+    /// bulkgen sent.
+    pub bodies: Vec<(String, Value)>,
+    /// Calls to the model-list and model-get endpoints (whatever their answer).
+    pub list_requests: u64,
 }
+
+/// How many generation bodies [`SimStats::bodies`] keeps.
+pub const MAX_BODIES: usize = 10_000;
 
 struct Shared {
     cfg: SimConfig,
+    /// The model names served (see [`SimConfig::models`]).
+    served: Vec<String>,
     started: Instant,
     rng: Mutex<StdRng>,
     in_flight: AtomicUsize,
@@ -220,7 +248,9 @@ impl SimServer {
     pub async fn start(cfg: SimConfig, listen: SocketAddr) -> std::io::Result<SimServer> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        let served = cfg.models.clone().unwrap_or_else(|| FIXTURES.default_served());
         let shared = Arc::new(Shared {
+            served,
             rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             cfg,
             started: Instant::now(),
@@ -232,7 +262,17 @@ impl SimServer {
         });
         let app = Router::new()
             .route("/v1/images/generations", post(generate_openai))
-            .route("/v1beta/models/{model_action}", post(generate_gemini))
+            // Google's OpenAI-compatible root: the OpenAI SDK posts `{root}images/generations`.
+            .route("/v1beta/openai/images/generations", post(generate_openai))
+            .route("/v1beta/models/{model_action}", post(generate_gemini_v1beta).get(listing::gemini_get_v1beta))
+            // google-genai 3.x defaults to API version v1 (tests/sdk/fixtures.json,
+            // gemini.default_api_version): the same paths under /v1. A GET there is told
+            // from OpenAI's by the key's header.
+            .route("/v1/models/{model_action}", post(generate_gemini_v1).get(listing::get_v1))
+            .route("/v1/models", get(listing::list_v1))
+            .route("/v1beta/models", get(listing::gemini_list_v1beta))
+            .route("/v1beta/openai/models", get(listing::openai_list))
+            .route("/v1beta/openai/models/{id}", get(listing::openai_get))
             .route("/files/{name}", get(download))
             .route("/_sim/stats", get(stats))
             .with_state(shared.clone());
@@ -249,6 +289,34 @@ impl SimServer {
 
     pub fn stats(&self) -> SimStats {
         self.shared.stats.lock().expect("stats lock").clone()
+    }
+}
+
+impl Shared {
+    fn key_ok(&self, key: &str) -> bool {
+        match &self.cfg.api_key {
+            Some(k) => key == k,
+            None => !key.is_empty(),
+        }
+    }
+
+    fn serves(&self, model: &str) -> bool {
+        self.served.iter().any(|m| m == model)
+    }
+}
+
+/// The latency class of a requested size, by the simulator's own small mapping (not
+/// bulkgen's size tables): `512` and `1K` render like 1K; `WxH` by pixel count, up to
+/// 2.1 MP as 1K, up to 8.4 MP as 2K, above as 4K. Anything else (`auto`, none) as 1K.
+fn latency_class(size: &str) -> Resolution {
+    match size.trim().to_ascii_uppercase().as_str() {
+        "2K" => Resolution::K2,
+        "4K" => Resolution::K4,
+        other => match rules::parse_wxh(&other.to_ascii_lowercase()) {
+            Some((w, h)) if u64::from(w) * u64::from(h) > 8_400_000 => Resolution::K4,
+            Some((w, h)) if u64::from(w) * u64::from(h) > 2_100_000 => Resolution::K2,
+            _ => Resolution::K1,
+        },
     }
 }
 
@@ -277,53 +345,91 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn generate_openai(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    serve(&s, Wire::OpenAi, None, &headers, &body).await
+async fn generate_openai(
+    State(s): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(&s, Wire::OpenAi, uri.path(), None, &headers, &body).await
 }
 
-async fn generate_gemini(
+async fn generate_gemini_v1beta(
     State(s): State<Arc<Shared>>,
+    uri: Uri,
     Path(model_action): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    serve(&s, Wire::Gemini, Some(&model_action), &headers, &body).await
+    serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, &body).await
+}
+
+async fn generate_gemini_v1(
+    State(s): State<Arc<Shared>>,
+    uri: Uri,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, &body).await
+}
+
+/// The Gemini API version a path is under (`v1beta` or `v1`), for the 404 text.
+fn api_version(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or("v1beta")
 }
 
 /// One generation request, in either dialect: bookkeeping, key and model checks, the
-/// fault and latency draws, then the answer.
-async fn serve(s: &Shared, wire: Wire, model_path: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Response {
+/// model's acceptance rules, the fault and latency draws, then the answer.
+async fn serve(
+    s: &Shared,
+    wire: Wire,
+    path: &str,
+    model_path: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let arrived = s.started.elapsed();
     let (_guard, now) = InFlight::enter(&s.in_flight);
-    let req = wire.parse(model_path, headers, body);
+    let json: Result<Value, String> =
+        serde_json::from_slice(body).map_err(|e| format!("could not parse the JSON body: {e}"));
+    let req = json.clone().and_then(|v| wire.parse(model_path, headers, &v));
     let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
     let first_of_prompt = {
         let mut st = s.stats.lock().expect("stats lock");
         st.requests += 1;
         st.max_in_flight = st.max_in_flight.max(now);
         st.arrivals.push(arrived);
+        if st.bodies.len() < MAX_BODIES {
+            let kept = json.clone().unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
+            st.bodies.push((path.to_owned(), kept));
+        }
         let count = st.per_prompt.entry(tag.clone()).or_default();
         count.requests += 1;
         count.requests == 1
     };
-    let req = match req {
-        Ok(r) => r,
-        Err(why) => return wire.bad_request(&why),
+    let (req, json) = match (req, json) {
+        (Ok(r), Ok(v)) => (r, v),
+        (Err(why), _) | (_, Err(why)) => return wire.bad_request(&why),
     };
-    let key_ok = match &s.cfg.api_key {
-        Some(k) => req.key == *k,
-        None => !req.key.is_empty(),
-    };
-    if !key_ok {
+    if !s.key_ok(&req.key) {
         s.stats.lock().expect("stats lock").auth_failures += 1;
         return wire.bad_key(&req.key);
     }
-    if s.cfg.models.as_ref().is_some_and(|known| !known.contains(&req.model)) {
-        return wire.unknown_model(&req.model);
+    let known = FIXTURES.model(&req.model);
+    // Google serves none of OpenAI's models on generateContent.
+    let wrong_dialect = wire == Wire::Gemini && known.is_some_and(|m| m.dialect == Dialect::Openai);
+    if !s.serves(&req.model) || wrong_dialect {
+        return wire.unknown_model(&req.model, api_version(path));
     }
-    let Some(resolution) = req.size.parse::<Size>().ok().map(Size::resolution) else {
-        return wire.bad_request(&format!("Invalid size {:?}", req.size));
+    let checked = match wire {
+        Wire::OpenAi => FIXTURES.check_openai(known, &json),
+        Wire::Gemini => FIXTURES.check_gemini(known, &json),
     };
+    if let Err(refusal) = checked {
+        return Wire::refusal(&refusal);
+    }
+    let resolution = latency_class(&req.size);
 
     let (fault, latency, fail_download, alternate) = {
         let mut rng = s.rng.lock().expect("rng lock");
@@ -489,5 +595,24 @@ mod tests {
         assert!(parse_fault("418=0.1").unwrap_err().contains("unknown fault"));
         assert!(parse_fault("503=2").unwrap_err().contains("between 0 and 1"));
         assert!(parse_fault("503").unwrap_err().contains("KIND=RATE"));
+    }
+
+    #[test]
+    fn latency_classes_come_from_the_simulators_own_mapping() {
+        for (size, class) in [
+            ("512", Resolution::K1),
+            ("1K", Resolution::K1),
+            ("2K", Resolution::K2),
+            ("4K", Resolution::K4),
+            ("1024x1024", Resolution::K1),
+            ("2048x1024", Resolution::K1),
+            ("2048x2048", Resolution::K2),
+            ("3840x2160", Resolution::K2),
+            ("4096x4096", Resolution::K4),
+            ("auto", Resolution::K1),
+            ("", Resolution::K1),
+        ] {
+            assert_eq!(latency_class(size), class, "{size}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::rules::{FIXTURES, Refusal};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
     OpenAi,
@@ -26,9 +28,23 @@ pub struct Request {
     pub key: String,
 }
 
+/// The key of an OpenAI-dialect request (`Authorization: Bearer KEY`), or "".
+pub fn openai_key(headers: &HeaderMap) -> String {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The key of a Gemini request (`x-goog-api-key: KEY`), or "".
+pub fn gemini_key(headers: &HeaderMap) -> String {
+    headers.get("x-goog-api-key").and_then(|h| h.to_str().ok()).unwrap_or("").to_owned()
+}
+
 impl Wire {
-    pub fn parse(self, model_path: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Result<Request, String> {
-        let v: Value = serde_json::from_slice(body).map_err(|e| format!("could not parse the JSON body: {e}"))?;
+    pub fn parse(self, model_path: Option<&str>, headers: &HeaderMap, v: &Value) -> Result<Request, String> {
         let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
         match self {
             Wire::OpenAi => Ok(Request {
@@ -36,27 +52,40 @@ impl Wire {
                 prompt: text(&v["prompt"]),
                 size: text(&v["size"]),
                 url_mode: v["response_format"] == "url",
-                key: headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|h| h.strip_prefix("Bearer "))
-                    .unwrap_or("")
-                    .to_owned(),
+                key: openai_key(headers),
             }),
             Wire::Gemini => {
                 let model = model_path
                     .and_then(|p| p.strip_suffix(":generateContent"))
                     .ok_or("expected models/{model}:generateContent")?;
-                let config = &v["generationConfig"]["imageConfig"];
+                let generation =
+                    if v["generationConfig"].is_null() { &v["generation_config"] } else { &v["generationConfig"] };
+                let config = if generation["imageConfig"].is_null() {
+                    &generation["image_config"]
+                } else {
+                    &generation["imageConfig"]
+                };
+                let size = if config["imageSize"].is_null() { &config["image_size"] } else { &config["imageSize"] };
+                // Reference images come first as inline or file parts; the prompt is the
+                // last text part.
+                let prompt = v["contents"][0]["parts"]
+                    .as_array()
+                    .and_then(|parts| parts.iter().rev().find_map(|p| p["text"].as_str()))
+                    .unwrap_or("");
                 Ok(Request {
                     model: model.to_owned(),
-                    prompt: text(&v["contents"][0]["parts"][0]["text"]),
-                    size: config["imageSize"].as_str().unwrap_or("1K").to_owned(),
+                    prompt: prompt.to_owned(),
+                    size: size.as_str().unwrap_or("1K").to_owned(),
                     url_mode: false,
-                    key: headers.get("x-goog-api-key").and_then(|h| h.to_str().ok()).unwrap_or("").to_owned(),
+                    key: gemini_key(headers),
                 })
             }
         }
+    }
+
+    /// A refusal from the rules in the fixtures, with its real body.
+    pub fn refusal(r: &Refusal) -> Response {
+        json_response(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), r.body.to_string())
     }
 
     fn openai_error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
@@ -97,22 +126,12 @@ impl Wire {
         }
     }
 
-    pub fn unknown_model(self, model: &str) -> Response {
+    /// A model the endpoint does not serve (unknown, or shut down). `version` is the
+    /// Gemini API version of the path (`v1beta`, or `v1` as the SDK now defaults to).
+    pub fn unknown_model(self, model: &str, version: &str) -> Response {
         match self {
-            Wire::OpenAi => Wire::openai_error(
-                StatusCode::NOT_FOUND,
-                &format!("The model `{model}` does not exist or you do not have access to it."),
-                "invalid_request_error",
-                "model_not_found",
-            ),
-            Wire::Gemini => Wire::gemini_error(
-                404,
-                "NOT_FOUND",
-                &format!(
-                    "models/{model} is not found for API version v1beta, or is not supported for generateContent."
-                ),
-                json!([]),
-            ),
+            Wire::OpenAi => Wire::refusal(&FIXTURES.openai_not_found(model)),
+            Wire::Gemini => Wire::refusal(&FIXTURES.gemini_not_found(model, version)),
         }
     }
 

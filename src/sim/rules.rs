@@ -1,0 +1,384 @@
+//! What the simulated providers accept, and how they refuse the rest: read from
+//! `tests/sdk/fixtures.json`, which `tests/sdk/generate.py` extracts from the official SDKs
+//! (plus a hand-written, sourced section for what the SDKs do not carry).
+//!
+//! These rules deliberately share nothing with bulkgen's own model catalogue or size
+//! tables: if bulkgen's knowledge is wrong, the simulator refuses like the real API would
+//! and a test fails, instead of both agreeing on the same mistake.
+
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+const FIXTURES_JSON: &str = include_str!("../../tests/sdk/fixtures.json");
+
+/// The fixtures, parsed once.
+pub static FIXTURES: LazyLock<Fixtures> =
+    LazyLock::new(|| Fixtures::parse(FIXTURES_JSON).unwrap_or_else(|e| panic!("tests/sdk/fixtures.json: {e}")));
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Openai,
+    Gemini,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Deprecated,
+    Shutdown,
+}
+
+/// The sizes an OpenAI-dialect model renders.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SizeRule {
+    /// Free `WIDTHxHEIGHT` within limits (gpt-image-2 and later).
+    Free { multiple_of: u32, ratio_max: f64, max_edge: u32, max_pixels: u64, min_pixels: u64, auto: bool },
+    /// A fixed list (gpt-image-1.x, aggregators).
+    List { values: Vec<String>, auto: bool },
+}
+
+/// One model the fixtures know, with what it accepts.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub dialect: Dialect,
+    pub status: Status,
+    /// Served by default (active, or deprecated but not yet shut down).
+    pub served: bool,
+    pub shutdown: Option<String>,
+    #[serde(default)]
+    pub aggregator: bool,
+    #[serde(default)]
+    pub owned_by: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub sizes: Option<SizeRule>,
+    /// OpenAI dialect: the `response_format` values taken; `None`: the parameter is
+    /// unknown to the model (GPT image models).
+    #[serde(default)]
+    pub response_format: Option<Vec<String>>,
+    #[serde(default)]
+    pub quality: Option<Vec<String>>,
+    /// Gemini dialect: `imageConfig.imageSize` values taken.
+    #[serde(default)]
+    pub image_sizes: Option<Vec<String>>,
+    /// Gemini dialect: `imageConfig.aspectRatio` values taken.
+    #[serde(default)]
+    pub aspect_ratios: Option<Vec<String>>,
+}
+
+/// A refusal: the HTTP status and the provider's JSON error body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Debug)]
+pub struct Fixtures {
+    pub models: Vec<Model>,
+    /// `(package, version)` of the SDKs the fixtures were made with.
+    pub sdk_versions: Vec<(String, String)>,
+    /// OpenAI parameters whose values the SDK gives as a Literal, checked for GPT image
+    /// models: `(parameter, values)`.
+    pub openai_enums: Vec<(String, Vec<String>)>,
+    /// The error-body templates (`hand_written.errors`).
+    errors: Value,
+}
+
+impl Fixtures {
+    pub fn parse(json: &str) -> Result<Fixtures, String> {
+        let v: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let models: Vec<Model> = serde_json::from_value(v["models"].clone()).map_err(|e| format!("models: {e}"))?;
+        let sdk_versions = v["sdk"]
+            .as_object()
+            .ok_or("no sdk section")?
+            .iter()
+            .map(|(name, s)| (name.clone(), s["version"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let openai_enums = v["openai"]["enums"]
+            .as_object()
+            .ok_or("no openai.enums section")?
+            .iter()
+            .map(|(name, e)| {
+                let values = e["values"].as_array().map(|a| strings(a)).unwrap_or_default();
+                (name.clone(), values)
+            })
+            .collect();
+        let errors = v["hand_written"]["errors"].clone();
+        for name in [
+            "openai_unknown_parameter",
+            "openai_invalid_value",
+            "openai_model_not_found",
+            "gemini_invalid_field",
+            "gemini_not_found",
+        ] {
+            if !errors[name]["body"].is_object() {
+                return Err(format!("hand_written.errors.{name} is missing"));
+            }
+        }
+        Ok(Fixtures { models, sdk_versions, openai_enums, errors })
+    }
+
+    pub fn model(&self, id: &str) -> Option<&Model> {
+        self.models.iter().find(|m| m.id == id)
+    }
+
+    /// What a simulator serves when not told otherwise: every active or
+    /// deprecated-but-not-yet-shut-down model, and the aggregator's names.
+    pub fn default_served(&self) -> Vec<String> {
+        self.models.iter().filter(|m| m.served).map(|m| m.id.clone()).collect()
+    }
+
+    fn error(&self, name: &str, vars: &[(&str, &str)]) -> Refusal {
+        let e = &self.errors[name];
+        let status = e["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
+        Refusal { status, body: fill(&e["body"], vars) }
+    }
+
+    pub fn openai_not_found(&self, model: &str) -> Refusal {
+        self.error("openai_model_not_found", &[("model", model)])
+    }
+
+    pub fn gemini_not_found(&self, model: &str, version: &str) -> Refusal {
+        self.error("gemini_not_found", &[("model", model), ("version", version)])
+    }
+
+    fn openai_invalid(&self, param: &str, value: &str, why: &str) -> Refusal {
+        self.error("openai_invalid_value", &[("param", param), ("value", value), ("why", why)])
+    }
+
+    fn openai_invalid_choice(&self, param: &str, value: &str, allowed: &[String]) -> Refusal {
+        let list = quoted_list(allowed.iter().map(String::as_str), "and");
+        let why = self.errors["openai_invalid_value"]["why_fixed_list"]
+            .as_str()
+            .unwrap_or("Supported values are: {list}.")
+            .replace("{list}", &list);
+        self.openai_invalid(param, value, &why)
+    }
+
+    /// An OpenAI-dialect generation body checked against what `model` takes. Models the
+    /// fixtures do not know (a test's `primary`/`backup`), and Gemini models behind
+    /// Google's OpenAI-compatible root, are let through.
+    pub fn check_openai(&self, model: Option<&Model>, body: &Value) -> Result<(), Refusal> {
+        let Some(m) = model.filter(|m| m.dialect == Dialect::Openai) else { return Ok(()) };
+        let field = |name: &str| body.get(name).filter(|v| !v.is_null());
+        if let Some(rf) = field("response_format") {
+            match &m.response_format {
+                None => return Err(self.error("openai_unknown_parameter", &[("param", "response_format")])),
+                Some(allowed) => {
+                    let value = text_of(rf);
+                    if !allowed.contains(&value) {
+                        return Err(self.openai_invalid_choice("response_format", &value, allowed));
+                    }
+                }
+            }
+        }
+        if let (Some(size), Some(rule)) = (field("size"), &m.sizes) {
+            let value = text_of(size);
+            match rule {
+                SizeRule::List { values, auto } => {
+                    let ok = values.contains(&value) || (*auto && value == "auto");
+                    if !ok {
+                        let mut allowed = values.clone();
+                        if *auto {
+                            allowed.push("auto".into());
+                        }
+                        return Err(self.openai_invalid_choice("size", &value, &allowed));
+                    }
+                }
+                SizeRule::Free { .. } => {
+                    if let Err(why) = free_size(rule, &value) {
+                        return Err(self.openai_invalid("size", &value, &why));
+                    }
+                }
+            }
+        }
+        if let (Some(q), Some(allowed)) = (field("quality"), &m.quality) {
+            let value = text_of(q);
+            if !allowed.contains(&value) {
+                return Err(self.openai_invalid_choice("quality", &value, allowed));
+            }
+        }
+        if m.response_format.is_none() {
+            // Documented enums of the GPT image models (the SDK's Literal values).
+            for (name, allowed) in &self.openai_enums {
+                if let Some(v) = field(name) {
+                    let value = text_of(v);
+                    if !allowed.contains(&value) {
+                        return Err(self.openai_invalid_choice(name, &value, allowed));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A Gemini `generateContent` body checked against what `model` takes:
+    /// `imageConfig.imageSize` and `imageConfig.aspectRatio`. The REST API reads both the
+    /// camelCase and the snake_case spelling of a field.
+    pub fn check_gemini(&self, model: Option<&Model>, body: &Value) -> Result<(), Refusal> {
+        let Some(m) = model.filter(|m| m.dialect == Dialect::Gemini) else { return Ok(()) };
+        let config = either(body, "generationConfig", "generation_config")
+            .and_then(|g| either(g, "imageConfig", "image_config"));
+        let Some(config) = config else { return Ok(()) };
+        let checks = [("image_size", "imageSize", &m.image_sizes), ("aspect_ratio", "aspectRatio", &m.aspect_ratios)];
+        for (snake, camel, allowed) in checks {
+            let (Some(v), Some(allowed)) = (either(config, camel, snake), allowed) else { continue };
+            let value = text_of(v);
+            if !allowed.contains(&value) {
+                let list = quoted_list(allowed.iter().map(String::as_str), "or");
+                return Err(self.error("gemini_invalid_field", &[("field", snake), ("list", &list)]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a free `WIDTHxHEIGHT` size is refused, if it is.
+fn free_size(rule: &SizeRule, value: &str) -> Result<(), String> {
+    let SizeRule::Free { multiple_of, ratio_max, max_edge, max_pixels, min_pixels, auto } = *rule else {
+        return Ok(());
+    };
+    if value == "auto" {
+        return if auto { Ok(()) } else { Err("This model does not support 'auto'.".into()) };
+    }
+    let Some((w, h)) = parse_wxh(value) else {
+        return Err("Size must be 'auto' or a string of the form WIDTHxHEIGHT, for example '1536x864'.".into());
+    };
+    if w == 0 || h == 0 || w % multiple_of != 0 || h % multiple_of != 0 {
+        return Err(format!("Width and height must both be divisible by {multiple_of}."));
+    }
+    let (long, short) = (w.max(h), w.min(h));
+    if f64::from(long) / f64::from(short) > ratio_max + 1e-9 {
+        return Err(format!("The aspect ratio must be between 1:{ratio_max} and {ratio_max}:1."));
+    }
+    if long > max_edge {
+        return Err(format!("The longest edge must be at most {max_edge} pixels."));
+    }
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels < min_pixels || pixels > max_pixels {
+        return Err(format!(
+            "The total pixel count must be between {min_pixels} and {max_pixels}; {value} has {pixels}."
+        ));
+    }
+    Ok(())
+}
+
+/// `WIDTHxHEIGHT` with decimal digits and a lower-case `x`, as the API documents it.
+pub fn parse_wxh(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(w) || !digits(h) {
+        return None;
+    }
+    Some((w.parse().ok()?, h.parse().ok()?))
+}
+
+fn either<'a>(v: &'a Value, a: &str, b: &str) -> Option<&'a Value> {
+    v.get(a).or_else(|| v.get(b)).filter(|x| !x.is_null())
+}
+
+/// A value as the API quotes it back: strings bare, anything else as JSON.
+fn text_of(v: &Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+}
+
+fn strings(a: &[Value]) -> Vec<String> {
+    a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+}
+
+/// `'a', 'b', and 'c'` (OpenAI) or `'a', 'b', or 'c'` (Gemini).
+fn quoted_list<'a>(items: impl Iterator<Item = &'a str>, last: &str) -> String {
+    let quoted: Vec<String> = items.map(|s| format!("'{s}'")).collect();
+    match quoted.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} {last} {b}"),
+        [init @ .., tail] => format!("{}, {last} {tail}", init.join(", ")),
+    }
+}
+
+/// The template with every `{name}` in its strings replaced.
+fn fill(template: &Value, vars: &[(&str, &str)]) -> Value {
+    match template {
+        Value::String(s) => {
+            let mut out = s.clone();
+            for (k, v) in vars {
+                out = out.replace(&format!("{{{k}}}"), v);
+            }
+            Value::String(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| fill(x, vars)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), fill(x, vars))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn f() -> &'static Fixtures {
+        &FIXTURES
+    }
+
+    #[test]
+    fn the_fixtures_parse_and_know_the_models_of_the_brief() {
+        for id in ["gpt-image-2", "gpt-image-1.5", "gemini-3-pro-image", "gemini-3.1-flash-image", "nano-banana-pro"] {
+            assert!(f().default_served().contains(&id.to_owned()), "{id} served by default");
+        }
+        for id in ["gpt-image-1", "dall-e-3", "gemini-3-pro-image-preview", "gemini-2.5-flash-image"] {
+            assert!(f().model(id).is_some(), "{id} known");
+            assert!(!f().default_served().contains(&id.to_owned()), "{id} is shut down");
+        }
+    }
+
+    #[test]
+    fn free_sizes_follow_the_docstring_rules() {
+        let rule = f().model("gpt-image-2").and_then(|m| m.sizes.clone()).expect("gpt-image-2 sizes");
+        for ok in ["1536x1024", "3840x2160", "2160x3840", "1024x1024", "2048x2048", "auto", "1536x864"] {
+            assert_eq!(free_size(&rule, ok), Ok(()), "{ok}");
+        }
+        for bad in ["4096x4096", "1000x1000", "3840x1008", "512x512", "1024X1024", "big", "0x0"] {
+            assert!(free_size(&rule, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_the_real_bodies() {
+        let m = f().model("gpt-image-2");
+        let r = f().check_openai(m, &json!({"model": "gpt-image-2", "response_format": "url"})).unwrap_err();
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.body,
+            json!({"error": {"message": "Unknown parameter: 'response_format'.", "type": "invalid_request_error", "param": "response_format", "code": "unknown_parameter"}})
+        );
+        let r = f().check_openai(f().model("gpt-image-1.5"), &json!({"size": "2048x2048"})).unwrap_err();
+        assert_eq!(
+            r.body["error"]["message"],
+            "Invalid value: '2048x2048'. Supported values are: '1024x1024', '1536x1024', '1024x1536', and 'auto'."
+        );
+        let r = f().check_gemini(
+            f().model("gemini-3-pro-image"),
+            &json!({"generationConfig": {"imageConfig": {"imageSize": "512"}}}),
+        );
+        assert_eq!(
+            r.unwrap_err().body["error"]["message"],
+            "* GenerateContentRequest.generation_config.image_config.image_size: image_size must be one of '1K', '2K', or '4K'.\n"
+        );
+    }
+
+    #[test]
+    fn unknown_models_are_let_through() {
+        assert_eq!(f().check_openai(None, &json!({"size": "7x7", "response_format": "url"})), Ok(()));
+        assert_eq!(f().check_gemini(None, &json!({"generationConfig": {"imageConfig": {"imageSize": "9K"}}})), Ok(()));
+    }
+}
