@@ -408,7 +408,7 @@ fn check_rule(rule: &SizeRule) -> Result<(), String> {
         }
         SizeRule::Free { multiple_of, max_ratio, class_pixels, min_pixels, max_pixels, .. } => {
             class_pixels.keys().try_for_each(|c| class(c).map(drop))?;
-            if *multiple_of == 0 || !(*max_ratio >= 1.0) || min_pixels > max_pixels {
+            if *multiple_of == 0 || max_ratio.is_nan() || *max_ratio < 1.0 || min_pixels > max_pixels {
                 return Err("a free size rule needs multiple_of >= 1, max_ratio >= 1, min_pixels <= max_pixels".into());
             }
         }
@@ -680,7 +680,7 @@ impl FreeLimits {
 
     fn violation(&self, w: u32, h: u32) -> Option<String> {
         let pixels = u64::from(w) * u64::from(h);
-        if w % self.m != 0 || h % self.m != 0 {
+        if !w.is_multiple_of(self.m) || !h.is_multiple_of(self.m) {
             Some(format!("both sides must be divisible by {}", self.m))
         } else if !self.ratio_ok(f64::from(w) / f64::from(h)) {
             Some(format!("the ratio must be between 1:{0} and {0}:1", self.max_ratio))

@@ -830,6 +830,9 @@ fn rate_of(settings: &str) -> Option<f64> {
     (window > 0.0).then(|| rpm / window)
 }
 
+/// A row the checkpoint already has: rid, prompt, size, aspect ratio, model, state, params.
+type Known = (i64, String, String, Option<String>, String, String, String);
+
 fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> Result<SyncReport, CheckpointError> {
     let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
     c.execute(
@@ -871,7 +874,7 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
         let params_text = serde_json::to_string(&merged).expect("params serialize");
         let extra = serde_json::to_string(&row.extra).expect("strings serialize");
         let seq = row.index as i64;
-        let known: Option<(i64, String, String, Option<String>, String, String, String)> = find
+        let known: Option<Known> = find
             .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
             .optional()?;
         let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params)) = known else {

@@ -126,9 +126,13 @@ pub struct SimArgs {
     /// A fixed latency (simulated time) instead of the fitted distribution.
     #[arg(long)]
     pub latency: Option<String>,
-    /// Serve only these models (comma-separated); others get a 404. Default: any.
+    /// Serve only these models (comma-separated); others get a 404. Default: the models
+    /// the SDK fixtures say are served today (tests/sdk/fixtures.json).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Answer 404 on the model-list endpoints, like an aggregator that has none.
+    #[arg(long)]
+    pub no_list_endpoint: bool,
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -453,6 +457,7 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
             .transpose()
             .map_err(|e| format!("--latency: {e}"))?,
         models: (!args.models.is_empty()).then(|| args.models.clone()),
+        list_endpoint: !args.no_list_endpoint,
         ..SimConfig::default()
     })
 }

@@ -81,11 +81,14 @@ const MAX_ID_LEN: usize = 128;
 /// What a row gets when it names no size or model, the request fields a `param.KEY`
 /// column may not name, and the model's own check of a row (can it render this size,
 /// does it take the params): the runner builds it from the catalogue.
+/// A model's check of one row: (model, size, aspect ratio) -> why it cannot be sent.
+pub type RowCheck<'a> = dyn Fn(&str, Size, Option<AspectRatio>) -> Result<(), String> + 'a;
+
 pub struct Rules<'a> {
     pub default_size: Size,
     pub default_model: &'a str,
     pub reserved_params: &'a [&'a str],
-    pub check: &'a dyn Fn(&str, Size, Option<AspectRatio>) -> Result<(), String>,
+    pub check: &'a RowCheck<'a>,
 }
 
 impl Rules<'_> {

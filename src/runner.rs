@@ -592,7 +592,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
     let deadline = ctx.cfg.timeouts.get(resolution);
     let counters = &ctx.progress.counters;
     let mut model = row.model.as_str();
-    let Some(mut size) = resolve(ctx, row, model) else { return None };
+    let mut size = resolve(ctx, row, model)?;
     let mut overloaded = 0;
     let mut attempt = 0;
     loop {

@@ -1,7 +1,7 @@
 //! Shared helpers: a simulator on 127.0.0.1:0 in the test process, the bulkgen binary
 //! run as a child process against it, and readers for what it leaves in --out.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
