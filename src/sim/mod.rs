@@ -264,11 +264,11 @@ impl SimServer {
             .route("/v1/images/generations", post(generate_openai))
             // Google's OpenAI-compatible root: the OpenAI SDK posts `{root}images/generations`.
             .route("/v1beta/openai/images/generations", post(generate_openai))
-            .route("/v1beta/models/{model_action}", post(generate_gemini_v1beta).get(listing::gemini_get_v1beta))
+            .route("/v1beta/models/{model_action}", post(generate_gemini).get(listing::gemini_get_v1beta))
             // google-genai 3.x defaults to API version v1 (tests/sdk/fixtures.json,
             // gemini.default_api_version): the same paths under /v1. A GET there is told
             // from OpenAI's by the key's header.
-            .route("/v1/models/{model_action}", post(generate_gemini_v1).get(listing::get_v1))
+            .route("/v1/models/{model_action}", post(generate_gemini).get(listing::get_v1))
             .route("/v1/models", get(listing::list_v1))
             .route("/v1beta/models", get(listing::gemini_list_v1beta))
             .route("/v1beta/openai/models", get(listing::openai_list))
@@ -354,17 +354,7 @@ async fn generate_openai(
     serve(&s, Wire::OpenAi, uri.path(), None, &headers, &body).await
 }
 
-async fn generate_gemini_v1beta(
-    State(s): State<Arc<Shared>>,
-    uri: Uri,
-    Path(model_action): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, &body).await
-}
-
-async fn generate_gemini_v1(
+async fn generate_gemini(
     State(s): State<Arc<Shared>>,
     uri: Uri,
     Path(model_action): Path<String>,
