@@ -143,6 +143,8 @@ struct Ctx {
     budget: Option<(u64, AtomicU64)>,
     /// Since when no call could connect, and how many in a row failed so.
     unreachable: Mutex<Option<(Instant, u32)>>,
+    /// Whether `unreachable` is set: every call's answer reads this, not the lock.
+    endpoint_away: std::sync::atomic::AtomicBool,
 }
 
 /// See `Ctx::writers`.
@@ -181,6 +183,7 @@ impl Ctx {
             (Instant::now(), 0)
         });
         *streak += 1;
+        self.endpoint_away.store(true, Ordering::Relaxed);
         if since.elapsed() > self.cfg.max_wait {
             let away = since.elapsed();
             drop(state);
@@ -199,6 +202,10 @@ impl Ctx {
 
     /// A call got an answer: the endpoint is back.
     fn reachable(&self) {
+        if !self.endpoint_away.load(Ordering::Relaxed) {
+            return;
+        }
+        self.endpoint_away.store(false, Ordering::Relaxed);
         let mut state = self.unreachable.lock().expect("unreachable lock");
         if let Some((since, _)) = state.take() {
             self.progress.note(&format!("bulkgen: {} answers again after {:.0?}", self.cfg.base_url, since.elapsed()));
@@ -349,6 +356,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         writers: Semaphore::new(MAX_WRITERS),
         budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
         unreachable: Mutex::new(None),
+        endpoint_away: std::sync::atomic::AtomicBool::new(false),
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 

@@ -369,9 +369,3 @@ async fn a_call_that_cannot_connect_spends_no_attempt_and_waits_for_the_endpoint
     assert_eq!(sim.stats().successes, 6);
     assert!(attempts(&out).iter().any(|a| a.4.as_deref() == Some("unreachable")), "the failed connects are recorded");
 }
-
-fn spawn_run_at(url: &str, manifest: &std::path::Path, out: &std::path::Path, args: &[&str]) -> tokio::process::Child {
-    let mut c = run_cmd(url, manifest, out, args);
-    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    c.spawn().unwrap()
-}

@@ -121,7 +121,12 @@ pub fn assert_each_generated_once(stats: &SimStats, prompts: &HashMap<String, St
 
 /// [`run_cmd`] against `sim`, started in the background with its output captured.
 pub fn spawn_run(sim: &SimServer, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Child {
-    let mut c = run_cmd(&sim.base_url(), manifest, out, args);
+    spawn_run_at(&sim.base_url(), manifest, out, args)
+}
+
+/// [`spawn_run`] against any base URL (one where no simulator runs yet, say).
+pub fn spawn_run_at(base_url: &str, manifest: &Path, out: &Path, args: &[&str]) -> tokio::process::Child {
+    let mut c = run_cmd(base_url, manifest, out, args);
     c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     c.spawn().unwrap()
 }
