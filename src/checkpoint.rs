@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::error::ErrorClass;
+use crate::error::{Disposition, ErrorClass};
 use crate::manifest::{ManifestReader, ReadError};
 use crate::output;
 use crate::params::Params;
@@ -96,6 +96,10 @@ pub struct SyncReport {
     pub changed_kept: u64,
     /// The first few of those ids, to show the user.
     pub changed_kept_ids: Vec<String>,
+    /// Failed rows whose last error was transient (they ran out of attempts in an earlier
+    /// run), back in the queue: attempts are per run (product.md).
+    #[serde(default)]
+    pub retried_transient: u64,
 }
 
 /// What recovery found among rows a dead process left `running`.
@@ -404,12 +408,15 @@ impl Checkpoint {
                 && stored("manifest_digest")?.as_deref() == Some(digest.as_str())
                 && let Some(last) = stored("last_sync")?.and_then(|j| serde_json::from_str::<SyncReport>(&j).ok())
             {
-                return Ok(SyncReport { unchanged: true, ..last });
+                let mut report = SyncReport { unchanged: true, ..last };
+                requeue_transient(c, &mut report)?;
+                return Ok(report);
             }
-            let report = sync(c, &manifest, &defaults, opts)?;
+            let mut report = sync(c, &manifest, &defaults, opts)?;
             let save = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)";
             c.execute(save, ["manifest_digest", &digest])?;
             c.execute(save, ["last_sync", &serde_json::to_string(&report).expect("report serializes")])?;
+            requeue_transient(c, &mut report)?;
             Ok(report)
         })
         .await
@@ -689,6 +696,12 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
     let fail = |e: String| {
         failure.lock().expect("failure lock").get_or_insert(e);
     };
+    // Fault injection for tests and benchmarks: every commit takes this much longer, as
+    // on a slow or busy disk. Not a user setting.
+    let slow_commit = std::env::var("BULKGEN_TEST_SLOW_COMMIT_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(std::time::Duration::from_millis);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -707,6 +720,9 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
         if sync_images && let Err(e) = output::make_durable(&images) {
             let _ = conn.execute_batch("ROLLBACK");
             return fail(format!("cannot sync {}: {e}", images.display()));
+        }
+        if let Some(delay) = slow_commit {
+            std::thread::sleep(delay);
         }
         match conn.execute_batch("COMMIT") {
             Ok(()) => replies.into_iter().for_each(|reply| reply()),
@@ -940,6 +956,29 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
         }
     }
     Ok(report)
+}
+
+/// Puts back in the queue every failed row of the manifest whose last error was
+/// transient: it ran out of attempts in an earlier run (an outage, a 503 storm), and the
+/// same command tried again is meant to finish it. Final classes (refused,
+/// invalid_request) stay failed until `--retry-failed`. Then counts the rows left failed.
+fn requeue_transient(c: &Connection, report: &mut SyncReport) -> rusqlite::Result<()> {
+    let transient: Vec<String> = ErrorClass::ALL
+        .into_iter()
+        .filter(|class| class.disposition() == Disposition::Retry)
+        .map(|class| format!("'{}'", class.as_str()))
+        .collect();
+    let requeued = c.execute(
+        &format!(
+            "UPDATE rows SET state='pending' WHERE state='failed' AND seq IS NOT NULL AND error_class IN ({})",
+            transient.join(", ")
+        ),
+        [],
+    )?;
+    report.retried_transient = requeued as u64;
+    report.failed_kept =
+        c.query_row("SELECT COUNT(*) FROM rows WHERE state='failed' AND seq IS NOT NULL", [], |r| r.get(0))?;
+    Ok(())
 }
 
 /// Brings a checkpoint of an older schema up to this one (columns added with defaults

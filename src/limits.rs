@@ -1,8 +1,13 @@
-//! The gate every call passes through: a concurrency slot, then the rate limiter, then any
-//! provider-wide hold (after a 429). Retries pass through it like first attempts.
+//! The gate every call passes through, in two steps around the row's pre-send commit:
+//! [`Gate::admit`] takes a concurrency slot and waits out any provider-wide hold (after a
+//! 429); [`Gate::pace`], called after the commit and just before the request is written,
+//! takes the rate limiter's token. Retries pass through it like first attempts.
 //!
-//! Order matters: the FIFO semaphore queues waiters fairly, so only the few tasks that
+//! Order matters. The FIFO semaphore queues waiters fairly, so only the few tasks that
 //! hold a slot race for the limiter's next cell (governor does not queue its waiters).
+//! The token comes last because anything between it and the request delays some calls
+//! and not others: a commit that stalls for 165 ms would otherwise release every token
+//! taken meanwhile at once, a bunch the provider counts in one window.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -32,30 +37,44 @@ impl Gate {
         Gate { slots: Arc::new(Semaphore::new(concurrency)), rate, hold_until: Mutex::new(None) }
     }
 
+    /// A slot, then the end of any hold. The rate token comes later, from [`Gate::pace`].
     pub async fn admit(&self) -> Admission {
         let started = Instant::now();
         let permit = self.slots.clone().acquire_owned().await.expect("the gate's semaphore is never closed");
+        self.wait_out_hold().await;
+        Admission { permit, waited: started.elapsed() }
+    }
+
+    /// The rate limiter's token, taken as late as possible: right before the request is
+    /// written. A hold set meanwhile still applies: the cell taken is simply spent, and
+    /// the call queues again once the hold is over. The wait is added to the admission's.
+    pub async fn pace(&self, admission: &mut Admission) {
+        let started = Instant::now();
         loop {
             self.wait_out_hold().await;
             if let Some(rate) = &self.rate {
                 rate.until_ready().await;
             }
-            // A hold set while we waited on the limiter still applies: the cell we took is
-            // simply spent, and we queue again once the hold is over.
             if self.current_hold().is_none() {
                 break;
             }
         }
-        Admission { permit, waited: started.elapsed() }
+        admission.waited += started.elapsed();
     }
 
-    /// No call starts, on any worker, until `delay` from now has passed.
-    pub fn hold_for(&self, delay: Duration) {
-        let until = Instant::now() + delay;
+    /// No call starts, on any worker, until `delay` from now has passed. Returns the end
+    /// of the hold when this call started a new one or moved its end later.
+    pub fn hold_for(&self, delay: Duration) -> Option<Instant> {
+        // An absurd delay (the caller caps advice at --max-wait, but be safe) holds for a
+        // century rather than overflowing the clock.
+        let now = Instant::now();
+        let until = now.checked_add(delay).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         let mut hold = self.hold_until.lock().expect("hold lock");
         if hold.is_none_or(|h| h < until) {
             *hold = Some(until);
+            return Some(until);
         }
+        None
     }
 
     fn current_hold(&self) -> Option<Instant> {
@@ -115,9 +134,34 @@ mod tests {
         let gate = Gate::new(4, None);
         gate.hold_for(Duration::from_millis(80));
         let t = Instant::now();
-        let a = gate.admit().await;
+        let mut a = gate.admit().await;
+        gate.pace(&mut a).await;
         assert!(t.elapsed() >= Duration::from_millis(80));
         assert!(a.waited >= Duration::from_millis(80));
+    }
+
+    #[tokio::test]
+    async fn a_hold_set_while_waiting_for_a_token_is_waited_out() {
+        let gate = Arc::new(Gate::new(2, Some((NonZeroU32::new(10).unwrap(), Duration::from_secs(1)))));
+        let mut first = gate.admit().await;
+        gate.pace(&mut first).await;
+        let mut second = gate.admit().await;
+        // The next token is 100 ms away; a hold of 250 ms begins meanwhile.
+        let holder = gate.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            holder.hold_for(Duration::from_millis(250));
+        });
+        let t = Instant::now();
+        gate.pace(&mut second).await;
+        assert!(t.elapsed() >= Duration::from_millis(250), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn an_absurd_hold_does_not_overflow_the_clock() {
+        let gate = Gate::new(1, None);
+        assert!(gate.hold_for(Duration::MAX).is_some());
+        assert!(gate.hold_for(Duration::from_secs(1)).is_none(), "a shorter hold never shortens a longer one");
     }
 
     #[tokio::test]
@@ -133,7 +177,8 @@ mod tests {
     async fn start_times(gate: &Gate, n: usize) -> Vec<Instant> {
         let mut starts = Vec::with_capacity(n);
         for _ in 0..n {
-            drop(gate.admit().await);
+            let mut a = gate.admit().await;
+            gate.pace(&mut a).await;
             starts.push(Instant::now());
         }
         starts

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use std::collections::VecDeque;
 
@@ -39,6 +39,8 @@ pub struct Progress {
     quiet: bool,
     /// The latest successful call latencies per class (1K, 2K, 4K), in seconds.
     recent: [Mutex<VecDeque<f64>>; 4],
+    /// When the provider-wide hold ends (a 429's advice, an endpoint away), if one is on.
+    hold: Mutex<Option<SystemTime>>,
 }
 
 impl Progress {
@@ -51,7 +53,42 @@ impl Progress {
             bar: Mutex::new(None),
             quiet: mode == ProgressMode::Quiet,
             recent: Default::default(),
+            hold: Mutex::new(None),
         })
+    }
+
+    /// Every call is held for `wait` from now, because of `why`. Shown in the progress
+    /// line with its end time; a note when a hold begins (not each time one is extended,
+    /// which a storm of 429s would do hundreds of times).
+    pub fn held(&self, wait: Duration, why: &str) {
+        let now = SystemTime::now();
+        let Some(until) = now.checked_add(wait) else { return };
+        let mut hold = self.hold.lock().expect("hold lock");
+        let active = hold.filter(|end| *end > now);
+        if active.is_some_and(|end| end >= until) {
+            return;
+        }
+        *hold = Some(until);
+        drop(hold);
+        if active.is_none() {
+            self.note(&format!(
+                "bulkgen: every call is held for {} (until {}): {why}",
+                human(wait.as_secs_f64()),
+                clock(until)
+            ));
+        }
+    }
+
+    /// The hold in force, as the progress line shows it.
+    fn hold_text(&self) -> String {
+        let now = SystemTime::now();
+        match *self.hold.lock().expect("hold lock") {
+            Some(until) if until > now => {
+                let left = until.duration_since(now).unwrap_or_default();
+                format!("; every call held until {} ({} left)", clock(until), human(left.as_secs_f64()))
+            }
+            _ => String::new(),
+        }
     }
 
     /// A successful call's latency, for the live percentiles.
@@ -108,9 +145,11 @@ impl Progress {
         let spend = if spend > 0 { format!("; spent {}", Usd(spend as f64 / 1e6)) } else { String::new() };
         let live = self.live_latency();
         format!(
-            "{done} done, {failed} failed, {left} left; {} in flight, {} waiting to retry; {per_min:.1} images/min{eta}{spend}{}",
+            "{done} done, {failed} failed, {left} left; {} in flight, {} waiting to retry{}; {per_min:.1} \
+             images/min{eta}{spend}{}",
             c.in_flight.load(Ordering::Relaxed),
             c.retry_waiting.load(Ordering::Relaxed),
+            self.hold_text(),
             if live.is_empty() { String::new() } else { format!("\n  latency (latest calls): {live}") }
         )
     }
@@ -128,6 +167,17 @@ pub fn human(secs: f64) -> String {
         0..=59 => format!("{secs:.1}s"),
         s @ 60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
         s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A moment as a UTC wall-clock time, `14:03:27 UTC` (`+2d` when it is days ahead).
+pub fn clock(at: SystemTime) -> String {
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (at_s, today) = (secs(at), secs(SystemTime::now()) / 86_400);
+    let time = format!("{:02}:{:02}:{:02} UTC", at_s % 86_400 / 3600, at_s % 3600 / 60, at_s % 60);
+    match at_s / 86_400 - today.min(at_s / 86_400) {
+        0 => time,
+        days => format!("{time} +{days}d"),
     }
 }
 

@@ -40,17 +40,27 @@ impl Backoff {
 /// `Retry-After` (delta seconds, possibly fractional, or an HTTP date).
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        && let Some(wait) = seconds(ms / 1000.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(wait);
     }
     let value = header_str(headers, "retry-after")?;
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return seconds(secs);
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An advised wait in seconds as a Duration, whatever the server wrote: negative, NaN and
+/// infinite advice is no advice; advice past what a Duration holds (`1e20`) saturates to
+/// `Duration::MAX`, which `--max-wait` then turns into a clean stop. Never panics
+/// (`Duration::from_secs_f64` does, on overflow).
+pub fn seconds(secs: f64) -> Option<Duration> {
+    if !(secs.is_finite() && secs >= 0.0) {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// The server's `x-should-retry` header: `Some(true)` for `true`, `Some(false)` for
@@ -128,5 +138,18 @@ mod tests {
         assert_eq!(retry_after(&both, now), Some(Duration::from_millis(1250)));
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now), None);
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn absurd_advice_saturates_instead_of_panicking() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e19")]), now), Some(Duration::from_secs(10u64.pow(19))));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e20")]), now), Some(Duration::MAX));
+        assert_eq!(retry_after(&headers(&[("retry-after-ms", "1e25")]), now), Some(Duration::MAX));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1e400")]), now), None, "parses as infinity");
+        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "NaN")]), now), None);
+        let far = retry_after(&headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]), now).unwrap();
+        assert!(far > Duration::from_secs(200 * 365 * 86_400), "{far:?}");
     }
 }

@@ -31,7 +31,7 @@ use crate::error::{CallError, Disposition, ErrorClass};
 use crate::exit;
 use crate::fdlimit;
 use crate::http::{self, Caller, HttpPolicy};
-use crate::limits::Gate;
+use crate::limits::{self, Gate};
 use crate::manifest::{self, ManifestError, Rules};
 use crate::output::{self, OutDir};
 use crate::plan;
@@ -196,7 +196,7 @@ impl Ctx {
         }
         let wait = self.cfg.backoff.ceiling(*streak).min(self.cfg.max_wait);
         drop(state);
-        self.gate.hold_for(wait);
+        self.hold(wait, &format!("{} cannot be reached; the next call probes it", self.cfg.base_url));
         Some(wait)
     }
 
@@ -219,8 +219,34 @@ impl Ctx {
         }
     }
 
-    fn backoff(&self, retry: u32, advised: Option<Duration>) -> Duration {
-        self.cfg.backoff.wait(retry, advised, &mut *self.rng.lock().expect("rng lock"))
+    /// No call starts on any worker for `wait`; the progress line shows the hold and
+    /// its end.
+    fn hold(&self, wait: Duration, why: &str) {
+        self.gate.hold_for(wait);
+        self.progress.held(wait, why);
+    }
+
+    /// The wait before retry number `retry` after `e`: the server's advice when it gave
+    /// one, else the jittered backoff. Advice longer than `--max-wait` (a `Retry-After`
+    /// of a day, an HTTP date in 9999) is not waited out with every worker idle: the run
+    /// stops (exit 3) naming the wait, and the row stays pending. Returns None then.
+    fn retry_wait(&self, retry: u32, e: &CallError) -> Option<Duration> {
+        if let Some(advised) = e.retry_after
+            && advised > self.cfg.max_wait
+        {
+            let asked = if advised >= Duration::from_secs(100 * 365 * 86_400) {
+                "forever (an absurd Retry-After)".to_owned()
+            } else {
+                progress::human(advised.as_secs_f64())
+            };
+            self.stop_run(StopReason::Local(format!(
+                "the provider asked to wait {asked} before the next call ({e}), longer than --max-wait {}: rows \
+                 stay pending. Run the same command again later, or raise --max-wait to wait it out",
+                progress::human(self.cfg.max_wait.as_secs_f64())
+            )));
+            return None;
+        }
+        Some(self.cfg.backoff.wait(retry, e.retry_after, &mut *self.rng.lock().expect("rng lock")))
     }
 
     fn note_failure(&self, row: &PendingRow, e: &CallError) {
@@ -436,9 +462,16 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
     if sync.regenerated > 0 {
         progress.note(&format!("{} changed row(s) will be generated again (--regenerate-changed)", sync.regenerated));
     }
+    if sync.retried_transient > 0 {
+        progress.note(&format!(
+            "{} row(s) ran out of attempts on transient errors in an earlier run and are tried again",
+            sync.retried_transient
+        ));
+    }
     if sync.failed_kept > 0 {
         progress.note(&format!(
-            "{} row(s) failed for good in an earlier run and are left as they are (pass --retry-failed to try them again)",
+            "{} row(s) failed for good in an earlier run (refused or invalid) and are left as they are (pass \
+             --retry-failed to try them again)",
             sync.failed_kept
         ));
     }
@@ -565,7 +598,8 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
             // The model and size were recorded with the URL.
             Ok(bytes) => return finish(ctx, &row, bytes, None, None).await,
             Err(e) if tries < ctx.cfg.max_attempts => {
-                if !wait_or_stop(ctx, ctx.backoff(tries, e.retry_after)).await {
+                let Some(wait) = ctx.retry_wait(tries, &e) else { return ctx.ckpt.mark_pending(row.rid) };
+                if !wait_or_stop(ctx, wait).await {
                     return ctx.ckpt.mark_pending(row.rid);
                 }
             }
@@ -605,7 +639,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let admission = tokio::select! {
+        let mut admission = tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => {
                 ctx.ckpt.mark_pending(row.rid);
@@ -624,6 +658,12 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         };
         if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
             ctx.stop_run(StopReason::Local(e.to_string()));
+            return None;
+        }
+        // The rate token last, just before the request is written: see limits.rs.
+        if !pace_or_stop(ctx, &mut admission).await {
+            ctx.release(reserved);
+            ctx.ckpt.mark_pending(row.rid);
             return None;
         }
         let started_at = now_unix();
@@ -714,10 +754,13 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         let disposition = e.disposition();
         let retry_in = match disposition {
             Disposition::Retry if attempt < ctx.cfg.max_attempts => {
-                let wait = ctx.backoff(attempt, e.retry_after);
+                let Some(wait) = ctx.retry_wait(attempt, &e) else {
+                    ctx.ckpt.mark_pending(row.rid);
+                    return None;
+                };
                 if e.class == ErrorClass::RateLimited {
                     // The limit is the account's, not this row's: hold every worker.
-                    ctx.gate.hold_for(wait);
+                    ctx.hold(wait, &format!("the provider is rate limiting ({e})"));
                 }
                 Some(wait)
             }
@@ -741,6 +784,28 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                 return None;
             }
         }
+    }
+}
+
+/// Waits for the rate token; false when the run stopped first. A stop for `--max-cost`
+/// lets the call go: its price is already held within the cap, so it was never the call
+/// that would pass it.
+async fn pace_or_stop(ctx: &Ctx, admission: &mut limits::Admission) -> bool {
+    let pace = ctx.gate.pace(admission);
+    tokio::pin!(pace);
+    tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => return false,
+        _ = ctx.stop.cancelled() => {}
+        _ = &mut pace => return true,
+    }
+    if !matches!(*ctx.stopped.lock().expect("stop lock"), Some(StopReason::Budget(_))) {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => false,
+        _ = pace => true,
     }
 }
 

@@ -101,6 +101,29 @@ async fn concurrency_and_rate_caps_hold_retries_included() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_checkpoint_commit_does_not_bunch_request_starts() {
+    // Every commit takes 300 ms: six rate tokens' worth at 1,200 starts a minute (one
+    // every 50 ms). Tokens taken before the pre-send commit would all be released by the
+    // same commit, reaching the provider as a bunch; taken after it, they stay spaced.
+    let sim = sim(fixed(Duration::from_millis(100))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 30);
+    let out = dir.path().join("out");
+    let mut cmd = run_cmd(&sim.base_url(), &manifest, &out, &["-c", "8", "--rpm", "1200"]);
+    cmd.env("BULKGEN_TEST_SLOW_COMMIT_MS", "300");
+    let o = tokio::time::timeout(Duration::from_secs(120), cmd.output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let arrivals = sim.stats().arrivals;
+    assert_eq!(arrivals.len(), 30);
+    // The quota's burst is 2 at this rate; allow one more for arrival jitter.
+    let bunch = (0..arrivals.len())
+        .map(|i| arrivals[i..].iter().take_while(|b| **b < arrivals[i] + Duration::from_millis(25)).count())
+        .max()
+        .unwrap();
+    assert!(bunch <= 3, "{bunch} requests arrived within 25 ms: {arrivals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_results_whose_download_fails_are_downloaded_again_not_generated_again() {
     let sim = sim(SimConfig {
         faults: vec![FaultSpec::new(Fault::Download, 0.5)],

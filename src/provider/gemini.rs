@@ -420,7 +420,7 @@ fn parse_retry_delay(v: &Value) -> Option<Duration> {
         }
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    crate::retry::seconds(secs)
 }
 
 #[cfg(test)]
@@ -678,6 +678,10 @@ mod tests {
         assert_eq!(class_of(429, snake).retry_after, Some(Duration::from_millis(12_500)));
         let object = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":{"seconds":"7","nanos":500000000}}]}}"#;
         assert_eq!(class_of(429, object).retry_after, Some(Duration::from_millis(7_500)));
+        let absurd = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"1e20s"}]}}"#;
+        assert_eq!(class_of(429, absurd).retry_after, Some(Duration::MAX), "saturates, never panics");
+        let absurd = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":{"seconds":"1e30"}}]}}"#;
+        assert_eq!(class_of(429, absurd).retry_after, Some(Duration::MAX));
         let aborted = class_of(409, r#"{"error":{"code":409,"message":"conflict","status":"ABORTED"}}"#);
         assert_eq!((aborted.class, aborted.disposition()), (ErrorClass::Server, Disposition::Retry));
         let mut h = HeaderMap::new();
