@@ -87,7 +87,7 @@ pub fn download_client(policy: HttpPolicy) -> Result<Client, reqwest::Error> {
 
 /// How much of a response a call may read.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct CallLimits {
     /// Deadline of one download of a result URL.
     pub download_timeout: Duration,
     /// `--max-response-bytes`: the most bytes of one body, answer or download.
@@ -101,7 +101,7 @@ pub struct Caller {
     downloads: Client,
     provider: Box<dyn Provider>,
     key: Option<ApiKey>,
-    limits: Limits,
+    limits: CallLimits,
 }
 
 impl Caller {
@@ -111,7 +111,7 @@ impl Caller {
         downloads: Client,
         provider: Box<dyn Provider>,
         key: Option<ApiKey>,
-        limits: Limits,
+        limits: CallLimits,
     ) -> Caller {
         Caller { client, downloads, provider, key, limits }
     }
@@ -187,8 +187,8 @@ impl Caller {
 
 /// What to do about an API redirect.
 pub const FOLLOW_NO_REDIRECT: &str = "API calls follow no redirect, since it would take the API key to another \
-     address: if you trust the address the redirect names, give it as --base-url and run the same command again; \
-     otherwise check --base-url";
+     address: if you trust the address the redirect names, give its API root (the part before /v1 or /v1beta) as \
+     --base-url and run the same command again; otherwise check --base-url";
 
 /// An API answer that is a redirect (3xx with a Location), as an error naming where it
 /// points. Class `not_found`, which stops the run: a base URL that redirects is one every

@@ -329,7 +329,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     }
     announce(&progress, &recovered, &sync, &before);
     let provider = provider::for_dialect(cfg.dialect, &cfg.base_url);
-    let limits = http::Limits { download_timeout: cfg.download_timeout, max_response_bytes: cfg.max_response_bytes };
+    let limits =
+        http::CallLimits { download_timeout: cfg.download_timeout, max_response_bytes: cfg.max_response_bytes };
     let caller = Caller::new(client, http::download_client(policy)?, provider, cfg.api_key.clone(), limits);
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {

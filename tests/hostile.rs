@@ -353,7 +353,7 @@ async fn an_api_redirect_is_not_followed_and_the_key_never_reaches_its_target() 
             assert_eq!(o.status.code(), Some(3), "{case}: {}", text(&o));
             let stderr = String::from_utf8_lossy(&o.stderr);
             assert!(stderr.contains(&format!("to {location}")), "{case}: the Location is named: {stderr}");
-            assert!(stderr.contains("give it as --base-url"), "{case}: the fix is named: {stderr}");
+            assert!(stderr.contains("as --base-url"), "{case}: the fix is named: {stderr}");
             assert!(!stderr.contains(LONG_KEY));
             let carried = evil.seen().iter().filter(|s| s.carries(LONG_KEY)).count();
             assert_eq!(carried, 0, "{case}: the key reached the redirect's target");
