@@ -233,6 +233,18 @@ fn attempt_messages(out: &Path) -> Vec<(String, Option<String>, Option<String>)>
     st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
 }
 
+/// `path` holds exactly `image` (a short message when not: no byte dump).
+fn assert_same_image(path: &Path, image: &[u8]) {
+    let file = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        file == image,
+        "{} holds {} bytes that are not the whole image of {} bytes",
+        path.display(),
+        file.len(),
+        image.len()
+    );
+}
+
 fn images(out: &Path) -> Vec<String> {
     match std::fs::read_dir(out.join("images")) {
         Ok(d) => d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
@@ -532,7 +544,7 @@ async fn a_truncated_png_is_retried_and_only_the_whole_one_is_kept() {
     let out = dir.path().join("out");
     let o = run_at(&server.url(), &manifest, &out, &["--no-preflight", "--max-attempts", "3"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(std::fs::read(out.join("images/cut.png")).unwrap(), whole);
+    assert_same_image(&out.join("images/cut.png"), &whole);
     let tries = attempt_messages(&out);
     assert_eq!(tries.len(), 2, "{tries:?}");
     assert_eq!(tries[0].1.as_deref(), Some("bad_response"));
@@ -585,4 +597,37 @@ async fn an_image_that_is_always_damaged_fails_the_row_and_leaves_no_file() {
         assert_eq!(tries.iter().filter(|t| t.1.as_deref() == Some(class)).count(), 2, "{case}: {tries:?}");
         assert!(images(&out).is_empty(), "{case}: {:?}", images(&out));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_image_in_the_stash_is_made_again_not_written() {
+    // Run 1 stops at a 401 with the row pending; a damaged image is then put in the
+    // stash (as a disk error or an older bulkgen could leave it). Run 2 must not write
+    // it as the row's image: it generates the row again.
+    let whole = png(7);
+    let good = whole.clone();
+    let server = Hostile::start(move |_, n| match n {
+        0 => Reply::json(401, r#"{"error":{"message":"key revoked","code":"invalid_api_key"}}"#.into()),
+        _ => openai_image(&good),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = rows(dir.path(), &[("kept", "a prompt")]);
+    let out = dir.path().join("out");
+    let o = run_at(&server.url(), &manifest, &out, &["--no-preflight"]).await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    {
+        let db = rusqlite::Connection::open(out.join("bulkgen.db")).unwrap();
+        let html = [b"\x89PNG\r\n\x1a\n".as_slice(), b"<html>oops</html>"].concat();
+        let stashed =
+            db.execute("INSERT INTO stash(rid, bytes) SELECT rid, ?1 FROM rows WHERE id = 'kept'", [html]).unwrap();
+        assert_eq!(stashed, 1);
+    }
+    let o = run_at(&server.url(), &manifest, &out, &["--no-preflight"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_same_image(&out.join("images/kept.png"), &whole);
+    assert_eq!(server.seen().len(), 2, "the row was generated again");
+    let db = rusqlite::Connection::open(out.join("bulkgen.db")).unwrap();
+    let left: i64 = db.query_row("SELECT COUNT(*) FROM stash", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the damaged stash is gone once the row is done");
 }
