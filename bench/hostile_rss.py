@@ -56,7 +56,8 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def parse_size(s):
-    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "": 1}
+    units = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+             "kb": 10**3, "mb": 10**6, "gb": 10**9}
     num = s.rstrip("KkMmGgIiBb")
     return int(float(num) * units[s[len(num):].lower()])
 
