@@ -115,6 +115,8 @@ pub struct RunConfig {
     pub backoff: Backoff,
     /// How long the endpoint may stay unreachable before the run stops.
     pub max_wait: Duration,
+    /// `--max-response-bytes`: the most bytes of one answer or download.
+    pub max_response_bytes: u64,
     pub http2: bool,
     pub allow_plain_http: bool,
     pub retry_failed: bool,
@@ -210,6 +212,8 @@ impl RunConfig {
             )));
         }
         let mut max_wait = dur("--max-wait", &args.max_wait)?;
+        let max_response_bytes = parse_bytes(&args.max_response_bytes)
+            .map_err(|e| err(format!("--max-response-bytes {:?}: {e}", args.max_response_bytes)))?;
         let progress = if args.quiet {
             ProgressMode::Quiet
         } else {
@@ -284,6 +288,7 @@ impl RunConfig {
             max_attempts: args.max_attempts,
             backoff,
             max_wait,
+            max_response_bytes,
             http2: args.http2,
             allow_plain_http: args.allow_plain_http,
             retry_failed: args.retry_failed,
@@ -333,6 +338,36 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
+/// Sizes as users write them: plain bytes (`1048576`), binary units (`KiB`, `MiB`,
+/// `GiB`, and curl's `k`, `m`, `g`, as its `--max-filesize` reads them) or decimal ones
+/// (`KB`, `MB`, `GB`); case does not matter, a fraction is allowed (`1.5GiB`). At least
+/// one byte.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let hint = "write a size such as 128MiB, 500MB, 2GiB or a number of bytes";
+    let value: f64 = num.parse().map_err(|_| format!("not a size ({hint})"))?;
+    let unit_size: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown unit {other:?} ({hint})")),
+    };
+    let bytes = (value * unit_size as f64).round();
+    if bytes < 1.0 {
+        return Err(format!("must be at least 1 byte ({hint})"));
+    }
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("is out of range ({hint})"));
+    }
+    Ok(bytes as u64)
+}
+
 /// Durations as users write them: `300s`, `10m`, `1500ms`, `1h`, `2.5s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -364,6 +399,27 @@ mod tests {
         assert!(parse_duration("300").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units_and_zero_is_refused() {
+        assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("1 KiB"), Ok(1024));
+        assert_eq!(parse_bytes("2gib"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("10kb"), Ok(10_000));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("1.5MiB"), Ok(3 << 19));
+        assert_eq!(parse_bytes("10B"), Ok(10));
+        assert!(parse_bytes("0").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_bytes("0MiB").unwrap_err().contains("at least 1 byte"));
+        assert!(parse_bytes("12XB").unwrap_err().contains("unknown unit \"xb\""));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("-5MiB").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("99999999999GiB").unwrap_err().contains("out of range"));
     }
 
     #[test]

@@ -114,7 +114,9 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// One failed call, classified. The message is already free of the API key.
+/// One failed call, classified. The message is free of the API key: [`CallError::new`]
+/// masks every key of the process before it cuts the text (`secret::cut`), so no error
+/// made anywhere can carry the key or a part of it cut short.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{class}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
 pub struct CallError {
@@ -136,7 +138,7 @@ impl CallError {
         CallError {
             class,
             status: None,
-            message: truncate(message.into(), 500),
+            message: crate::secret::cut(&message.into(), MAX_MESSAGE),
             retry_after: None,
             should_retry: None,
             advice: None,
@@ -193,17 +195,8 @@ impl CallError {
     }
 }
 
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
+/// The longest message kept, in bytes (then `…`).
+pub const MAX_MESSAGE: usize = 500;
 
 #[cfg(test)]
 mod tests {
@@ -252,6 +245,22 @@ mod tests {
         let specific = plain.clone().with_advice("enable billing");
         assert_eq!(specific.advice(), "enable billing");
         assert_eq!(CallError::new(ErrorClass::Server, "x").advice(), "");
+    }
+
+    #[test]
+    fn a_key_straddling_the_cut_leaves_no_part_of_it_in_the_message() {
+        let key = "sk-err-Hq2Wm9Xc4Vb7Nz1Lk8Jf3Gd6Sa5Pt0";
+        let _registered = crate::secret::ApiKey::new(key);
+        for before in [8, 16, 30] {
+            let text = format!("{}{key} and more text after it, past the cut", "m".repeat(MAX_MESSAGE - before));
+            let e = CallError::new(ErrorClass::InvalidRequest, text);
+            for part in key.as_bytes().windows(crate::secret::MIN_PARTIAL) {
+                let part = std::str::from_utf8(part).unwrap();
+                assert!(!e.message.contains(part), "{before}: {part} in {}", e.message);
+                assert!(!e.to_string().contains(part) && !e.detail().contains(part));
+            }
+            assert!(e.message.ends_with('…') && !e.message.contains("[api k…"), "{}", e.message);
+        }
     }
 
     #[test]

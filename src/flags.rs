@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// Longest backoff wait.
     #[arg(long, default_value = "60s")]
     pub backoff_max: String,
+    /// The most bytes one answer or download may have: 128MiB, 500MB, 1GiB or plain bytes.
+    /// A Content-Length over it is refused before reading, a body that passes it while it
+    /// streams is dropped there (bad_response for an answer, download for a result URL).
+    #[arg(long, value_name = "BYTES", env = "BULKGEN_MAX_RESPONSE_BYTES", default_value = "128MiB")]
+    pub max_response_bytes: String,
     /// Allow HTTP/2 (HTTP/1.1 only by default: long calls fare better on it through proxies).
     #[arg(long)]
     pub http2: bool,

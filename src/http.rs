@@ -3,14 +3,26 @@
 //! so NAT entries survive the silent render, and no read timeout that could cut a call
 //! that is merely slow. Downloads of result URLs get their own short deadline and never
 //! carry the API key.
+//!
+//! What a hostile or broken endpoint can send is bounded here:
+//! - every body (answers, downloads, model lists) is read up to `--max-response-bytes`:
+//!   a Content-Length over the cap is refused before a byte is read, and a body that
+//!   passes it while it streams is dropped there (with its connection);
+//! - API calls follow no redirect: the key would go wherever the Location points
+//!   (reqwest strips `Authorization` on a cross-host redirect, but not `x-goog-api-key`);
+//! - result URLs are fetched with another client that holds no key, over http(s) only,
+//!   never from a link-local or cloud metadata address (checked on the URL, on every
+//!   redirect, and on what DNS answers for a name).
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Once;
 use std::time::Duration;
 
-use reqwest::Client;
+use reqwest::header::LOCATION;
+use reqwest::{Client, Url};
 
 use crate::error::{CallError, ErrorClass};
-use crate::output::image_extension;
+use crate::output::check_image;
 use crate::provider::{Generated, Job, Provider};
 use crate::secret::ApiKey;
 
@@ -24,7 +36,7 @@ pub struct HttpPolicy {
 /// Keep-alive probes every 30 s: well under the idle limits of NAT tables and firewalls.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
-pub fn client(policy: HttpPolicy) -> Result<Client, reqwest::Error> {
+fn builder(policy: HttpPolicy) -> reqwest::ClientBuilder {
     static CRYPTO: Once = Once::new();
     CRYPTO.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -39,20 +51,69 @@ pub fn client(policy: HttpPolicy) -> Result<Client, reqwest::Error> {
     if !policy.http2 {
         builder = builder.http1_only();
     }
-    builder.build()
+    builder
 }
 
-/// Makes calls on behalf of the runner: one provider, one key, one client.
+/// The client for API calls (generation, preflight, model lists): it follows no
+/// redirect, so the key goes only where `--base-url` says (a 3xx comes back as an answer
+/// and is refused by the caller, naming the Location).
+pub fn client(policy: HttpPolicy) -> Result<Client, reqwest::Error> {
+    builder(policy).redirect(reqwest::redirect::Policy::none()).build()
+}
+
+/// Redirects a download may follow: a CDN or storage link often redirects once or twice.
+const MAX_DOWNLOAD_REDIRECTS: usize = 5;
+
+/// The client for result URLs. It is never given the key (the requests it makes carry no
+/// header of it), follows at most a few redirects and only to http(s) addresses that are
+/// not link-local or metadata, and resolves names through [`GuardedResolver`], so a name
+/// that points at a metadata address is refused before anything connects.
+pub fn download_client(policy: HttpPolicy) -> Result<Client, reqwest::Error> {
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= MAX_DOWNLOAD_REDIRECTS {
+            let e = format!("more than {MAX_DOWNLOAD_REDIRECTS} redirects");
+            return attempt.error(e);
+        }
+        match check_download_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(why) => {
+                let e = format!("a redirect to {}: {why}", attempt.url());
+                attempt.error(e)
+            }
+        }
+    });
+    builder(policy).redirect(redirects).dns_resolver(std::sync::Arc::new(GuardedResolver)).build()
+}
+
+/// How much of a response a call may read.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// Deadline of one download of a result URL.
+    pub download_timeout: Duration,
+    /// `--max-response-bytes`: the most bytes of one body, answer or download.
+    pub max_response_bytes: u64,
+}
+
+/// Makes calls on behalf of the runner: one provider, one key, the API client and the
+/// keyless download client.
 pub struct Caller {
     client: Client,
+    downloads: Client,
     provider: Box<dyn Provider>,
     key: Option<ApiKey>,
-    download_timeout: Duration,
+    limits: CallLimits,
 }
 
 impl Caller {
-    pub fn new(client: Client, provider: Box<dyn Provider>, key: Option<ApiKey>, download_timeout: Duration) -> Caller {
-        Caller { client, provider, key, download_timeout }
+    /// `client` from [`client`], `downloads` from [`download_client`].
+    pub fn new(
+        client: Client,
+        downloads: Client,
+        provider: Box<dyn Provider>,
+        key: Option<ApiKey>,
+        limits: CallLimits,
+    ) -> Caller {
+        Caller { client, downloads, provider, key, limits }
     }
 
     /// One generation, bounded by `deadline` from the first byte sent to the last byte
@@ -62,39 +123,50 @@ impl Caller {
             let req = self.provider.request(&self.client, self.key.as_ref(), job).timeout(deadline);
             let resp = req.send().await.map_err(|e| transport(e, deadline))?;
             let status = resp.status();
+            if let Some(e) = refused_redirect(&resp) {
+                return Err(e);
+            }
             let headers = resp.headers().clone();
-            let body = read_body(resp).await.map_err(|e| transport(e, deadline).with_status(status.as_u16()))?;
+            let body = read_body(resp, self.limits.max_response_bytes).await.map_err(|e| {
+                e.into_call_error("the answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
+            })?;
             self.provider.parse(status, &headers, &body)
         }
         .await;
         result.map_err(|e| self.masked(e))
     }
 
-    /// Fetches a result URL. Every failure is class `download`: it is retried as a
-    /// download, never as a new generation.
+    /// Fetches a result URL, without the key. Every failure is class `download`: it is
+    /// retried as a download, never as a new generation.
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, CallError> {
+        let timeout = self.limits.download_timeout;
         let as_download = |e: CallError| CallError { class: ErrorClass::Download, ..e };
         let result = async {
+            let parsed = Url::parse(url).map_err(|e| {
+                CallError::new(ErrorClass::Download, format!("the result URL {url:?} is not a URL: {e}"))
+            })?;
+            check_download_url(&parsed).map_err(|why| {
+                CallError::new(ErrorClass::Download, format!("the result URL {url} is not fetched: {why}"))
+            })?;
             let resp = self
-                .client
-                .get(url)
-                .timeout(self.download_timeout)
+                .downloads
+                .get(parsed)
+                .timeout(timeout)
                 .send()
                 .await
-                .map_err(|e| as_download(transport(e, self.download_timeout)))?;
+                .map_err(|e| as_download(transport(e, timeout)))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(CallError::new(ErrorClass::Download, format!("result URL answered HTTP {status}"))
                     .with_status(status.as_u16()));
             }
-            let body =
-                read_body(resp).await.map_err(|e| as_download(transport(e, self.download_timeout)).with_status(200))?;
-            if image_extension(&body).is_none() {
-                return Err(CallError::new(
-                    ErrorClass::Download,
-                    format!("result URL did not return a PNG, JPEG or WebP image ({} bytes)", body.len()),
-                )
-                .with_status(200));
+            let body = read_body(resp, self.limits.max_response_bytes)
+                .await
+                .map_err(|e| e.into_call_error("the download", ErrorClass::Download, timeout).with_status(200))?;
+            if let Err(why) = check_image(&body) {
+                return Err(
+                    CallError::new(ErrorClass::Download, format!("the result URL's body {why}")).with_status(200)
+                );
             }
             Ok(body)
         }
@@ -102,7 +174,10 @@ impl Caller {
         result.map_err(|e| self.masked(e))
     }
 
+    /// Belt and braces: `CallError::new` masked every key already; text appended to a
+    /// message afterwards is masked here.
     fn masked(&self, mut e: CallError) -> CallError {
+        e.message = crate::secret::mask(&e.message);
         if let Some(key) = &self.key {
             e.message = key.mask(&e.message);
         }
@@ -110,15 +185,202 @@ impl Caller {
     }
 }
 
-/// The whole body in one buffer sized from Content-Length up front: collecting chunks
-/// and joining them would hold a 4K answer (8 MB of base64) twice.
-async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    const MAX_PREALLOCATION: u64 = 64 << 20;
-    let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0).min(MAX_PREALLOCATION) as usize);
-    while let Some(chunk) = resp.chunk().await? {
+/// What to do about an API redirect.
+pub const FOLLOW_NO_REDIRECT: &str = "API calls follow no redirect, since it would take the API key to another \
+     address: if you trust the address the redirect names, give its API root (the part before /v1 or /v1beta) as \
+     --base-url and run the same command again; otherwise check --base-url";
+
+/// An API answer that is a redirect (3xx with a Location), as an error naming where it
+/// points. Class `not_found`, which stops the run: a base URL that redirects is one every
+/// call would get (retrying cannot help), and the fix is the user's, in --base-url, as for
+/// an endpoint that does not exist. A 3xx without a Location is no redirect: it is read
+/// as any other answer (and is a bad response).
+pub fn refused_redirect(resp: &reqwest::Response) -> Option<CallError> {
+    let status = resp.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = resp.headers().get(LOCATION)?;
+    let to = location
+        .to_str()
+        .ok()
+        .and_then(|l| resp.url().join(l).ok())
+        .map_or_else(|| format!("{:?}", String::from_utf8_lossy(location.as_bytes())), |u| u.to_string());
+    Some(
+        CallError::new(
+            ErrorClass::NotFound,
+            format!("{} redirects (HTTP {}) to {to}, which was not followed", resp.url(), status.as_u16()),
+        )
+        .with_status(status.as_u16())
+        .with_advice(FOLLOW_NO_REDIRECT),
+    )
+}
+
+/// Why a body was not read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    /// Over the cap: `declared` is the Content-Length that was refused before reading,
+    /// else `read` bytes came before the cap was passed.
+    TooLarge {
+        cap: u64,
+        declared: Option<u64>,
+        read: u64,
+    },
+}
+
+impl BodyError {
+    /// As the error of a call; `what` is "the answer" or "the download". A body over the
+    /// cap is of class `class`; a broken transfer keeps its own (timeout, network),
+    /// except in a download, where every failure is class `download`.
+    pub fn into_call_error(self, what: &str, class: ErrorClass, deadline: Duration) -> CallError {
+        match self {
+            BodyError::Transport(e) if class == ErrorClass::Download => CallError { class, ..transport(e, deadline) },
+            BodyError::Transport(e) => transport(e, deadline),
+            too_large => CallError::new(
+                class,
+                format!(
+                    "{}; if bodies this large are expected, raise --max-response-bytes",
+                    too_large.describe(what, "--max-response-bytes")
+                ),
+            ),
+        }
+    }
+
+    /// The error in words: `what` is the body ("the answer"), `limit` names the cap.
+    pub fn describe(&self, what: &str, limit: &str) -> String {
+        match self {
+            BodyError::Transport(e) => format!("{what} was not received whole: {e}"),
+            BodyError::TooLarge { cap, declared: Some(n), .. } => format!(
+                "{what} is {} (Content-Length), more than {limit} {}: refused before reading it",
+                bytes_text(*n),
+                bytes_text(*cap)
+            ),
+            BodyError::TooLarge { cap, declared: None, read } => format!(
+                "{what} passed {limit} {} while it streamed: reading stopped at {} and the connection was dropped",
+                bytes_text(*cap),
+                bytes_text(*read)
+            ),
+        }
+    }
+}
+
+/// At most 64 MiB is set aside before the first byte comes, whatever Content-Length says.
+const MAX_PREALLOCATION: u64 = 64 << 20;
+
+/// The whole body in one buffer, at most `cap` bytes. A Content-Length over the cap is
+/// refused before anything is read; otherwise the buffer is sized from it up front
+/// (collecting chunks and joining them would hold a 4K answer, 8 MB of base64, twice),
+/// never past the cap, and the count is checked at every chunk: the body is dropped the
+/// moment it passes the cap, and hyper closes a connection whose body was not read to
+/// its end. The buffer grows by doubling, clamped to the cap, so it never holds more
+/// than `cap` bytes of capacity.
+pub async fn read_body(mut resp: reqwest::Response, cap: u64) -> Result<Vec<u8>, BodyError> {
+    let declared = resp.content_length();
+    if let Some(n) = declared.filter(|n| *n > cap) {
+        return Err(BodyError::TooLarge { cap, declared: Some(n), read: 0 });
+    }
+    let cap_usize = usize::try_from(cap).unwrap_or(usize::MAX);
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(cap).min(MAX_PREALLOCATION) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        let needed = body.len().saturating_add(chunk.len());
+        if needed > cap_usize {
+            return Err(BodyError::TooLarge { cap, declared: None, read: needed as u64 });
+        }
+        if needed > body.capacity() {
+            let grown = body.capacity().saturating_mul(2).clamp(needed, cap_usize);
+            body.reserve_exact(grown - body.len());
+        }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// `n` bytes as a person reads them: `1 MiB`, `128 MiB`, `10000000000 bytes (9.3 GiB)`.
+pub fn bytes_text(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            return if n.is_multiple_of(size) {
+                format!("{} {unit}", n / size)
+            } else {
+                format!("{n} bytes ({:.1} {unit})", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// Whether a result URL may be fetched: http or https, and not a literal link-local or
+/// metadata address (names are checked when they resolve, by [`GuardedResolver`]).
+pub fn check_download_url(url: &Url) -> Result<(), String> {
+    match url.scheme() {
+        "http" | "https" => {}
+        other => return Err(format!("its scheme is {other:?}; only http and https result URLs are fetched")),
+    }
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err("it has no host".to_owned()),
+    };
+    match forbidden(ip) {
+        true => Err(metadata_text(ip)),
+        false => Ok(()),
+    }
+}
+
+fn metadata_text(ip: IpAddr) -> String {
+    format!(
+        "{ip} is a link-local or cloud metadata address, from which result URLs are never fetched (an answer that \
+         points there is trying to reach the machine's credentials)"
+    )
+}
+
+/// Link-local and cloud metadata addresses: 169.254.0.0/16 (RFC 3927; AWS, GCP and Azure
+/// metadata at 169.254.169.254), fe80::/10 (RFC 4291, 2.5.6), AWS's IPv6 metadata
+/// fd00:ec2::254 (AWS EC2 user guide, "Instance metadata service"), and 169.254.0.0/16
+/// written as IPv6: IPv4-mapped or -compatible (RFC 4291, 2.5.5) or NAT64's
+/// 64:ff9b::/96 (RFC 6052).
+pub fn forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let embedded = v6
+                .to_ipv4()
+                .filter(|_| s[..5] == [0; 5])
+                .or_else(|| nat64.then(|| std::net::Ipv4Addr::from(u32::from(s[6]) << 16 | u32::from(s[7]))));
+            s[0] & 0xffc0 == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || embedded.is_some_and(|v4| v4.is_link_local())
+        }
+    }
+}
+
+/// `addrs` for `host`, or why none of them may be used: one forbidden address refuses
+/// the name (a name that also points at metadata is not one to trust).
+pub fn guard_addresses(host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+    match addrs.iter().find(|a| forbidden(a.ip())) {
+        Some(bad) => Err(format!("{host} resolves to {}", metadata_text(bad.ip()))),
+        None => Ok(addrs),
+    }
+}
+
+/// The system resolver, refusing names that resolve to a link-local or metadata address
+/// (for downloads only: an API base URL is the user's own choice).
+struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs = guard_addresses(&host, addrs)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// A transport failure (no usable HTTP answer) as an error class.
@@ -146,9 +408,84 @@ fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
         "cannot connect".to_owned()
     } else if e.is_body() || e.is_decode() {
         "the connection broke while the body was being received".to_owned()
+    } else if e.is_redirect() {
+        "a redirect was not followed".to_owned()
     } else {
         "the request failed".to_owned()
     };
     // The URL in reqwest's text is the endpoint: no secret in it (keys go in headers).
     CallError::new(class, format!("{what}: {}", chain.join(": ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_and_metadata_addresses_are_forbidden_however_written() {
+        for ip in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "febf::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(forbidden(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["127.0.0.1", "10.0.0.1", "169.253.255.255", "::1", "fec0::1", "fd00:ec2::253", "2001:db8::1"] {
+            assert!(!forbidden(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn download_urls_are_http_or_https_and_never_a_metadata_address() {
+        let check = |u: &str| check_download_url(&u.parse().unwrap());
+        assert_eq!(check("https://cdn.example/x.png"), Ok(()));
+        assert_eq!(check("http://127.0.0.1:8080/x.png"), Ok(()));
+        for bad in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/x",
+            "http://[fd00:ec2::254]/x",
+            "http://[::ffff:a9fe:a9fe]/x",
+            // WHATWG URL parsing reads a bare number as an IPv4 address.
+            "http://2852039166/x",
+            "http://0xa9.0xfe.0xa9.0xfe/x",
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains("link-local or cloud metadata address"), "{bad}: {e}");
+        }
+        for bad in ["file:///etc/passwd", "ftp://cdn.example/x.png", "gopher://x/"] {
+            let e = check(bad).unwrap_err();
+            assert!(e.contains("only http and https"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_name_that_resolves_to_a_metadata_address_is_refused() {
+        let a = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert_eq!(guard_addresses("cdn.example", vec![a("93.184.216.34:0")]), Ok(vec![a("93.184.216.34:0")]));
+        let e = guard_addresses("evil.example", vec![a("93.184.216.34:0"), a("169.254.169.254:0")]).unwrap_err();
+        assert!(e.starts_with("evil.example resolves to 169.254.169.254") && e.contains("metadata"), "{e}");
+        let e = guard_addresses("evil6.example", vec![a("[fd00:ec2::254]:0")]).unwrap_err();
+        assert!(e.contains("fd00:ec2::254"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_guarded_resolver_resolves_ordinary_names() {
+        use reqwest::dns::Resolve;
+        let addrs: Vec<SocketAddr> = GuardedResolver.resolve("localhost".parse().unwrap()).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes_text(1 << 20), "1 MiB");
+        assert_eq!(bytes_text(128 << 20), "128 MiB");
+        assert_eq!(bytes_text(10_000_000_000), "10000000000 bytes (9.3 GiB)");
+        assert_eq!(bytes_text(512), "512 bytes");
+        assert_eq!(bytes_text(1536), "1536 bytes (1.5 KiB)");
+    }
 }

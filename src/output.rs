@@ -146,21 +146,173 @@ pub fn make_durable(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Whether `bytes` end where their format says the image ends (PNG's IEND chunk, JPEG's
-/// end-of-image marker, WebP's RIFF length): a file cut short by a power loss is not.
+/// Whether `bytes` are a structurally complete image: see [`check_image`].
 pub fn is_complete_image(bytes: &[u8]) -> bool {
-    match image_extension(bytes) {
-        Some("png") => bytes.ends_with(b"\0\0\0\0IEND\xAE\x42\x60\x82"),
-        Some("jpg") => {
-            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-            bytes[..end].ends_with(&[0xFF, 0xD9])
-        }
-        Some("webp") => {
-            let riff = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-            bytes.len() >= riff.saturating_add(8)
-        }
-        _ => false,
+    check_image(bytes).is_ok()
+}
+
+/// The extension of `bytes` if they are a structurally complete PNG, JPEG or WebP; else
+/// what is wrong, worded to follow "the base64 data" or "the download" (e.g. "is a PNG
+/// cut short: ..."). Every path that takes image bytes (answers of both dialects,
+/// downloads, the stash, files found after a crash) goes through this, so a PNG
+/// signature in front of an HTML page, or an image cut in half, is never marked done.
+///
+/// The checks are of structure, not pixels: cheap enough for every image (a CRC pass
+/// over a PNG), and what a cut or a wrong body breaks.
+pub fn check_image(bytes: &[u8]) -> Result<&'static str, String> {
+    let ext =
+        image_extension(bytes).ok_or_else(|| format!("is not a PNG, JPEG or WebP image ({} bytes)", bytes.len()))?;
+    match ext {
+        "png" => check_png(bytes),
+        "jpg" => check_jpeg(bytes),
+        _ => check_webp(bytes),
     }
+    .map(|()| ext)
+}
+
+/// Bytes after the end of an image: zero padding is tolerated (some writers pad to a
+/// block), anything else means the body is not (only) the image.
+fn trailing(format: &str, bytes: &[u8], end: usize) -> Result<(), String> {
+    match bytes.get(end..).unwrap_or_default().iter().filter(|b| **b != 0).count() {
+        0 => Ok(()),
+        _ => {
+            Err(format!("is a damaged {format}: {} bytes follow the end of the image at byte {end}", bytes.len() - end))
+        }
+    }
+}
+
+/// PNG (W3C PNG Specification, Third Edition, 5.3 "Chunk layout" and 5.6 "Chunk
+/// ordering"): after the 8-byte signature, chunks of a 4-byte big-endian length (at most
+/// 2^31 - 1), a 4-byte type of ASCII letters, the data and a CRC-32 of type and data;
+/// IHDR first, IEND last.
+fn check_png(bytes: &[u8]) -> Result<(), String> {
+    const MAX_CHUNK: u64 = (1 << 31) - 1;
+    let mut at = 8usize;
+    loop {
+        let Some(head) = bytes.get(at..at + 8) else {
+            return Err(format!("is a PNG cut short: it ends at byte {} without an IEND chunk", bytes.len()));
+        };
+        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let kind = &head[4..8];
+        let name = String::from_utf8_lossy(kind).into_owned();
+        if !kind.iter().all(u8::is_ascii_alphabetic) || len > MAX_CHUNK {
+            return Err(format!("is a damaged PNG: the bytes at {at} are not a chunk (type {name:?}, length {len})"));
+        }
+        if at == 8 && kind != b"IHDR" {
+            return Err(format!("is a damaged PNG: its first chunk is {name}, not IHDR"));
+        }
+        let end = (at as u64).saturating_add(12 + len);
+        if end > bytes.len() as u64 {
+            return Err(format!(
+                "is a PNG cut short: chunk {name} at byte {at} needs {} bytes, {} are left",
+                12 + len,
+                bytes.len() - at
+            ));
+        }
+        let end = end as usize;
+        let stored = u32::from_be_bytes([bytes[end - 4], bytes[end - 3], bytes[end - 2], bytes[end - 1]]);
+        if crc32fast::hash(&bytes[at + 4..end - 4]) != stored {
+            return Err(format!("is a damaged PNG: chunk {name} at byte {at} fails its CRC"));
+        }
+        if kind == b"IEND" {
+            return trailing("PNG", bytes, end);
+        }
+        at = end;
+    }
+}
+
+/// JPEG (ITU-T T.81, Annex B.1.1 and B.2): SOI, then marker segments (0xFF, a marker
+/// code, a 2-byte big-endian length that counts itself) up to EOI; after each SOS, the
+/// entropy-coded data, in which 0xFF is followed only by 0x00 (stuffing) or RST0-7
+/// before the next marker. The segments are walked by their lengths, so the EOI of a
+/// thumbnail inside an APP1 segment does not pass for the end of a file cut there.
+fn check_jpeg(bytes: &[u8]) -> Result<(), String> {
+    let short = |what: &str| format!("is a JPEG cut short: it ends at byte {} {what}", bytes.len());
+    let mut at = 2usize;
+    loop {
+        match bytes.get(at) {
+            None => return Err(short("without an end-of-image marker")),
+            Some(0xFF) => {}
+            Some(b) => return Err(format!("is a damaged JPEG: byte {at} is {b:#04x} where a marker was expected")),
+        }
+        // Any number of 0xFF fill bytes may come before a marker code (B.1.1.2).
+        while bytes.get(at) == Some(&0xFF) {
+            at += 1;
+        }
+        let Some(&marker) = bytes.get(at) else { return Err(short("inside a marker")) };
+        at += 1;
+        match marker {
+            0xD9 => return trailing("JPEG", bytes, at),
+            // TEM and RST0-7 stand alone.
+            0x01 | 0xD0..=0xD7 => {}
+            0x00 | 0xD8 => return Err(format!("is a damaged JPEG: marker {marker:#04x} at byte {}", at - 2)),
+            _ => {
+                let Some(len) = bytes.get(at..at + 2).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+                    return Err(short("inside a segment header"));
+                };
+                if len < 2 {
+                    return Err(format!(
+                        "is a damaged JPEG: segment {marker:#04x} at byte {} has length {len}",
+                        at - 2
+                    ));
+                }
+                if at + len > bytes.len() {
+                    return Err(short(&format!("inside segment {marker:#04x}, which needs {len} bytes")));
+                }
+                at += len;
+                if marker == 0xDA {
+                    at = scan_end(bytes, at).ok_or_else(|| short("inside the image data"))?;
+                }
+            }
+        }
+    }
+}
+
+/// Where the entropy-coded data that starts at `at` ends: the next 0xFF that is neither
+/// stuffing (0xFF00) nor a restart marker, nor a fill byte before a marker.
+fn scan_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let ff = at + bytes.get(at..)?.iter().position(|b| *b == 0xFF)?;
+        match *bytes.get(ff + 1)? {
+            0x00 | 0xD0..=0xD7 => at = ff + 2,
+            _ => return Some(ff),
+        }
+    }
+}
+
+/// WebP (Google, "WebP Container Specification", RIFF file format): "RIFF", a 4-byte
+/// little-endian size of what follows it, "WEBP", then chunks of a FourCC, a 4-byte
+/// little-endian size and the payload, padded to an even length. The size must be the
+/// file's length minus 8 (one pad byte more is tolerated) and the chunks must fill it.
+fn check_webp(bytes: &[u8]) -> Result<(), String> {
+    let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    let end = size.saturating_add(8);
+    if end > bytes.len() {
+        return Err(format!("is a WebP cut short: its header says {end} bytes, {} came", bytes.len()));
+    }
+    if bytes.len() - end > 1 {
+        return Err(format!("is a damaged WebP: its header says {end} bytes, {} came", bytes.len()));
+    }
+    let mut at = 12usize;
+    if at >= end {
+        return Err("is a damaged WebP: it holds no chunk".to_owned());
+    }
+    while at < end {
+        let Some(head) = bytes.get(at..at + 8).filter(|_| at + 8 <= end) else {
+            return Err(format!("is a damaged WebP: a chunk header at byte {at} runs past its end ({end})"));
+        };
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let payload_end = (at + 8).saturating_add(len);
+        if payload_end > end {
+            return Err(format!(
+                "is a WebP cut short: chunk {} at byte {at} needs {len} bytes, {} are left",
+                String::from_utf8_lossy(&head[..4]),
+                end - at - 8
+            ));
+        }
+        at = payload_end + (len & 1);
+    }
+    Ok(())
 }
 
 /// Writes a file through a temporary name in the same folder: flush, fsync, rename,
@@ -346,12 +498,101 @@ mod tests {
         assert!(is_complete_image(&png));
         assert!(!is_complete_image(&png[..png.len() - 1]));
         assert!(!is_complete_image(&png[..png.len() / 2]));
-        assert!(is_complete_image(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 0xFF, 0xD9]));
+        assert!(is_complete_image(&jpeg()));
         assert!(!is_complete_image(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2]));
-        let mut webp = b"RIFF\x0c\0\0\0WEBPVP8 ".to_vec();
-        webp.resize(20, 0);
-        assert!(is_complete_image(&webp));
-        assert!(!is_complete_image(&webp[..16]));
+        assert!(is_complete_image(&webp()));
+        assert!(!is_complete_image(&webp()[..16]));
         assert!(!is_complete_image(b""));
+    }
+
+    /// SOI, an APP1 segment holding a whole thumbnail (its own SOI .. EOI), SOS, image
+    /// data with a stuffed 0xFF00 and a restart marker, EOI.
+    fn jpeg() -> Vec<u8> {
+        let thumb = [0xFF, 0xD8, 0xFF, 0xD9];
+        let mut j = vec![0xFF, 0xD8, 0xFF, 0xE1, 0, 2 + thumb.len() as u8];
+        j.extend_from_slice(&thumb);
+        j.extend_from_slice(&[0xFF, 0xDA, 0, 4, 1, 2]);
+        j.extend_from_slice(&[9, 8, 0xFF, 0x00, 7, 0xFF, 0xD0, 6, 5]);
+        j.extend_from_slice(&[0xFF, 0xD9]);
+        j
+    }
+
+    /// RIFF, the size, WEBP, one odd-sized VP8L chunk and its pad byte.
+    fn webp() -> Vec<u8> {
+        let mut w = b"RIFF\0\0\0\0WEBPVP8L\x05\0\0\0\x2f\x01\x02\x03\x04\0".to_vec();
+        let size = (w.len() - 8) as u32;
+        w[4..8].copy_from_slice(&size.to_le_bytes());
+        w
+    }
+
+    fn why(bytes: &[u8]) -> String {
+        check_image(bytes).unwrap_err()
+    }
+
+    #[test]
+    fn a_png_counts_only_with_every_chunk_whole_and_its_crc_right() {
+        let png = crate::sim::png::make(2_000, 4, "x=1");
+        assert_eq!(check_image(&png), Ok("png"));
+        // Zero padding after IEND is tolerated; other bytes are not.
+        assert_eq!(check_image(&[png.clone(), vec![0; 7]].concat()), Ok("png"));
+        assert!(why(&[png.clone(), b"<html>".to_vec()].concat()).contains("follow the end"));
+        // A PNG signature in front of an HTML page.
+        let html = [b"\x89PNG\r\n\x1a\n".as_slice(), b"<html><body>502 Bad Gateway</body></html>"].concat();
+        assert!(why(&html).starts_with("is a damaged PNG"), "{}", why(&html));
+        // Cut in half, cut inside a chunk header, cut just before IEND.
+        assert!(why(&png[..png.len() / 2]).starts_with("is a PNG cut short: chunk IDAT"), "{}", why(&png[..1000]));
+        assert!(why(&png[..png.len() - 12]).contains("without an IEND chunk"));
+        assert!(why(&png[..png.len() - 8]).starts_with("is a PNG cut short"));
+        // One flipped bit in the pixels: the IDAT CRC fails.
+        let mut flipped = png.clone();
+        flipped[png.len() / 2] ^= 0x10;
+        assert!(why(&flipped).contains("IDAT") && why(&flipped).contains("CRC"), "{}", why(&flipped));
+        // A length past what the format allows.
+        let mut huge = png.clone();
+        huge[8..12].copy_from_slice(&0x8000_0000u32.to_be_bytes());
+        assert!(why(&huge).starts_with("is a damaged PNG"));
+        // IHDR must come first.
+        let no_ihdr = [&png[..8], &png[8 + 25..]].concat();
+        assert!(why(&no_ihdr).contains("not IHDR"), "{}", why(&no_ihdr));
+        assert_eq!(why(b"\x89PNG\r\n\x1a\n"), "is a PNG cut short: it ends at byte 8 without an IEND chunk");
+    }
+
+    #[test]
+    fn a_jpeg_counts_only_from_its_start_to_its_end_of_image_marker() {
+        let j = jpeg();
+        assert_eq!(check_image(&j), Ok("jpg"));
+        assert_eq!(check_image(&[j.clone(), vec![0; 3]].concat()), Ok("jpg"));
+        assert!(why(&[j.clone(), vec![1]].concat()).contains("follow the end"));
+        // Cut anywhere: also right after the thumbnail's EOI, which ends in FF D9 too.
+        for cut in 2..j.len() {
+            assert!(check_image(&j[..cut]).is_err(), "cut at {cut} passed");
+        }
+        let after_thumb = &j[..10];
+        assert!(after_thumb.ends_with(&[0xFF, 0xD9]));
+        assert!(why(after_thumb).starts_with("is a JPEG cut short"), "{}", why(after_thumb));
+        // JPEG magic in front of text.
+        assert!(check_image(b"\xFF\xD8\xFF<html><body>oops</body></html>").is_err());
+        assert!(why(&[0xFF, 0xD8, 0x3C, 0x68]).starts_with("is not a PNG"));
+        // Fill bytes before a marker are allowed.
+        let filled = [&j[..2], &[0xFF, 0xFF], &j[2..]].concat();
+        assert_eq!(check_image(&filled), Ok("jpg"));
+    }
+
+    #[test]
+    fn a_webp_counts_only_when_its_riff_size_is_the_file_size() {
+        let w = webp();
+        assert_eq!(check_image(&w), Ok("webp"));
+        // One pad byte more than the header says is tolerated.
+        assert_eq!(check_image(&[w.clone(), vec![0]].concat()), Ok("webp"));
+        assert!(why(&[w.clone(), vec![0, 0]].concat()).starts_with("is a damaged WebP"));
+        for cut in 12..w.len() {
+            assert!(why(&w[..cut]).starts_with("is a WebP cut short"), "cut at {cut}: {}", why(&w[..cut]));
+        }
+        // The header claims more than the chunks hold: a chunk runs past.
+        let mut lying = w.clone();
+        lying[16..20].copy_from_slice(&100u32.to_le_bytes());
+        assert!(why(&lying).contains("cut short"), "{}", why(&lying));
+        assert!(why(b"RIFF\x04\0\0\0WEBP").contains("no chunk"));
+        assert!(why(b"RIFF\xff\xff\xff\xffWEBP").contains("cut short"));
     }
 }

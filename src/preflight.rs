@@ -130,7 +130,7 @@ fn no_list_note(t: &Target<'_>, why: &str) -> String {
     format!(
         "note: {} has no model list ({}), so the models could not be checked before the run; it goes on",
         t.base_url,
-        why.chars().take(120).collect::<String>()
+        crate::secret::cut(why, 120)
     )
 }
 
@@ -219,9 +219,13 @@ fn refused(t: &Target<'_>, status: StatusCode, body: &[u8]) -> Result<CallError,
     Ok(call)
 }
 
-/// One GET with the key, the body read whole (a model list is small; capped all the same).
+/// The most bytes of a preflight answer: a model list is small (Gemini's 1000-model page
+/// is well under 1 MiB), and the preflight knows nothing of `--max-response-bytes`.
+const MAX_BODY: u64 = 16 << 20;
+
+/// One GET with the key, the body read whole (at most [`MAX_BODY`]). A redirect is not
+/// followed (`http::client`) and stops the run: the key would go where it points.
 async fn get(t: &Target<'_>, url: Url) -> Result<(StatusCode, Vec<u8>), PreflightError> {
-    const MAX_BODY: usize = 16 << 20;
     let mut req = t.client.get(url.clone()).timeout(REQUEST_TIMEOUT);
     if let Some(key) = t.key {
         req = match t.dialect {
@@ -230,15 +234,22 @@ async fn get(t: &Target<'_>, url: Url) -> Result<(StatusCode, Vec<u8>), Prefligh
         };
     }
     let unreachable = |e: reqwest::Error| PreflightError(unreachable_text(&url, &e));
-    let mut resp = req.send().await.map_err(unreachable)?;
+    let resp = req.send().await.map_err(unreachable)?;
     let status = resp.status();
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
-        if body.len() + chunk.len() > MAX_BODY {
-            break;
-        }
-        body.extend_from_slice(&chunk);
+    if let Some(e) = crate::http::refused_redirect(&resp) {
+        return Err(PreflightError(format!(
+            "{} refused the run before any paid call: {e}\n  what to do: {}",
+            t.base_url,
+            e.advice()
+        )));
     }
+    let body = crate::http::read_body(resp, MAX_BODY).await.map_err(|e| match e {
+        crate::http::BodyError::Transport(e) => unreachable(e),
+        too_large => PreflightError(format!(
+            "{}. Nothing was sent; if this endpoint is right, skip the check with --no-preflight",
+            too_large.describe(&format!("the answer of {url}"), "the preflight's limit of")
+        )),
+    })?;
     Ok((status, body))
 }
 

@@ -307,11 +307,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         plan::print(&cfg).await?;
         return Ok(None);
     }
-    let client = http::client(HttpPolicy {
-        connect_timeout: cfg.connect_timeout,
-        http2: cfg.http2,
-        concurrency: cfg.concurrency,
-    })?;
+    let policy = HttpPolicy { connect_timeout: cfg.connect_timeout, http2: cfg.http2, concurrency: cfg.concurrency };
+    let client = http::client(policy)?;
     let mut notes = Vec::new();
     if cfg.preflight {
         let mut models: Vec<String> = manifest_stats.models.iter().cloned().collect();
@@ -358,7 +355,9 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     }
     announce(&progress, &recovered, &sync, &before);
     let provider = provider::for_dialect(cfg.dialect, &cfg.base_url);
-    let caller = Caller::new(client, provider, cfg.api_key.clone(), cfg.download_timeout);
+    let limits =
+        http::CallLimits { download_timeout: cfg.download_timeout, max_response_bytes: cfg.max_response_bytes };
+    let caller = Caller::new(client, http::download_client(policy)?, provider, cfg.api_key.clone(), limits);
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
@@ -561,8 +560,9 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     if row.stashed {
         // Received in an earlier run, not yet written: no call needed.
         match ctx.ckpt.stashed(row.rid).await {
-            Ok(Some(bytes)) => return finish(ctx, &row, bytes, None, None).await,
-            Ok(None) => {}
+            Ok(Some(bytes)) if output::is_complete_image(&bytes) => return finish(ctx, &row, bytes, None, None).await,
+            // Damaged in the checkpoint: made again (the new image replaces the stash).
+            Ok(_) => {}
             Err(e) => return ctx.stop_run(StopReason::Local(e.to_string())),
         }
     }
@@ -866,8 +866,11 @@ fn record<T>(
 /// generation's, when it was not saved with a result URL already. If the output folder
 /// fails, the bytes are kept in the checkpoint so the rerun does not pay for them again.
 async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, latency: Option<f64>, made: Option<MadeBy>) {
-    let Some(ext) = output::image_extension(&bytes) else {
-        unreachable!("providers, downloads and the stash only hold checked image bytes")
+    // Answers, downloads and the stash were checked already; this is the last gate
+    // before a file is named done.
+    let ext = match output::check_image(&bytes) {
+        Ok(ext) => ext,
+        Err(why) => return fail_row(ctx, row, &CallError::new(ErrorClass::BadResponse, format!("the image {why}"))),
     };
     let images = ctx.out.images.clone();
     let id = row.id.clone();

@@ -21,7 +21,6 @@ use serde_json::Value;
 use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
 use crate::catalog::WireSize;
 use crate::error::{CallError, ErrorClass};
-use crate::output::is_complete_image;
 use crate::retry::{retry_after, should_retry};
 use crate::secret::ApiKey;
 use crate::size::Resolution;
@@ -269,15 +268,17 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
         // the model's words go into the message for results.csv.
         return Err(bad(format!("no image in the answer (finishReason {shown}){}", said())));
     };
-    let bytes = decode_image(&data.data).map_err(|mut e| {
-        if let Some(mime) = data.mime_type.as_deref() {
-            e.message.push_str(&format!(" (mimeType {mime})"));
-        }
-        e
+    // decode_image refuses an image that is not complete, whatever the finishReason (a
+    // MAX_TOKENS answer is the usual cut one: its reason is named).
+    let bytes = decode_image(&data.data).map_err(|e| {
+        let mime = data.mime_type.as_deref().map(|m| format!(" (mimeType {m})")).unwrap_or_default();
+        let cut = if finished == Finish::Truncated {
+            format!("; the image was cut short (finishReason {shown}{detail})")
+        } else {
+            String::new()
+        };
+        bad(format!("{}{mime}{cut}", e.message))
     })?;
-    if finished == Finish::Truncated && !is_complete_image(&bytes) {
-        return Err(bad(format!("the image was cut short (finishReason {shown}{detail})")));
-    }
     Ok(Generated::Image(bytes))
 }
 
@@ -497,12 +498,12 @@ mod tests {
     #[test]
     fn the_final_image_is_taken_and_drafts_are_skipped() {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-        let draft = b64(b"\x89PNG\r\n\x1a\ndraft");
-        let last = b64(b"\x89PNG\r\n\x1a\nfinal");
+        let (draft_png, final_png) = (crate::sim::png::make(500, 1, "draft"), crate::sim::png::make(500, 2, "final"));
+        let (draft, last) = (b64(&draft_png), b64(&final_png));
         let body = format!(
             r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"thinking","thought":true}},{{"inlineData":{{"mimeType":"image/png","data":"{draft}"}},"thought":true}},{{"text":"Here it is"}},{{"inlineData":{{"mimeType":"image/png","data":"{last}"}}}}]}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":8}}}}"#
         );
-        assert_eq!(parse(&body).unwrap(), Generated::Image(b"\x89PNG\r\n\x1a\nfinal".to_vec()));
+        assert_eq!(parse(&body).unwrap(), Generated::Image(final_png));
     }
 
     #[test]
@@ -558,6 +559,17 @@ mod tests {
         assert_eq!(parse("{\"candidates\": [").unwrap_err().class, ErrorClass::BadResponse);
         let bad_b64 = r#"{"candidates":[{"content":{"parts":[{"inlineData":{"data":"%%%"}}]},"finishReason":"STOP"}]}"#;
         assert_eq!(parse(bad_b64).unwrap_err().class, ErrorClass::BadResponse);
+    }
+
+    #[test]
+    fn a_damaged_image_is_a_bad_response_whatever_the_finish_reason() {
+        let png = crate::sim::png::make(4_000, 5, "x");
+        let html = [&png[..8], b"<html>502 Bad Gateway</html>".as_slice()].concat();
+        for (bytes, says) in [(&png[..png.len() / 2], "cut short"), (html.as_slice(), "damaged PNG")] {
+            let e = parse(&answer(&image_part(bytes), "STOP")).unwrap_err();
+            assert_eq!((e.class, e.disposition()), (ErrorClass::BadResponse, Disposition::Retry));
+            assert!(e.message.contains(says) && e.message.contains("mimeType image/png"), "{e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 
 use crate::catalog::{Dialect, ResponseFormat, WireSize};
 use crate::error::{CallError, ErrorClass};
-use crate::output::image_extension;
+use crate::output::check_image;
 use crate::params::Params;
 use crate::secret::ApiKey;
 
@@ -58,7 +58,9 @@ pub fn fields_set(dialect: Dialect) -> &'static [&'static str] {
     }
 }
 
-/// base64 (or a `data:` URL) to image bytes, refusing anything that is not an image.
+/// base64 (or a `data:` URL) to image bytes, refusing anything that is not a complete
+/// image (`output::check_image`: a PNG signature before HTML, or a PNG cut in half, is
+/// refused as a bad response and the call is retried).
 ///
 /// The usual answer is standard base64 with padding: base64-simd decodes it in place of
 /// the body, fast. Anything it refuses goes to [`decode_tolerant`] before it is called
@@ -77,11 +79,8 @@ pub fn decode_image(b64: &str) -> Result<Vec<u8>, CallError> {
         Err(_) => decode_tolerant(payload)
             .map_err(|why| CallError::new(ErrorClass::BadResponse, format!("undecodable base64 image: {why}")))?,
     };
-    if image_extension(&bytes).is_none() {
-        return Err(CallError::new(
-            ErrorClass::BadResponse,
-            format!("the base64 data is not a PNG, JPEG or WebP image ({} bytes)", bytes.len()),
-        ));
+    if let Err(why) = check_image(&bytes) {
+        return Err(CallError::new(ErrorClass::BadResponse, format!("the base64 data {why}")));
     }
     Ok(bytes)
 }
@@ -144,9 +143,10 @@ pub fn class_by_status(status: StatusCode) -> ErrorClass {
     }
 }
 
-/// The start of a body, for error messages.
+/// The start of a body, for error messages: masked before it is cut (`secret::cut_bytes`),
+/// so a key the server echoes across the cut leaves no part of it.
 pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+    let text = crate::secret::cut_bytes(body, 300).trim().to_owned();
     if text.is_empty() { "(empty body)".into() } else { text }
 }
 

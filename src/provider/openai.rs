@@ -98,6 +98,11 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
         return decode_image(&b64).map(Generated::Image);
     }
     if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
+        // A relay that puts the image itself in `url` as a data: URL: nothing to fetch
+        // (downloads are http(s) only), the image is here.
+        if url.starts_with("data:") {
+            return decode_image(&url).map(Generated::Image).map_err(|e| e.with_status(status.as_u16()));
+        }
         return Ok(Generated::Url(url));
     }
     Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
@@ -330,15 +335,29 @@ mod tests {
 
     #[test]
     fn successful_answers_give_images_or_urls_and_bad_ones_are_bad_responses() {
-        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nrest");
+        let image = crate::sim::png::make(500, 1, "x");
+        let png = base64::engine::general_purpose::STANDARD.encode(&image);
         assert_eq!(
             parse(&format!(r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#)).unwrap(),
-            Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
+            Generated::Image(image.clone())
         );
         assert_eq!(
             parse(&format!(r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
-            Generated::Image(b"\x89PNG\r\n\x1a\nrest".to_vec())
+            Generated::Image(image.clone())
         );
+        // A data: URL in `url` is the image itself: nothing is fetched.
+        assert_eq!(
+            parse(&format!(r#"{{"data":[{{"url":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
+            Generated::Image(image.clone())
+        );
+        // A PNG signature in front of anything else, or a PNG cut short, is no image.
+        let cut = base64::engine::general_purpose::STANDARD.encode(&image[..image.len() - 30]);
+        let html = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n<html>oops</html>");
+        for damaged in [cut, html] {
+            let e = parse(&format!(r#"{{"data":[{{"b64_json":"{damaged}"}}]}}"#)).unwrap_err();
+            assert_eq!(e.class, ErrorClass::BadResponse);
+            assert!(e.message.starts_with("the base64 data is a"), "{e}");
+        }
         assert_eq!(
             parse(r#"{"data":[{"url":"https://cdn.example/x.png"}]}"#).unwrap(),
             Generated::Url("https://cdn.example/x.png".into())
