@@ -1,0 +1,75 @@
+//! Issue 10's hardening, through the CLI: manifest line numbers with any line end,
+//! duplicate and unportable ids, a closed stdout, calls abandoned by a kill, and result
+//! URLs that expired.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// `bulkgen run` on a manifest with these bytes: exit 2, nothing sent, nothing created;
+/// returns stderr.
+async fn refused(body: &[u8]) -> String {
+    let sim = sim(fixed(Duration::from_millis(1))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.csv");
+    std::fs::write(&manifest, body).unwrap();
+    let out = dir.path().join("out");
+    let o = run(&sim, &manifest, &out, &[]).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(sim.stats().requests, 0, "nothing was sent");
+    assert!(!out.exists(), "the output folder was created");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_errors_name_the_physical_line_with_crlf_a_bom_and_multiline_fields() {
+    // Line 1 header, 2 a, 3-4 a quoted field over two lines, 5 blank, 6 the bad row, 7 a
+    // duplicate of line 2.
+    let lf = "prompt,id\nok,a\n\"two\nlines\",b\n\n ,c\nok,a\n";
+    for (name, body) in [
+        ("LF", lf.as_bytes().to_vec()),
+        ("CRLF", lf.replace('\n', "\r\n").into_bytes()),
+        ("BOM + CRLF", [b"\xEF\xBB\xBF".as_slice(), lf.replace('\n', "\r\n").as_bytes()].concat()),
+    ] {
+        let err = refused(&body).await;
+        assert!(err.contains("  line 6: empty prompt"), "{name}: {err}");
+        assert!(err.contains("  line 7: duplicate id \"a\" (first used on line 2)"), "{name}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_duplicate_ids_print_twenty_problems_and_a_count() {
+    let mut body = String::from("prompt,id\r\n");
+    for i in 0..5_000 {
+        body.push_str(&format!("prompt {i},same\r\n"));
+    }
+    body.push_str(",empty\r\n");
+    let err = refused(body.as_bytes()).await;
+    let listed: Vec<&str> = err.lines().filter(|l| l.starts_with("  line ")).collect();
+    assert_eq!(listed.len(), 20, "{err}");
+    assert!(listed.iter().all(|l| l.ends_with("duplicate id \"same\" (first used on line 2)")), "{err}");
+    assert_eq!(listed[0], "  line 3: duplicate id \"same\" (first used on line 2)");
+    assert!(err.contains("has 5000 problem(s); nothing was sent"), "{err}");
+    assert!(err.contains("  ... and 4980 more problem(s) (duplicate id 4979, empty prompt 1)"), "{err}");
+    assert!(err.lines().count() <= 25, "{} lines on stderr", err.lines().count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_collide_ignoring_case_or_name_a_windows_device_are_refused() {
+    let err = refused(b"prompt,id\r\nx,cat\r\nx,fine\r\nx,Cat\r\nx,nul.txt\r\nx,COM1\r\nx,Aux\r\nx,console\r\n").await;
+    assert!(
+        err.contains(
+            "  line 4: id \"Cat\" collides with id \"cat\" on line 2 ignoring case: files images/Cat.png and \
+             images/cat.png are the same file on macOS and Windows"
+        ),
+        "{err}"
+    );
+    for (line, stem) in [(5, "nul"), (6, "COM1"), (7, "Aux")] {
+        let expected = format!("  line {line}: unsafe id");
+        let l = err.lines().find(|l| l.starts_with(&expected)).unwrap_or_else(|| panic!("{expected} in {err}"));
+        assert!(l.contains(&format!("{stem} is a Windows device name")), "{l}");
+    }
+    assert!(!err.contains("line 3") && !err.contains("line 8"), "{err}");
+}
