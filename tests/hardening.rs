@@ -73,3 +73,46 @@ async fn ids_that_collide_ignoring_case_or_name_a_windows_device_are_refused() {
     }
     assert!(!err.contains("line 3") && !err.contains("line 8"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_closes_stdout_early_ends_the_command_quietly() {
+    let sim = sim(fixed(Duration::from_millis(1))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 6);
+    let out = dir.path().join("out");
+    assert_eq!(run(&sim, &manifest, &out, &[]).await.status.code(), Some(0));
+    let out = out.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["report", "--out", out],
+        &["report", "--out", out, "--format", "json"],
+        &["report", "--out", out, "--format", "md"],
+        &["status", "--out", out],
+        &["models"],
+        &["models", "--format", "json"],
+    ];
+    for args in commands {
+        // `bulkgen ARGS | head -0`: the reader is gone before the first write.
+        let mut c = bin();
+        c.args(*args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+
+        // `bulkgen ARGS | head -1`: one line read, then the reader goes.
+        let mut c = bin();
+        c.args(*args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first).await.unwrap();
+        assert!(!first.is_empty(), "{args:?}");
+        drop(stdout);
+        let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{args:?}");
+    }
+}
