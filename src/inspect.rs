@@ -115,6 +115,9 @@ fn status_text(out: &Path) -> Result<String, String> {
         let _ = writeln!(text, "failed for good, by class: {}", failed.join(", "));
     }
     let r = report::build(&inputs, &prices(&c));
+    if let Some(line) = report::unknown_text(&r.overall) {
+        let _ = writeln!(text, "{line}");
+    }
     let _ = writeln!(text, "spend: {}", report::spend_text(&r.overall));
     let mut st = c
         .prepare(

@@ -647,7 +647,20 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             ctx.release(reserved);
         }
         let Some(result) = result else {
-            // Abandoned by a second Ctrl-C: the row goes back to the queue.
+            // Abandoned by a second Ctrl-C: the row goes back to the queue, and the call,
+            // which may have been billed, is counted with its outcome unknown.
+            ctx.ckpt.record_abandoned(AttemptRecord {
+                rid: row.rid,
+                run_id: ctx.run_id,
+                kind: AttemptKind::Generate,
+                model: model.to_owned(),
+                resolution: resolution.as_str(),
+                started_at,
+                duration_s: took.as_secs_f64(),
+                wait_s: admission.waited.as_secs_f64(),
+                http_status: None,
+                error: None,
+            });
             ctx.ckpt.mark_pending(row.rid);
             return None;
         };

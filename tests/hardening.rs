@@ -116,3 +116,77 @@ async fn a_reader_that_closes_stdout_early_ends_the_command_quietly() {
         assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{args:?}");
     }
 }
+
+/// `bulkgen report --format json -o OUT`, parsed.
+async fn json_report(out: &std::path::Path) -> serde_json::Value {
+    let o = bin().args(["report", "--format", "json", "-o"]).arg(out).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+async fn status_of(out: &std::path::Path) -> String {
+    let o = bin().args(["status", "-o"]).arg(out).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn send_sigint(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_at_a_kill_are_counted_as_outcome_unknown_and_priced_as_spend_up_to() {
+    let sim = sim(fixed(Duration::from_millis(400))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 12);
+    let out = dir.path().join("out");
+    let price = ["-c", "4", "--price", "gpt-image-2:*=0.05"];
+    let mut child = spawn_run(&sim, &manifest, &out, &price);
+    wait_until("4 calls in flight", || sim.stats().requests >= 4).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    let o = run(&sim, &manifest, &out, &price).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_images_match(&out, &prompts);
+
+    let report = json_report(&out).await;
+    let all = &report["overall"];
+    let requests = sim.stats().requests;
+    let unknown = all["outcome_unknown"].as_u64().unwrap();
+    assert!((1..=4).contains(&unknown), "{all}");
+    assert!(all["attempts"].as_u64().unwrap() >= requests, "calls {} < {requests} requests: {all}", all["attempts"]);
+    let (spend, up_to) = (all["spend_usd"].as_f64().unwrap(), all["spend_up_to_usd"].as_f64().unwrap());
+    assert!((spend - 0.6).abs() < 1e-9, "12 done x $0.05: {all}");
+    assert!((up_to - spend - 0.05 * unknown as f64).abs() < 1e-9, "{all}");
+
+    let line = format!(
+        "{unknown} call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
+    );
+    let status = status_of(&out).await;
+    assert!(status.contains(&line) && status.contains("spend: up to $"), "{status}");
+    let plain = bin().args(["report", "-o"]).arg(&out).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&plain.stdout).contains(&line), "{}", text(&plain));
+    // A later run does not count them again.
+    assert_eq!(run(&sim, &manifest, &out, &price).await.status.code(), Some(0));
+    assert_eq!(json_report(&out).await["overall"]["outcome_unknown"], unknown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_abandoned_by_a_second_ctrl_c_are_counted_as_outcome_unknown() {
+    let slow = sim(fixed(Duration::from_secs(20))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 8);
+    let out = dir.path().join("out");
+    let child = spawn_run(&slow, &manifest, &out, &["-c", "4"]);
+    wait_until("4 calls in flight", || slow.stats().requests >= 4).await;
+    send_sigint(&child);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_sigint(&child);
+    let o = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let all = json_report(&out).await["overall"].clone();
+    assert_eq!(all["outcome_unknown"], 4, "{all}");
+    assert_eq!(all["attempts"].as_u64(), Some(slow.stats().requests), "{all}");
+    assert!(states(&out).values().all(|s| s == "pending"), "the rows went back to the queue");
+}
