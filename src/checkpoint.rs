@@ -105,6 +105,15 @@ pub struct Recovered {
     pub back_to_pending: u64,
 }
 
+/// Rows whose result URL failed to download in an earlier run, put back in the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// To be downloaded again (their URL kept: nothing is paid again).
+    pub download: u64,
+    /// To be generated again, their URL dropped (`--regenerate-expired`).
+    pub regenerate: u64,
+}
+
 /// Rows of the current manifest per state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -384,6 +393,29 @@ impl Checkpoint {
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    /// Puts the rows whose result URL failed to download back in the queue: a URL may
+    /// have been unreachable for a while, so by default the download is tried again
+    /// (nothing is paid again); with `regenerate` (the user's `--regenerate-expired`) the
+    /// URL is dropped and the row is generated, and paid for, again. Runs before the
+    /// manifest sync, so `--retry-failed` cannot requeue such a row with its URL first.
+    pub async fn requeue_downloads(&self, regenerate: bool) -> Result<Requeued, CheckpointError> {
+        self.call(move |c| {
+            let failed = "seq IS NOT NULL AND state = 'failed' AND error_class = 'download' AND result_url IS NOT NULL";
+            let forget =
+                if regenerate { ", result_url = NULL, made_by = NULL, size_sent = NULL, latency_s = NULL" } else { "" };
+            let n = c.execute(
+                &format!("UPDATE rows SET state = 'pending', error_class = NULL, error = NULL{forget} WHERE {failed}"),
+                [],
+            )? as u64;
+            Ok(if regenerate {
+                Requeued { regenerate: n, download: 0 }
+            } else {
+                Requeued { download: n, regenerate: 0 }
+            })
         })
         .await
     }

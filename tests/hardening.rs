@@ -190,3 +190,129 @@ async fn calls_abandoned_by_a_second_ctrl_c_are_counted_as_outcome_unknown() {
     assert_eq!(all["attempts"].as_u64(), Some(slow.stats().requests), "{all}");
     assert!(states(&out).values().all(|s| s == "pending"), "the rows went back to the queue");
 }
+
+/// An aggregator that answers every generation with a URL to itself; the image of the
+/// first generation is gone (404), later ones download.
+struct Expiring {
+    addr: std::net::SocketAddr,
+    generations: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    downloads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    keyed_downloads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Expiring {
+    async fn start() -> Expiring {
+        use axum::extract::Path;
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::response::IntoResponse;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (generations, downloads, keyed) =
+            (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let g = generations.clone();
+        let (d, k) = (downloads.clone(), keyed.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v1/images/generations",
+                axum::routing::post(move || {
+                    let n = g.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        axum::Json(
+                            serde_json::json!({"created": 1, "data": [{"url": format!("http://{addr}/img/{n}.png")}]}),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/img/{name}",
+                axum::routing::get(move |Path(name): Path<String>, headers: HeaderMap| {
+                    d.fetch_add(1, Ordering::SeqCst);
+                    if headers.contains_key(header::AUTHORIZATION) {
+                        k.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async move {
+                        if name == "0.png" {
+                            (StatusCode::NOT_FOUND, "The specified key does not exist.").into_response()
+                        } else {
+                            let png = bulkgen::sim::png::make(2048, 1, "prompt=regenerated");
+                            (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response()
+                        }
+                    }
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Expiring { addr, generations, downloads, keyed_downloads: keyed, task }
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (self.generations.load(Ordering::SeqCst), self.downloads.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Expiring {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_result_url_fails_its_row_clearly_and_only_regenerate_expired_pays_again() {
+    let server = Expiring::start().await;
+    let base = format!("http://{}", server.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 1);
+    let out = dir.path().join("out");
+    let args = ["--model", "nano-banana-pro", "--response-format", "url", "--no-preflight", "--max-attempts", "3"];
+    let go = |extra: &'static [&'static str]| {
+        let mut c = run_cmd(&base, &manifest, &out, &args);
+        c.args(extra);
+        async move { tokio::time::timeout(Duration::from_secs(30), c.output()).await.unwrap().unwrap() }
+    };
+
+    let o = go(&[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the result URL of row r0000 has expired or is unreachable (result URL answered HTTP 404"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the image was paid for but cannot be fetched: run again to try the download again, or run again with \
+             --regenerate-expired to pay for a new one"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(server.counts(), (1, 3), "one generation, three downloads");
+    let row = &results(&out)[0];
+    assert_eq!((row["status"].as_str(), row["error_class"].as_str()), ("failed", "download"), "{row:?}");
+    assert!(row["error"].starts_with("HTTP 404: the result URL of row r0000 has expired"), "{row:?}");
+
+    // A plain rerun tries the download again (it may have been a passing outage); it
+    // pays for nothing.
+    let o = go(&[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("downloading again (not paid again"), "{}", text(&o));
+    assert_eq!(server.counts(), (1, 6));
+    // --retry-failed does not generate it again either.
+    assert_eq!(go(&["--retry-failed"]).await.status.code(), Some(1));
+    assert_eq!(server.counts().0, 1);
+
+    // Only when asked: a new generation, whose URL downloads.
+    let o = go(&["--regenerate-expired"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 row(s) whose result URL expired will be generated"));
+    assert_eq!(server.counts(), (2, 10));
+    assert_eq!(states(&out)["r0000"], "done");
+    assert!(out.join("images/r0000.png").is_file());
+    assert_eq!(server.keyed_downloads.load(std::sync::atomic::Ordering::SeqCst), 0, "a download carried the key");
+    // Done is done: the flag pays for nothing more.
+    assert_eq!(go(&["--regenerate-expired"]).await.status.code(), Some(0));
+    assert_eq!(server.counts().0, 2);
+}
