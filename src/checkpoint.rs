@@ -799,6 +799,31 @@ fn record_unknown_outcomes(c: &Connection) -> rusqlite::Result<usize> {
     )
 }
 
+/// For `status` and `report` when no run holds the folder: the calls a dead process
+/// left without an outcome ([`record_unknown_outcomes`] records them when the next run
+/// starts), added to the report's cells as calls of unknown outcome.
+pub fn add_unrecorded_calls(c: &Connection, inputs: &mut ReportInputs) -> Result<(), CheckpointError> {
+    let mut st = c.prepare(
+        "SELECT r.resolution, r.model, COUNT(*) FROM rows r WHERE r.seq IS NOT NULL AND r.state = 'running' \
+           AND r.attempts > (SELECT COUNT(*) FROM attempts a WHERE a.rid = r.rid AND a.kind = 'generate') \
+         GROUP BY 1, 2",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let (resolution, model, n): (String, String, u64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let i = match inputs.cells.iter().position(|c| c.resolution == resolution && c.model == model) {
+            Some(i) => i,
+            None => {
+                inputs.cells.push(Cell { resolution, model, ..Cell::default() });
+                inputs.cells.len() - 1
+            }
+        };
+        inputs.cells[i].calls += n;
+        inputs.cells[i].unknown += n;
+    }
+    Ok(())
+}
+
 /// A fingerprint of the manifest's bytes and of what a sync does with them.
 fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> std::io::Result<String> {
     use std::hash::{Hash, Hasher};

@@ -52,10 +52,20 @@ pub fn last_origin(out: &Path) -> Result<Origin, String> {
         .ok_or_else(|| format!("the checkpoint in {} holds no run that can be resumed", out.display()))
 }
 
+/// The report's inputs; when no run holds the folder, with the calls a killed run left
+/// in flight counted as calls of unknown outcome (the next run records them).
+fn report_inputs(c: &Connection, out: &Path) -> Result<checkpoint::ReportInputs, String> {
+    let mut inputs = checkpoint::report_inputs(c).map_err(|e| e.to_string())?;
+    if output::active_run(out).is_none() {
+        checkpoint::add_unrecorded_calls(c, &mut inputs).map_err(|e| e.to_string())?;
+    }
+    Ok(inputs)
+}
+
 /// `bulkgen report`: the text to print (the CLI prints it), or what went wrong.
 pub fn report(out: &Path, format: ReportFormat) -> Result<String, String> {
     let c = open(out)?;
-    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+    let inputs = report_inputs(&c, out)?;
     let r = report::build(&inputs, &prices(&c));
     Ok(match format {
         ReportFormat::Text => report::render(&r, false),
@@ -79,7 +89,7 @@ fn status_text(out: &Path) -> Result<String, String> {
         None => writeln!(text, "{}: no run is active", out.display()),
     };
     // Rows by class and state: [pending, running, done, failed], from the report's cells.
-    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+    let inputs = report_inputs(&c, out)?;
     let mut by_class: std::collections::BTreeMap<&str, [u64; 4]> = Default::default();
     for cell in &inputs.cells {
         let n = by_class.entry(&cell.resolution).or_default();
