@@ -165,12 +165,14 @@ impl Collected {
             return;
         }
         let mut wanted: HashMap<u64, Option<String>> = self.collisions.iter().map(|c| (c.2, None)).collect();
+        let last = wanted.keys().copied().max().unwrap_or(0);
         if let Ok(reader) = ManifestReader::open(path) {
-            for (line, id) in reader.filter_map(|r| match r {
+            let ids = reader.filter_map(|r| match r {
                 Ok(row) => Some((row.line, row.id)),
                 Err(ReadError::Row(p)) => p.id.map(|id| (p.line, id)),
                 Err(ReadError::Io(_)) => None,
-            }) {
+            });
+            for (line, id) in ids.take_while(|(line, _)| *line <= last) {
                 if let Some(slot) = wanted.get_mut(&line) {
                     *slot = Some(id);
                 }
