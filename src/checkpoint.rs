@@ -109,6 +109,15 @@ pub struct Recovered {
     pub back_to_pending: u64,
 }
 
+/// Rows whose result URL failed to download in an earlier run, put back in the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// To be downloaded again (their URL kept: nothing is paid again).
+    pub download: u64,
+    /// To be generated again, their URL dropped (`--regenerate-expired`).
+    pub regenerate: u64,
+}
+
 /// Rows of the current manifest per state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -177,6 +186,9 @@ pub struct Cell {
     /// Rows by number of attempts (rows with none are left out).
     pub attempts_per_row: BTreeMap<u32, u64>,
     pub calls: u64,
+    /// Generation calls whose outcome was never recorded (abandoned by a kill or a
+    /// second Ctrl-C): they may have been billed. Counted in `calls` too.
+    pub unknown: u64,
     pub errors: BTreeMap<String, u64>,
     /// Successful generation latencies, seconds.
     pub latency: Vec<f64>,
@@ -318,9 +330,12 @@ impl Checkpoint {
         }
     }
 
-    /// Records the start of a run with its settings (JSON, without the key).
+    /// Records the start of a run with its settings (JSON, without the key), after
+    /// accounting for the calls the run before it left without an outcome
+    /// ([`record_unknown_outcomes`]).
     pub async fn begin_run(&self, settings: String) -> Result<i64, CheckpointError> {
         self.call(move |c| {
+            record_unknown_outcomes(c)?;
             c.execute("INSERT INTO runs(started_at, settings) VALUES (?1, ?2)", params![now_unix(), settings])?;
             Ok(c.last_insert_rowid())
         })
@@ -382,6 +397,29 @@ impl Checkpoint {
                 }
             }
             Ok(found)
+        })
+        .await
+    }
+
+    /// Puts the rows whose result URL failed to download back in the queue: a URL may
+    /// have been unreachable for a while, so by default the download is tried again
+    /// (nothing is paid again); with `regenerate` (the user's `--regenerate-expired`) the
+    /// URL is dropped and the row is generated, and paid for, again. Runs before the
+    /// manifest sync, so `--retry-failed` cannot requeue such a row with its URL first.
+    pub async fn requeue_downloads(&self, regenerate: bool) -> Result<Requeued, CheckpointError> {
+        self.call(move |c| {
+            let failed = "seq IS NOT NULL AND state = 'failed' AND error_class = 'download' AND result_url IS NOT NULL";
+            let forget =
+                if regenerate { ", result_url = NULL, made_by = NULL, size_sent = NULL, latency_s = NULL" } else { "" };
+            let n = c.execute(
+                &format!("UPDATE rows SET state = 'pending', error_class = NULL, error = NULL{forget} WHERE {failed}"),
+                [],
+            )? as u64;
+            Ok(if regenerate {
+                Requeued { regenerate: n, download: 0 }
+            } else {
+                Requeued { download: n, regenerate: 0 }
+            })
         })
         .await
     }
@@ -491,6 +529,29 @@ impl Checkpoint {
                 a.http_status,
                 class,
                 message
+            ])?;
+            Ok(())
+        });
+    }
+
+    /// A generation call abandoned before its answer (a second Ctrl-C): it may have been
+    /// billed, so it is recorded with outcome `unknown` (its `error` is ignored).
+    pub fn record_abandoned(&self, a: AttemptRecord) {
+        self.post(move |c| {
+            c.prepare_cached(
+                "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, \
+                 outcome, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,'unknown',?9)",
+            )?
+            .execute(params![
+                a.rid,
+                a.run_id,
+                a.kind.as_str(),
+                a.model,
+                a.resolution,
+                a.started_at,
+                a.duration_s,
+                a.wait_s,
+                "abandoned by a second Ctrl-C before the answer came"
             ])?;
             Ok(())
         });
@@ -734,6 +795,51 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
     }
 }
 
+/// Accounts for generation calls a dead process (SIGKILL, power loss, a third Ctrl-C)
+/// left without an outcome: a row is marked `running` and its `attempts` counted, in a
+/// committed transaction, before each call, and every call that ends is recorded (in
+/// the same order, so a later commit carries the earlier records), so a `running` row
+/// with fewer generation records than attempts had a call in flight when the process
+/// died. That call may have been billed: it is recorded with outcome `unknown`, against
+/// the run that made it (the latest one; only one run at a time holds the folder).
+fn record_unknown_outcomes(c: &Connection) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, outcome, message) \
+         SELECT r.rid, (SELECT COALESCE(MAX(run_id), 0) FROM runs), 'generate', r.model, r.resolution, \
+                COALESCE((SELECT MAX(a.started_at + a.duration_s) FROM attempts a WHERE a.rid = r.rid), \
+                         r.first_dispatch, 0), 0, 0, 'unknown', \
+                'in flight when the process was killed: the outcome was never recorded' \
+         FROM rows r WHERE r.state = 'running' \
+           AND r.attempts > (SELECT COUNT(*) FROM attempts a WHERE a.rid = r.rid AND a.kind = 'generate')",
+        [],
+    )
+}
+
+/// For `status` and `report` when no run holds the folder: the calls a dead process
+/// left without an outcome ([`record_unknown_outcomes`] records them when the next run
+/// starts), added to the report's cells as calls of unknown outcome.
+pub fn add_unrecorded_calls(c: &Connection, inputs: &mut ReportInputs) -> Result<(), CheckpointError> {
+    let mut st = c.prepare(
+        "SELECT r.resolution, r.model, COUNT(*) FROM rows r WHERE r.seq IS NOT NULL AND r.state = 'running' \
+           AND r.attempts > (SELECT COUNT(*) FROM attempts a WHERE a.rid = r.rid AND a.kind = 'generate') \
+         GROUP BY 1, 2",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let (resolution, model, n): (String, String, u64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let i = match inputs.cells.iter().position(|c| c.resolution == resolution && c.model == model) {
+            Some(i) => i,
+            None => {
+                inputs.cells.push(Cell { resolution, model, ..Cell::default() });
+                inputs.cells.len() - 1
+            }
+        };
+        inputs.cells[i].calls += n;
+        inputs.cells[i].unknown += n;
+    }
+    Ok(())
+}
+
 /// A fingerprint of the manifest's bytes and of what a sync does with them.
 fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> std::io::Result<String> {
     use std::hash::{Hash, Hasher};
@@ -806,8 +912,8 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         cells[i].e2e.push(r.get(2)?);
     }
     let mut st = c.prepare(
-        "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class \
-         FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
+        "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class, \
+         a.outcome = 'unknown' FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
@@ -815,7 +921,10 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         let cell = &mut cells[i];
         let (generate, ok): (bool, bool) = (r.get(2)?, r.get(3)?);
         cell.calls += 1;
-        if generate {
+        if r.get(7)? {
+            // Neither its latency nor its wait is known.
+            cell.unknown += 1;
+        } else if generate {
             cell.wait.push(r.get(5)?);
             if ok {
                 cell.latency.push(r.get(4)?);

@@ -158,10 +158,42 @@ pub fn main() -> i32 {
                 exit::USAGE
             }
         },
-        Command::Status(args) => inspect::status(&args.out),
-        Command::Report(args) => inspect::report(&args.folder.out, args.format),
+        Command::Status(args) => emit("bulkgen status", inspect::status(&args.out)),
+        Command::Report(args) => emit("bulkgen report", inspect::report(&args.folder.out, args.format)),
         Command::Models(args) => runtime.block_on(models_command(args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
+    }
+}
+
+/// Writes to stdout. A reader that goes away early (`bulkgen report | head -1`) is no
+/// error: the command ends quietly with exit 0, where `println!` would panic (exit 101).
+/// Err holds the exit code to end with.
+///
+/// Every command writes its stdout through here, rather than resetting SIGPIPE to its
+/// default: that would let any write to a closed pipe or socket kill the process, and
+/// hyper's vectored socket writes carry no MSG_NOSIGNAL, so a provider that drops a
+/// connection could then kill a run.
+fn print_stdout(text: &str) -> Result<(), i32> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(exit::OK),
+        Err(e) => {
+            eprintln!("bulkgen: cannot write to stdout: {e}");
+            Err(exit::STOPPED)
+        }
+    }
+}
+
+/// Prints a read-only command's text, or its error on stderr (exit 2).
+fn emit(command: &str, text: Result<String, String>) -> i32 {
+    match text {
+        Ok(text) => print_stdout(&text).err().unwrap_or(exit::OK),
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            exit::USAGE
+        }
     }
 }
 
@@ -269,14 +301,15 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 fn print_outcome(o: &Outcome) {
-    print!("{}", report::render(&o.report, false));
-    println!(
-        "\nimages in {}, per-row results in {}, report in {} and {}",
+    // The run's exit code stands whether or not anyone reads the summary.
+    let _ = print_stdout(&format!(
+        "{}\nimages in {}, per-row results in {}, report in {} and {}\n",
+        report::render(&o.report, false),
         o.out.join(crate::output::IMAGES_DIR).display(),
         o.out.join(crate::output::RESULTS_FILE).display(),
         o.out.join(report::MD_FILE).display(),
         o.out.join(report::JSON_FILE).display()
-    );
+    ));
     if let Some(runner::StopReason::Interrupted) = &o.stopped {
         eprintln!(
             "bulkgen: interrupted; {} row(s) left pending: run the same command again to finish them",
@@ -310,11 +343,13 @@ async fn models_command(args: ModelsArgs) -> i32 {
         let shown = Catalog {
             models: catalog.models.into_iter().filter(|m| args.provider.is_none_or(|p| p == m.dialect)).collect(),
         };
-        match args.format {
-            ListFormat::Text => print!("{}", shown.render_text()),
-            ListFormat::Json => println!("{}", serde_json::to_string_pretty(&shown).expect("catalogue serializes")),
-        }
-        return exit::OK;
+        return emit(
+            "bulkgen models",
+            Ok(match args.format {
+                ListFormat::Text => shown.render_text(),
+                ListFormat::Json => serde_json::to_string_pretty(&shown).expect("catalogue serializes") + "\n",
+            }),
+        );
     };
     let dialect = args.provider.unwrap_or(Dialect::Openai);
     let url = match crate::config::parse_base_url(base, args.allow_plain_http) {
@@ -356,6 +391,7 @@ async fn models_command(args: ModelsArgs) -> i32 {
         .filter(|m| m.dialect == dialect && !m.is_shut_down(&today))
         .filter(|m| !served.iter().any(|s| catalog.lookup(s).is_some_and(|e| e.name == m.name)))
         .collect();
+    let mut text = String::new();
     match args.format {
         ListFormat::Json => {
             let v = serde_json::json!({
@@ -364,15 +400,17 @@ async fn models_command(args: ModelsArgs) -> i32 {
                 "served": served.iter().map(|id| serde_json::json!({"id": id, "catalogue": mark(id)})).collect::<Vec<_>>(),
                 "catalogue_not_served": missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            text = serde_json::to_string_pretty(&v).expect("json") + "\n";
         }
         ListFormat::Text => {
-            println!("{url} serves {} model(s) ({} dialect):", served.len(), dialect.as_str());
+            use std::fmt::Write as _;
+            let _ = writeln!(text, "{url} serves {} model(s) ({} dialect):", served.len(), dialect.as_str());
             for id in &served {
-                println!("  {id:<40} {}", mark(id).unwrap_or_else(|| "not in the catalogue".into()));
+                let _ = writeln!(text, "  {id:<40} {}", mark(id).unwrap_or_else(|| "not in the catalogue".into()));
             }
             if !missing.is_empty() {
-                println!(
+                let _ = writeln!(
+                    text,
                     "in the catalogue ({} dialect) but not served here: {}",
                     dialect.as_str(),
                     missing.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -380,7 +418,7 @@ async fn models_command(args: ModelsArgs) -> i32 {
             }
         }
     }
-    exit::OK
+    emit("bulkgen models", Ok(text))
 }
 
 async fn sim_command(args: SimArgs) -> i32 {
@@ -399,12 +437,14 @@ async fn sim_command(args: SimArgs) -> i32 {
             return exit::STOPPED;
         }
     };
-    println!("bulkgen sim: listening on {}", server.base_url());
+    // The simulator serves on whether or not anyone reads its stdout.
+    let _ = print_stdout(&format!("bulkgen sim: listening on {}\n", server.base_url()));
     if let Some(r) = fd_raised {
-        println!("  open-file limit raised from {} to {} (a socket per connection)", r.from, r.to);
+        let _ =
+            print_stdout(&format!("  open-file limit raised from {} to {} (a socket per connection)\n", r.from, r.to));
     }
-    println!(
-        "  time scale {}; faults: {}; key: {}; stats at {}/_sim/stats; Ctrl-C to stop",
+    let _ = print_stdout(&format!(
+        "  time scale {}; faults: {}; key: {}; stats at {}/_sim/stats; Ctrl-C to stop\n",
         cfg.time_scale,
         if cfg.faults.is_empty() {
             "none".to_owned()
@@ -420,13 +460,13 @@ async fn sim_command(args: SimArgs) -> i32 {
         },
         if cfg.api_key.is_some() { "required" } else { "any" },
         server.base_url()
-    );
+    ));
     let _ = tokio::signal::ctrl_c().await;
     let st = server.stats();
-    println!(
-        "bulkgen sim: {} requests, {} images, {} downloads, at most {} in flight",
+    let _ = print_stdout(&format!(
+        "bulkgen sim: {} requests, {} images, {} downloads, at most {} in flight\n",
         st.requests, st.successes, st.downloads, st.max_in_flight
-    );
+    ));
     exit::OK
 }
 

@@ -121,6 +121,8 @@ pub struct RunConfig {
     pub allow_plain_http: bool,
     pub retry_failed: bool,
     pub regenerate_changed: bool,
+    /// Rows whose result URL failed to download are generated again, not downloaded.
+    pub regenerate_expired: bool,
     pub progress: ProgressMode,
     /// Seed for the backoff jitter (random when not given).
     pub seed: Option<u64>,
@@ -293,6 +295,7 @@ impl RunConfig {
             allow_plain_http: args.allow_plain_http,
             retry_failed: args.retry_failed,
             regenerate_changed: args.regenerate_changed,
+            regenerate_expired: args.regenerate_expired,
             progress,
             seed: args.seed,
             price_overrides: args.prices.clone(),

@@ -114,6 +114,11 @@ pub struct RunArgs {
     /// Generate again the done rows whose prompt, size, aspect ratio or model changed.
     #[arg(long)]
     pub regenerate_changed: bool,
+    /// Generate again (and pay again for) the rows whose result URL could not be
+    /// downloaded in an earlier run (expired or unreachable). Without it such rows only
+    /// have their download tried again.
+    #[arg(long)]
+    pub regenerate_expired: bool,
     /// No progress display.
     #[arg(short, long)]
     pub quiet: bool,

@@ -11,7 +11,6 @@ use crate::catalog::Catalog;
 use crate::checkpoint::{self, DB_FILE};
 use crate::config::Origin;
 use crate::cost::Prices;
-use crate::exit;
 use crate::output;
 use crate::report;
 use crate::report::ReportFormat;
@@ -53,39 +52,32 @@ pub fn last_origin(out: &Path) -> Result<Origin, String> {
         .ok_or_else(|| format!("the checkpoint in {} holds no run that can be resumed", out.display()))
 }
 
-pub fn report(out: &Path, format: ReportFormat) -> i32 {
-    let built = open(out).and_then(|c| {
-        let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
-        Ok(report::build(&inputs, &prices(&c)))
-    });
-    match built {
-        Ok(r) => {
-            match format {
-                ReportFormat::Text => print!("{}", report::render(&r, false)),
-                ReportFormat::Md => print!("{}", report::render(&r, true)),
-                ReportFormat::Json => println!("{}", report::render_json(&r)),
-                ReportFormat::Csv => print!("{}", report::render_csv(&r)),
-            }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("bulkgen report: {e}");
-            exit::USAGE
-        }
+/// The report's inputs; when no run holds the folder, with the calls a killed run left
+/// in flight counted as calls of unknown outcome (the next run records them).
+fn report_inputs(c: &Connection, out: &Path) -> Result<checkpoint::ReportInputs, String> {
+    let mut inputs = checkpoint::report_inputs(c).map_err(|e| e.to_string())?;
+    if output::active_run(out).is_none() {
+        checkpoint::add_unrecorded_calls(c, &mut inputs).map_err(|e| e.to_string())?;
     }
+    Ok(inputs)
 }
 
-pub fn status(out: &Path) -> i32 {
-    match status_text(out) {
-        Ok(text) => {
-            print!("{text}");
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("bulkgen status: {e}");
-            exit::USAGE
-        }
-    }
+/// `bulkgen report`: the text to print (the CLI prints it), or what went wrong.
+pub fn report(out: &Path, format: ReportFormat) -> Result<String, String> {
+    let c = open(out)?;
+    let inputs = report_inputs(&c, out)?;
+    let r = report::build(&inputs, &prices(&c));
+    Ok(match format {
+        ReportFormat::Text => report::render(&r, false),
+        ReportFormat::Md => report::render(&r, true),
+        ReportFormat::Json => report::render_json(&r) + "\n",
+        ReportFormat::Csv => report::render_csv(&r),
+    })
+}
+
+/// `bulkgen status`: the text to print (the CLI prints it), or what went wrong.
+pub fn status(out: &Path) -> Result<String, String> {
+    status_text(out)
 }
 
 fn status_text(out: &Path) -> Result<String, String> {
@@ -97,7 +89,7 @@ fn status_text(out: &Path) -> Result<String, String> {
         None => writeln!(text, "{}: no run is active", out.display()),
     };
     // Rows by class and state: [pending, running, done, failed], from the report's cells.
-    let inputs = checkpoint::report_inputs(&c).map_err(|e| e.to_string())?;
+    let inputs = report_inputs(&c, out)?;
     let mut by_class: std::collections::BTreeMap<&str, [u64; 4]> = Default::default();
     for cell in &inputs.cells {
         let n = by_class.entry(&cell.resolution).or_default();
@@ -133,6 +125,9 @@ fn status_text(out: &Path) -> Result<String, String> {
         let _ = writeln!(text, "failed for good, by class: {}", failed.join(", "));
     }
     let r = report::build(&inputs, &prices(&c));
+    if let Some(line) = report::unknown_text(&r.overall) {
+        let _ = writeln!(text, "{line}");
+    }
     let _ = writeln!(text, "spend: {}", report::spend_text(&r.overall));
     let mut st = c
         .prepare(

@@ -3,13 +3,19 @@
 //! [`validate`] reads the whole file once and collects every bad row before anything is
 //! sent; [`ManifestReader`] then yields the rows one by one for the checkpoint to take in.
 //! Neither holds the file in memory (duplicate ids are found through 128-bit hashes).
+//!
+//! Line numbers are counted from the raw bytes ([`Lines`]), not taken from csv's
+//! `Position::line`, which is one too low after a CRLF line end (it counts a record's
+//! `\n` only once the next record is read) and names the line before any blank lines.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::BufReader;
+use std::hash::{DefaultHasher, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::params::{self, Params};
 use crate::size::{AspectRatio, Size};
@@ -35,11 +41,50 @@ pub struct ManifestRow {
 /// A bad row: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The physical line of the file where the row's record starts (1 = the header).
     pub line: u64,
+    pub kind: ProblemKind,
     pub reason: String,
     /// The row's id when it had a valid one: it still counts for duplicate checks.
     pub id: Option<String>,
 }
+
+/// What is wrong with a row, to count the problems that are not listed one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProblemKind {
+    UnreadableCsv,
+    UnsafeId,
+    DuplicateId,
+    CaseCollision,
+    TooManyFields,
+    Undecodable,
+    EmptyPrompt,
+    BadSize,
+    BadAspectRatio,
+    /// The row's model cannot render it as asked (the catalogue's check).
+    Model,
+}
+
+impl ProblemKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ProblemKind::UnreadableCsv => "unreadable CSV",
+            ProblemKind::UnsafeId => "unsafe id",
+            ProblemKind::DuplicateId => "duplicate id",
+            ProblemKind::CaseCollision => "id colliding with another ignoring case",
+            ProblemKind::TooManyFields => "too many fields",
+            ProblemKind::Undecodable => "undecodable text",
+            ProblemKind::EmptyPrompt => "empty prompt",
+            ProblemKind::BadSize => "bad size",
+            ProblemKind::BadAspectRatio => "bad aspect ratio",
+            ProblemKind::Model => "not renderable by its model",
+        }
+    }
+}
+
+/// Problems listed one by one; the rest of a manifest's problems are only counted, so a
+/// million duplicate rows make a screen of text, not a million lines.
+pub const MAX_LISTED_PROBLEMS: usize = 20;
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,12 +98,90 @@ pub enum ManifestError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("manifest {path}: {reason}")]
     Header { path: PathBuf, reason: String },
-    #[error("manifest {path} has {} bad row(s); nothing was sent:\n{}", problems.len(), list(problems))]
-    Rows { path: PathBuf, problems: Vec<Problem> },
+    #[error("manifest {path} has {total} problem(s); nothing was sent:\n{}", list(problems, unlisted))]
+    Rows {
+        path: PathBuf,
+        /// The first [`MAX_LISTED_PROBLEMS`] problems, in file order.
+        problems: Vec<Problem>,
+        /// All problems, listed or not.
+        total: u64,
+        /// The problems not listed, by kind.
+        unlisted: BTreeMap<ProblemKind, u64>,
+    },
 }
 
-fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+fn list(problems: &[Problem], unlisted: &BTreeMap<ProblemKind, u64>) -> String {
+    let mut lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    if !unlisted.is_empty() {
+        let n: u64 = unlisted.values().sum();
+        let kinds: Vec<String> = unlisted.iter().map(|(k, n)| format!("{} {n}", k.label())).collect();
+        lines.push(format!("  ... and {n} more problem(s) ({})", kinds.join(", ")));
+    }
+    lines.join("\n")
+}
+
+/// Every problem is counted; the first [`MAX_LISTED_PROBLEMS`] are kept.
+#[derive(Default)]
+struct Collected {
+    listed: Vec<Problem>,
+    total: u64,
+    unlisted: BTreeMap<ProblemKind, u64>,
+    /// Listed case collisions, whose reason names the other id once it is read again:
+    /// (index in `listed`, the row's id, the line of the other id).
+    collisions: Vec<(usize, String, u64)>,
+}
+
+impl Collected {
+    fn push(&mut self, p: Problem) -> bool {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_PROBLEMS {
+            self.listed.push(p);
+            true
+        } else {
+            *self.unlisted.entry(p.kind).or_default() += 1;
+            false
+        }
+    }
+
+    /// The problem of a row whose id clashes with an earlier one.
+    fn clash(&mut self, id: &str, line: u64, clash: Clash) {
+        let (kind, reason) = match clash {
+            Clash::Duplicate(first) => {
+                (ProblemKind::DuplicateId, format!("duplicate id {id:?} (first used on line {first})"))
+            }
+            Clash::Case(first) => (ProblemKind::CaseCollision, collision(id, None, first)),
+        };
+        if self.push(Problem { line, kind, reason, id: None })
+            && let Clash::Case(first) = clash
+        {
+            self.collisions.push((self.listed.len() - 1, id.to_owned(), first));
+        }
+    }
+
+    /// Names the other id of each listed case collision: ids are kept only as hashes, so
+    /// the lines they were first used on are read again (only when there are collisions).
+    fn spell_collisions(&mut self, path: &Path) {
+        if self.collisions.is_empty() {
+            return;
+        }
+        let mut wanted: HashMap<u64, Option<String>> = self.collisions.iter().map(|c| (c.2, None)).collect();
+        let last = wanted.keys().copied().max().unwrap_or(0);
+        if let Ok(reader) = ManifestReader::open(path) {
+            let ids = reader.filter_map(|r| match r {
+                Ok(row) => Some((row.line, row.id)),
+                Err(ReadError::Row(p)) => p.id.map(|id| (p.line, id)),
+                Err(ReadError::Io(_)) => None,
+            });
+            for (line, id) in ids.take_while(|(line, _)| *line <= last) {
+                if let Some(slot) = wanted.get_mut(&line) {
+                    *slot = Some(id);
+                }
+            }
+        }
+        for (i, id, first) in &self.collisions {
+            self.listed[*i].reason = collision(id, wanted[first].as_deref(), *first);
+        }
+    }
 }
 
 /// What a valid manifest holds, for the plan, the preflight and the progress display.
@@ -115,8 +238,8 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
         }
     }
     let mut stats = ManifestStats::default();
-    let mut problems = Vec::new();
-    let mut seen: HashMap<u128, u64> = HashMap::new();
+    let mut problems = Collected::default();
+    let mut ids = Ids::default();
     for row in &mut reader {
         match row {
             Err(ReadError::Io(source)) => {
@@ -124,21 +247,26 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
             }
             Err(ReadError::Row(p)) => {
                 if let Some(id) = &p.id
-                    && let Some(first) = seen.insert(id_hash(id), p.line)
+                    && let Some(clash) = ids.claim(id, p.line)
                 {
-                    problems.push(duplicate(id, p.line, first));
+                    problems.clash(id, p.line, clash);
                 }
                 problems.push(p);
             }
             Ok(row) => {
-                if let Some(first) = seen.insert(id_hash(&row.id), row.line) {
-                    problems.push(duplicate(&row.id, row.line, first));
+                if let Some(clash) = ids.claim(&row.id, row.line) {
+                    problems.clash(&row.id, row.line, clash);
                     continue;
                 }
                 let size = row.size.unwrap_or(rules.default_size);
                 let model = row.model.as_deref().unwrap_or(rules.default_model);
                 if let Err(why) = (rules.check)(model, size, row.aspect_ratio) {
-                    problems.push(Problem { line: row.line, reason: format!("row {}: {why}", row.id), id: None });
+                    problems.push(Problem {
+                        line: row.line,
+                        kind: ProblemKind::Model,
+                        reason: format!("row {}: {why}", row.id),
+                        id: None,
+                    });
                     continue;
                 }
                 if stats.models.len() < MAX_MODELS && !stats.models.contains(model) {
@@ -149,8 +277,10 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
             }
         }
     }
-    if !problems.is_empty() {
-        return Err(ManifestError::Rows { path: path.to_owned(), problems });
+    if problems.total > 0 {
+        problems.spell_collisions(path);
+        let Collected { listed, total, unlisted, .. } = problems;
+        return Err(ManifestError::Rows { path: path.to_owned(), problems: listed, total, unlisted });
     }
     if stats.rows == 0 {
         return Err(ManifestError::Header { path: path.to_owned(), reason: "has no data rows".into() });
@@ -158,17 +288,143 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
     Ok(stats)
 }
 
-fn duplicate(id: &str, line: u64, first: u64) -> Problem {
-    Problem { line, reason: format!("duplicate id {id:?} (first used on line {first})"), id: None }
+/// The ids claimed so far, to find duplicates and ids that differ only in case (their
+/// files would be one file on macOS and Windows). Keyed by a 128-bit hash of the id in
+/// lower case, with the line of its first use and a hash of its exact spelling, so memory
+/// grows with the number of rows, never with their text.
+#[derive(Default)]
+struct Ids {
+    seen: HashMap<u128, (u64, u64)>,
 }
 
-/// Two independent 64-bit hashes: a false "duplicate" would need a 128-bit collision.
-fn id_hash(id: &str) -> u128 {
-    let mut a = DefaultHasher::new();
-    (0u8, id).hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (1u8, id).hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+/// How an id clashes with the one first used on a line.
+enum Clash {
+    Duplicate(u64),
+    Case(u64),
+}
+
+impl Ids {
+    /// Claims `id`; the clash when an earlier row holds it, or an id that differs from it
+    /// only in case.
+    fn claim(&mut self, id: &str, line: u64) -> Option<Clash> {
+        let exact = exact_hash(id);
+        match self.seen.entry(folded_hash(id)) {
+            Entry::Vacant(slot) => {
+                slot.insert((line, exact));
+                None
+            }
+            Entry::Occupied(first) => {
+                let (first_line, first_exact) = *first.get();
+                Some(if first_exact == exact { Clash::Duplicate(first_line) } else { Clash::Case(first_line) })
+            }
+        }
+    }
+}
+
+/// Two independent 64-bit hashes of the id in ASCII lower case: a false clash would need
+/// a 128-bit collision.
+fn folded_hash(id: &str) -> u128 {
+    // Ids are checked to be at most MAX_ID_LEN bytes before they are claimed.
+    let mut folded = [0u8; MAX_ID_LEN];
+    let n = id.len().min(MAX_ID_LEN);
+    for (f, b) in folded.iter_mut().zip(id.bytes()) {
+        *f = b.to_ascii_lowercase();
+    }
+    let half = |seed: u8| {
+        let mut h = DefaultHasher::new();
+        h.write_u8(seed);
+        h.write(&folded[..n]);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+fn exact_hash(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write_u8(2);
+    h.write(id.as_bytes());
+    h.finish()
+}
+
+fn collision(id: &str, first_id: Option<&str>, first_line: u64) -> String {
+    match first_id {
+        Some(first_id) => format!(
+            "id {id:?} collides with id {first_id:?} on line {first_line} ignoring case: files images/{id}.png and \
+             images/{first_id}.png are the same file on macOS and Windows; give one of them another id"
+        ),
+        None => format!(
+            "id {id:?} collides with the id on line {first_line} ignoring case: their files in images/ are the same \
+             file on macOS and Windows; give one of them another id"
+        ),
+    }
+}
+
+/// Physical line numbers of the manifest, counted from the bytes as the CSV reader pulls
+/// them through [`Counted`]. Only the bytes between the last record start and what the
+/// reader has read ahead are kept: a record and a buffer, at most.
+struct Lines {
+    /// Bytes read but not yet counted; `pending[0]` is at offset `base` of the file.
+    pending: Vec<u8>,
+    /// How much of `pending` is counted already (kept until it is worth compacting).
+    counted: usize,
+    base: u64,
+    /// The line the byte at `base` is on.
+    line: u64,
+}
+
+impl Lines {
+    fn new() -> Lines {
+        Lines { pending: Vec::new(), counted: 0, base: 0, line: 1 }
+    }
+
+    /// Counts the line ends up to `offset` (as far as bytes were read): `\n`, `\r\n`
+    /// (counted at its `\n`), or a lone `\r`, as old Mac files end lines.
+    fn advance(&mut self, offset: u64) {
+        let n = (offset.saturating_sub(self.base)).min((self.pending.len() - self.counted) as u64) as usize;
+        let (from, to) = (self.counted, self.counted + n);
+        let chunk = &self.pending[from..to];
+        let lf = chunk.iter().filter(|&&b| b == b'\n').count();
+        let lone_cr = if chunk.contains(&b'\r') {
+            let next = |i: usize| self.pending.get(from + i + 1);
+            chunk.iter().enumerate().filter(|&(i, &b)| b == b'\r' && next(i) != Some(&b'\n')).count()
+        } else {
+            0
+        };
+        self.line += (lf + lone_cr) as u64;
+        self.counted = to;
+        self.base += n as u64;
+        if self.counted > 1 << 16 && self.counted * 2 > self.pending.len() {
+            self.pending.drain(..self.counted);
+            self.counted = 0;
+        }
+    }
+
+    /// The line where a record starts that csv says begins at `offset`: csv's offset is
+    /// where the last record ended, so the `\n` of a CRLF line end and any blank lines
+    /// (which csv skips) come first.
+    fn record_line(&mut self, offset: u64) -> u64 {
+        self.advance(offset);
+        while let Some(&b) = self.pending.get(self.counted)
+            && (b == b'\n' || b == b'\r')
+        {
+            self.advance(self.base + 1);
+        }
+        self.line
+    }
+}
+
+/// The manifest file, feeding [`Lines`] with every byte the CSV reader takes.
+struct Counted {
+    file: File,
+    lines: Arc<Mutex<Lines>>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.lines.lock().expect("line counter").pending.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Where each known column sits in a record.
@@ -193,7 +449,8 @@ pub enum ReadError {
 
 /// Streams checked rows (ids are checked for form here, for uniqueness by [`validate`]).
 pub struct ManifestReader {
-    records: csv::ByteRecordsIntoIter<BufReader<File>>,
+    records: csv::ByteRecordsIntoIter<Counted>,
+    lines: Arc<Mutex<Lines>>,
     layout: Layout,
     extra_columns: Vec<String>,
     index: u64,
@@ -204,7 +461,10 @@ impl ManifestReader {
         let io = |source| ManifestError::Io { path: path.to_owned(), source };
         let header_err = |reason: String| ManifestError::Header { path: path.to_owned(), reason };
         let file = File::open(path).map_err(io)?;
-        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(file));
+        let lines = Arc::new(Mutex::new(Lines::new()));
+        // csv buffers its input itself.
+        let counted = Counted { file, lines: lines.clone() };
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(counted);
         let header = rdr.byte_headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
         if header.is_empty() {
             return Err(header_err("is empty: it needs a header row with at least a `prompt` column".into()));
@@ -264,7 +524,7 @@ impl ManifestReader {
         if layout.prompt == usize::MAX {
             return Err(header_err(format!("has no `prompt` column (columns found: {})", names.join(", "))));
         }
-        Ok(ManifestReader { records: rdr.into_byte_records(), layout, extra_columns, index: 0 })
+        Ok(ManifestReader { records: rdr.into_byte_records(), lines, layout, extra_columns, index: 0 })
     }
 
     /// Names of the columns carried through to results.csv, in header order.
@@ -273,10 +533,12 @@ impl ManifestReader {
     }
 
     fn check(&self, record: &csv::ByteRecord, line: u64, index: u64) -> Result<ManifestRow, Problem> {
-        let problem = |reason: String| Problem { line, reason, id: None };
+        let problem = |kind: ProblemKind, reason: String| Problem { line, kind, reason, id: None };
         let text = |col: usize| -> Result<&str, Problem> {
             let raw = record.get(col).unwrap_or(b"");
-            std::str::from_utf8(raw).map_err(|_| problem(format!("undecodable text in column {} (not UTF-8)", col + 1)))
+            std::str::from_utf8(raw).map_err(|_| {
+                problem(ProblemKind::Undecodable, format!("undecodable text in column {} (not UTF-8)", col + 1))
+            })
         };
         let optional = |col: Option<usize>| -> Result<Option<&str>, Problem> {
             match col {
@@ -287,28 +549,37 @@ impl ManifestReader {
         // The id first: a row with other problems still claims its id.
         let id = match optional(self.layout.id)? {
             Some(id) => {
-                check_id(id).map_err(|why| problem(format!("unsafe id {id:?}: {why}")))?;
+                check_id(id).map_err(|why| problem(ProblemKind::UnsafeId, format!("unsafe id {id:?}: {why}")))?;
                 id.to_owned()
             }
             None => format!("row-{index}"),
         };
-        let with_id = |reason: String| Problem { line, reason, id: Some(id.clone()) };
+        let with_id = |p: Problem| Problem { id: Some(id.clone()), ..p };
         let rest = || -> Result<ManifestRow, Problem> {
             if record.len() > self.layout.width {
-                return Err(problem(format!(
-                    "has {} fields but the header has {} columns (an unquoted comma?)",
-                    record.len(),
-                    self.layout.width
-                )));
+                return Err(problem(
+                    ProblemKind::TooManyFields,
+                    format!(
+                        "has {} fields but the header has {} columns (an unquoted comma?)",
+                        record.len(),
+                        self.layout.width
+                    ),
+                ));
             }
             let prompt = text(self.layout.prompt)?;
             if prompt.trim().is_empty() {
-                return Err(problem("empty prompt".into()));
+                return Err(problem(ProblemKind::EmptyPrompt, "empty prompt".into()));
             }
-            let size = optional(self.layout.size)?.map(str::parse::<Size>).transpose().map_err(problem)?;
+            let size = optional(self.layout.size)?
+                .map(str::parse::<Size>)
+                .transpose()
+                .map_err(|why| problem(ProblemKind::BadSize, why))?;
             let aspect_ratio = match optional(self.layout.aspect_ratio)? {
                 Some(a) => Some(AspectRatio::parse(a).ok_or_else(|| {
-                    problem(format!("bad aspect ratio {a:?}: write W:H, such as 16:9 (see `bulkgen models`)"))
+                    problem(
+                        ProblemKind::BadAspectRatio,
+                        format!("bad aspect ratio {a:?}: write W:H, such as 16:9 (see `bulkgen models`)"),
+                    )
                 })?),
                 None => None,
             };
@@ -332,7 +603,7 @@ impl ManifestReader {
                 extra,
             })
         };
-        rest().map_err(|p| with_id(p.reason))
+        rest().map_err(with_id)
     }
 }
 
@@ -348,7 +619,25 @@ fn check_id(id: &str) -> Result<(), String> {
     if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
         return Err(format!("contains {c:?}; only A-Z a-z 0-9 . _ - are allowed"));
     }
+    if let Some(device) = windows_device(id) {
+        return Err(format!(
+            "{device} is a Windows device name (CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9, in any case and with any \
+             extension): images/{id}.png cannot be created on Windows; give the row another id"
+        ));
+    }
     Ok(())
+}
+
+/// The id's stem (before its first '.') when Windows reserves it for a device: `nul.txt`
+/// names the device too, and so would `nul.txt.png`. (The superscript forms `COM¹` and
+/// the like cannot occur: ids are ASCII.)
+fn windows_device(id: &str) -> Option<&str> {
+    let stem = id.split('.').next().unwrap_or(id);
+    let upper = stem.to_ascii_uppercase();
+    let numbered = upper.len() == 4
+        && (upper.starts_with("COM") || upper.starts_with("LPT"))
+        && upper.as_bytes()[3].is_ascii_digit();
+    (numbered || matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")).then_some(stem)
 }
 
 impl Iterator for ManifestReader {
@@ -358,17 +647,20 @@ impl Iterator for ManifestReader {
         let record = match self.records.next()? {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = e.position().map_or(0, |p| self.lines.lock().expect("line counter").record_line(p.byte()));
                 return Some(match e.into_kind() {
                     csv::ErrorKind::Io(io) => Err(ReadError::Io(io)),
-                    other => {
-                        Err(ReadError::Row(Problem { line, reason: format!("unreadable CSV: {other:?}"), id: None }))
-                    }
+                    other => Err(ReadError::Row(Problem {
+                        line,
+                        kind: ProblemKind::UnreadableCsv,
+                        reason: format!("unreadable CSV: {other:?}"),
+                        id: None,
+                    })),
                 });
             }
         };
         self.index += 1;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map_or(0, |p| self.lines.lock().expect("line counter").record_line(p.byte()));
         Some(self.check(&record, line, self.index).map_err(ReadError::Row))
     }
 }
@@ -420,6 +712,100 @@ mod tests {
         assert!(problems[5].reason.contains("starts with '.'"));
         assert!(problems[6].reason.contains("fields"));
         assert!(problems[7].reason.contains("undecodable"));
+    }
+
+    fn lines_of(text: &[u8]) -> Vec<u64> {
+        let f = manifest(text);
+        ManifestReader::open(f.path())
+            .unwrap()
+            .map(|r| match r {
+                Ok(row) => row.line,
+                Err(ReadError::Row(p)) => p.line,
+                Err(ReadError::Io(e)) => panic!("{e}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_physical_lines_whatever_the_line_ends() {
+        let lf = b"prompt,id\na,1\n\"two\nlines\",2\nc,3\n\n\nd,4\ne,5";
+        assert_eq!(lines_of(lf), vec![2, 3, 5, 8, 9]);
+        let crlf: Vec<u8> = String::from_utf8(lf.to_vec()).unwrap().replace('\n', "\r\n").into_bytes();
+        assert_eq!(lines_of(&crlf), vec![2, 3, 5, 8, 9], "CRLF");
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(&crlf);
+        assert_eq!(lines_of(&bom), vec![2, 3, 5, 8, 9], "BOM and CRLF");
+        let cr: Vec<u8> = lf.iter().map(|&b| if b == b'\n' { b'\r' } else { b }).collect();
+        assert_eq!(lines_of(&cr), vec![2, 3, 5, 8, 9], "old Mac line ends");
+        // A quoted field with CRLF inside, and a record longer than csv's buffer.
+        let long = "x".repeat(100_000);
+        let text = format!("prompt,id\r\n\"a\r\nb\r\nc\",1\r\n{long},2\r\n\r\n{long},3\r\nz,4\r\n");
+        assert_eq!(lines_of(text.as_bytes()), vec![2, 5, 7, 8]);
+    }
+
+    #[test]
+    fn problems_in_a_crlf_file_name_the_line_the_record_starts_on() {
+        let f = manifest(b"prompt,id\r\nok,a\r\n\"multi\r\nline\",b\r\n ,c\r\nok,a\r\n");
+        let ManifestError::Rows { problems, .. } =
+            validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(problems[0].line, 5, "{problems:?}");
+        assert!(problems[0].reason.contains("empty prompt"));
+        assert_eq!(problems[1].line, 6);
+        assert!(problems[1].reason.contains("duplicate id \"a\" (first used on line 2)"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_duplicate_names_the_first_use_and_only_twenty_problems_are_listed() {
+        let mut text = b"prompt,id\n".to_vec();
+        for _ in 0..5000 {
+            text.extend_from_slice(b"p,dup\n");
+        }
+        text.extend_from_slice(b" ,last\n");
+        let f = manifest(&text);
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err();
+        let shown = err.to_string();
+        let ManifestError::Rows { problems, total, unlisted, .. } = err else { panic!() };
+        assert_eq!(total, 5000, "4999 duplicates and an empty prompt");
+        assert_eq!(problems.len(), MAX_LISTED_PROBLEMS);
+        assert!(problems.iter().all(|p| p.reason == "duplicate id \"dup\" (first used on line 2)"), "{problems:?}");
+        assert_eq!(unlisted, BTreeMap::from([(ProblemKind::DuplicateId, 4979), (ProblemKind::EmptyPrompt, 1)]));
+        assert!(shown.starts_with(&format!("manifest {} has 5000 problem(s)", f.path().display())), "{shown}");
+        assert!(shown.ends_with("  ... and 4980 more problem(s) (duplicate id 4979, empty prompt 1)"), "{shown}");
+        assert_eq!(shown.lines().count(), 1 + 20 + 1);
+    }
+
+    #[test]
+    fn ids_that_differ_only_in_case_collide() {
+        let f = manifest(b"prompt,id\na,cat\nb,Cat\nc,DOG\nd,dog\ne,Dog\nf,DOG\n");
+        let ManifestError::Rows { problems, .. } =
+            validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err()
+        else {
+            panic!()
+        };
+        let got: Vec<(u64, ProblemKind)> = problems.iter().map(|p| (p.line, p.kind)).collect();
+        use ProblemKind::*;
+        assert_eq!(got, vec![(3, CaseCollision), (5, CaseCollision), (6, CaseCollision), (7, DuplicateId)]);
+        assert_eq!(
+            problems[0].reason,
+            "id \"Cat\" collides with id \"cat\" on line 2 ignoring case: files images/Cat.png and images/cat.png are \
+             the same file on macOS and Windows; give one of them another id"
+        );
+        assert!(problems[1].reason.starts_with("id \"dog\" collides with id \"DOG\" on line 4"), "{problems:?}");
+        assert_eq!(problems[3].reason, "duplicate id \"DOG\" (first used on line 4)");
+    }
+
+    #[test]
+    fn windows_device_names_are_refused_with_any_case_and_extension() {
+        for bad in ["CON", "con", "Prn", "aux", "NUL", "nul.txt", "nul.tar.gz", "COM1", "com9", "LPT1", "lpt0.x"] {
+            let why = check_id(bad).expect_err(bad);
+            assert!(why.contains("is a Windows device name"), "{bad}: {why}");
+        }
+        for fine in ["console", "nully", "com", "COM10", "lpt", "a.nul", "x-con", "aux_1", "COMA"] {
+            assert_eq!(check_id(fine), Ok(()), "{fine}");
+        }
     }
 
     #[test]

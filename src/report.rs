@@ -86,8 +86,12 @@ pub struct Group {
     pub done: u64,
     pub failed: u64,
     pub pending: u64,
-    /// Calls made (generations and downloads), retries included.
+    /// Calls made (generations and downloads), retries included, and calls whose outcome
+    /// is unknown.
     pub attempts: u64,
+    /// Generation calls whose outcome was never recorded: abandoned by a kill or a
+    /// second Ctrl-C while in flight. They may have been billed.
+    pub outcome_unknown: u64,
     /// How many rows needed 1, 2, 3... attempts.
     pub attempts_per_row: BTreeMap<u32, u64>,
     /// Failed calls by error class (each one was retried unless its class is final).
@@ -101,6 +105,9 @@ pub struct Group {
     pub spend_usd: Option<f64>,
     /// Done rows whose model and class have no price.
     pub unpriced_done: u64,
+    /// With calls of unknown outcome: `spend_usd` plus their price, as if each was billed
+    /// (an upper bound); None when there are none, or none has a known price.
+    pub spend_up_to_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -128,6 +135,9 @@ struct Acc {
     wait: Vec<f64>,
     spend: f64,
     priced: u64,
+    /// The price of the calls of unknown outcome that have one.
+    unknown_spend: f64,
+    unknown_priced: u64,
 }
 
 impl Acc {
@@ -138,6 +148,11 @@ impl Acc {
         g.failed += cell.failed;
         g.pending += cell.pending + cell.running;
         g.attempts += cell.calls;
+        g.outcome_unknown += cell.unknown;
+        if let Some(p) = price {
+            self.unknown_spend += p * cell.unknown as f64;
+            self.unknown_priced += cell.unknown;
+        }
         for (n, rows) in &cell.attempts_per_row {
             *g.attempts_per_row.entry(*n).or_default() += rows;
         }
@@ -167,6 +182,7 @@ impl Acc {
         g.recommended_concurrency =
             rate_per_s.zip(g.call_latency_s.p50).map(|(rate, p50)| (rate * p50).ceil().max(1.0) as u64);
         g.spend_usd = (self.priced > 0).then_some(self.spend);
+        g.spend_up_to_usd = (self.unknown_priced > 0).then_some(self.spend + self.unknown_spend);
         self.group
     }
 }
@@ -278,6 +294,9 @@ pub fn render(r: &Report, md: bool) -> String {
         r.wall_time_s,
         r.images_per_minute.map(|v| format!("; {v:.1} images/min")).unwrap_or_default()
     );
+    if let Some(line) = unknown_text(o) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "spend: {}", spend_text(o));
     let mut groups: Vec<&Group> = r.classes.iter().collect();
     if r.models.len() > 1 {
@@ -344,14 +363,35 @@ pub fn render(r: &Report, md: bool) -> String {
     out
 }
 
-/// The spend line of a group: the estimate, and what has no known price.
+/// The line about a group's calls of unknown outcome, when it has any.
+pub fn unknown_text(g: &Group) -> Option<String> {
+    (g.outcome_unknown > 0).then(|| {
+        format!(
+            "{} call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)",
+            g.outcome_unknown
+        )
+    })
+}
+
+/// The spend line of a group: the estimate, and what has no known price. Calls of
+/// unknown outcome are counted as billed: the spend is then "up to" the sum.
 pub fn spend_text(g: &Group) -> String {
     let known = g.spend_usd.map(|s| format!("{} estimated for {} done image(s)", Usd(s), g.done - g.unpriced_done));
-    match (known, g.unpriced_done) {
+    let text = match (known, g.unpriced_done) {
         (Some(k), 0) => k,
         (Some(k), n) => format!("{k}; {n} more with no known price (give --price MODEL:RES=USD)"),
-        (None, 0) => "nothing yet".into(),
+        (None, 0) if g.outcome_unknown == 0 => "nothing yet".into(),
+        (None, 0) => "nothing for done images yet".into(),
         (None, n) => format!("unknown: no price for the models of {n} done image(s) (give --price MODEL:RES=USD)"),
+    };
+    match (g.outcome_unknown, g.spend_up_to_usd) {
+        (0, _) => text,
+        (n, Some(up_to)) => format!(
+            "up to {}: {text}, plus {} for {n} call(s) with outcome unknown",
+            Usd(up_to),
+            Usd(up_to - g.spend_usd.unwrap_or(0.0))
+        ),
+        (n, None) => format!("{text}, plus {n} call(s) with outcome unknown and no known price"),
     }
 }
 
@@ -364,6 +404,7 @@ pub fn render_csv(r: &Report) -> String {
     for prefix in ["latency", "end_to_end", "wait"] {
         header.extend(pct.iter().map(|p| format!("{prefix}_{p}")));
     }
+    header.extend(["outcome_unknown", "spend_up_to_usd"].map(String::from));
     let _ = w.write_record(&header);
     let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
     let groups = r.classes.iter().map(|g| ("class", g)).chain(r.models.iter().map(|g| ("model", g)));
@@ -377,6 +418,8 @@ pub fn render_csv(r: &Report) -> String {
             rec.push(p.n.to_string());
             rec.extend([p.min, p.mean, p.p50, p.p90, p.p95, p.p99, p.max].map(opt));
         }
+        rec.push(g.outcome_unknown.to_string());
+        rec.push(opt(g.spend_up_to_usd));
         let _ = w.write_record(&rec);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -491,5 +534,38 @@ mod tests {
         let csv = render_csv(&r);
         assert_eq!(csv.lines().count(), 1 + 2 + 2 + 1, "{csv}");
         assert!(csv.lines().nth(1).unwrap().starts_with("class,1K,2,1,1,0,3,2,"), "{csv}");
+    }
+
+    #[test]
+    fn calls_of_unknown_outcome_are_counted_and_priced_as_an_upper_bound() {
+        let inputs = ReportInputs {
+            cells: vec![Cell { calls: 5, unknown: 2, latency: vec![1.0, 1.0, 1.0], ..cell("1K", "m", 3, 0, 1) }],
+            ..ReportInputs::default()
+        };
+        let prices = Prices::with_overrides(&crate::catalog::Catalog::built_in(), &["m:1K=0.05".into()]).unwrap();
+        let r = build(&inputs, &prices);
+        assert_eq!((r.overall.attempts, r.overall.outcome_unknown), (5, 2));
+        let (spend, up_to) = (r.overall.spend_usd.unwrap(), r.overall.spend_up_to_usd.unwrap());
+        assert!((spend - 0.15).abs() < 1e-9 && (up_to - 0.25).abs() < 1e-9, "{spend} {up_to}");
+        let text = render(&r, false);
+        assert!(
+            text.contains(
+                "2 call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "spend: up to $0.250: $0.150 estimated for 3 done image(s), plus $0.100 for 2 call(s) with outcome \
+                 unknown"
+            ),
+            "{text}"
+        );
+        let unpriced = build(&inputs, &Prices::with_overrides(&crate::catalog::Catalog::built_in(), &[]).unwrap());
+        assert_eq!(unpriced.overall.spend_up_to_usd, None);
+        assert!(spend_text(&unpriced.overall).ends_with("plus 2 call(s) with outcome unknown and no known price"));
+        let none = build(&ReportInputs::default(), &prices);
+        assert_eq!((none.overall.outcome_unknown, none.overall.spend_up_to_usd), (0, None));
+        assert!(!render(&none, false).contains("outcome unknown"));
     }
 }

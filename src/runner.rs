@@ -331,6 +331,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
+    let requeued = ckpt.requeue_downloads(cfg.regenerate_expired).await?;
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
     let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
@@ -354,6 +355,19 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         progress.note(note);
     }
     announce(&progress, &recovered, &sync, &before);
+    if requeued.download > 0 {
+        progress.note(&format!(
+            "{} row(s) whose result URL could not be downloaded last time: downloading again (not paid again; \
+             --regenerate-expired generates them anew instead)",
+            requeued.download
+        ));
+    }
+    if requeued.regenerate > 0 {
+        progress.note(&format!(
+            "{} row(s) whose result URL expired will be generated and paid for again (--regenerate-expired)",
+            requeued.regenerate
+        ));
+    }
     let provider = provider::for_dialect(cfg.dialect, &cfg.base_url);
     let limits =
         http::CallLimits { download_timeout: cfg.download_timeout, max_response_bytes: cfg.max_response_bytes };
@@ -603,8 +617,31 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
                     return ctx.ckpt.mark_pending(row.rid);
                 }
             }
-            Err(e) => return fail_row(ctx, &row, &e),
+            Err(e) => return fail_row(ctx, &row, &expired(&row, &e, tries)),
         }
+    }
+}
+
+/// A result URL that failed every download attempt of this run: expired (storage then
+/// answers 403, 404 or 410) or unreachable. The image was paid for; only the user may
+/// decide to pay for a new one.
+fn expired(row: &PendingRow, e: &CallError, tries: u32) -> CallError {
+    let mut last: String = e.message.chars().take(200).collect();
+    if last.len() < e.message.len() {
+        last.push('…');
+    }
+    let expired = CallError::new(
+        ErrorClass::Download,
+        format!(
+            "the result URL of row {} has expired or is unreachable ({last}; {tries} download attempt(s)); the \
+             image was paid for but cannot be fetched: run again to try the download again, or run again with \
+             --regenerate-expired to pay for a new one",
+            row.id
+        ),
+    );
+    match e.status {
+        Some(status) => expired.with_status(status),
+        None => expired,
     }
 }
 
@@ -687,7 +724,20 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             ctx.release(reserved);
         }
         let Some(result) = result else {
-            // Abandoned by a second Ctrl-C: the row goes back to the queue.
+            // Abandoned by a second Ctrl-C: the row goes back to the queue, and the call,
+            // which may have been billed, is counted with its outcome unknown.
+            ctx.ckpt.record_abandoned(AttemptRecord {
+                rid: row.rid,
+                run_id: ctx.run_id,
+                kind: AttemptKind::Generate,
+                model: model.to_owned(),
+                resolution: resolution.as_str(),
+                started_at,
+                duration_s: took.as_secs_f64(),
+                wait_s: admission.waited.as_secs_f64(),
+                http_status: None,
+                error: None,
+            });
             ctx.ckpt.mark_pending(row.rid);
             return None;
         };
