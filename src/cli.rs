@@ -165,18 +165,10 @@ pub fn main() -> i32 {
     }
 }
 
-/// Writes to stdout. A reader that goes away early (`bulkgen report | head -1`) is no
-/// error: the command ends quietly with exit 0, where `println!` would panic (exit 101).
-/// Err holds the exit code to end with.
-///
-/// Every command writes its stdout through here, rather than resetting SIGPIPE to its
-/// default: that would let any write to a closed pipe or socket kill the process, and
-/// hyper's vectored socket writes carry no MSG_NOSIGNAL, so a provider that drops a
-/// connection could then kill a run.
+/// Writes to stdout (see [`exit::write_stdout`]); Err holds the exit code to end with: 0
+/// when the reader went away early, 3 when stdout failed otherwise.
 fn print_stdout(text: &str) -> Result<(), i32> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match exit::write_stdout(text) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(exit::OK),
         Err(e) => {
@@ -323,8 +315,9 @@ fn print_outcome(o: &Outcome) {
         );
     } else if o.counts.failed > 0 {
         eprintln!(
-            "bulkgen: {} row(s) failed for good (see error and error_class in results.csv); --retry-failed puts them \
-             back in the queue",
+            "bulkgen: {} row(s) failed (see error and error_class in results.csv): the next run of the same command \
+             tries again those that ran out of attempts on transient errors; refused or invalid ones need \
+             --retry-failed",
             o.counts.failed
         );
     }

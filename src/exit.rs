@@ -11,3 +11,18 @@ pub const USAGE: i32 = 2;
 pub const STOPPED: i32 = 3;
 /// Interrupted by Ctrl-C.
 pub const INTERRUPTED: i32 = 130;
+
+/// Writes to stdout. A reader that goes away early (`bulkgen report | head -1`) shows as
+/// an error of kind `BrokenPipe`, which callers treat as a quiet end (exit 0), where
+/// `println!` would panic (exit 101).
+///
+/// Every command writes its stdout through here, rather than resetting SIGPIPE to its
+/// default: that would let any write to a closed pipe or socket kill the process, and
+/// hyper's vectored socket writes carry no MSG_NOSIGNAL, so a provider that drops a
+/// connection could then kill a run.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}

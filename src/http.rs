@@ -142,11 +142,14 @@ impl Caller {
         let timeout = self.limits.download_timeout;
         let as_download = |e: CallError| CallError { class: ErrorClass::Download, ..e };
         let result = async {
+            // A URL that is refused as written is refused every time: no retry this run.
             let parsed = Url::parse(url).map_err(|e| {
                 CallError::new(ErrorClass::Download, format!("the result URL {url:?} is not a URL: {e}"))
+                    .with_should_retry(Some(false))
             })?;
             check_download_url(&parsed).map_err(|why| {
                 CallError::new(ErrorClass::Download, format!("the result URL {url} is not fetched: {why}"))
+                    .with_should_retry(Some(false))
             })?;
             let resp = self
                 .downloads

@@ -31,6 +31,8 @@ pub enum PlanError {
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("manifest changed while read: {0}")]
     Changed(String),
+    #[error("cannot write the plan to stdout: {0}")]
+    Stdout(std::io::Error),
 }
 
 #[derive(Default)]
@@ -44,8 +46,10 @@ struct ClassPlan {
 pub async fn print(cfg: &RunConfig) -> Result<(), PlanError> {
     let cfg = cfg.clone();
     let text = tokio::task::spawn_blocking(move || plan(&cfg)).await.expect("planning does not panic")?;
-    print!("{text}");
-    Ok(())
+    match crate::exit::write_stdout(&text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PlanError::Stdout(e)),
+        _ => Ok(()),
+    }
 }
 
 fn plan(cfg: &RunConfig) -> Result<String, PlanError> {

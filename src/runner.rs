@@ -252,7 +252,7 @@ impl Ctx {
     fn note_failure(&self, row: &PendingRow, e: &CallError) {
         let n = self.progress.counters.failed.load(Ordering::Relaxed);
         if n <= MAX_FAILURE_NOTES {
-            self.progress.note(&format!("row {} (line {}) failed for good: {e}", row.id, row.seq + 1));
+            self.progress.note(&format!("row {} failed: {e}", row.id));
             if n == MAX_FAILURE_NOTES {
                 self.progress.note("further failures are not printed; see results.csv");
             }
@@ -611,7 +611,7 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         match result {
             // The model and size were recorded with the URL.
             Ok(bytes) => return finish(ctx, &row, bytes, None, None).await,
-            Err(e) if tries < ctx.cfg.max_attempts => {
+            Err(e) if tries < ctx.cfg.max_attempts && e.disposition() == Disposition::Retry => {
                 let Some(wait) = ctx.retry_wait(tries, &e) else { return ctx.ckpt.mark_pending(row.rid) };
                 if !wait_or_stop(ctx, wait).await {
                     return ctx.ckpt.mark_pending(row.rid);
@@ -626,19 +626,23 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
 /// answers 403, 404 or 410) or unreachable. The image was paid for; only the user may
 /// decide to pay for a new one.
 fn expired(row: &PendingRow, e: &CallError, tries: u32) -> CallError {
-    let mut last: String = e.message.chars().take(200).collect();
-    if last.len() < e.message.len() {
-        last.push('…');
-    }
-    let expired = CallError::new(
-        ErrorClass::Download,
+    let last = crate::secret::cut(&e.message, 200);
+    let text = if e.should_retry == Some(false) {
+        // Refused as written (not http(s), a metadata address): no rerun can fetch it.
+        format!(
+            "the result URL of row {} cannot be fetched ({last}); the image was paid for, but only a new one can be \
+             had: run again with --regenerate-expired to pay for it",
+            row.id
+        )
+    } else {
         format!(
             "the result URL of row {} has expired or is unreachable ({last}; {tries} download attempt(s)); the \
              image was paid for but cannot be fetched: run again to try the download again, or run again with \
              --regenerate-expired to pay for a new one",
             row.id
-        ),
-    );
+        )
+    };
+    let expired = CallError::new(ErrorClass::Download, text);
     match e.status {
         Some(status) => expired.with_status(status),
         None => expired,
