@@ -4,6 +4,7 @@
     python3 bench/scale.py                 # everything, --repeats 3 (see --help for the knobs)
     python3 bench/scale.py --quick         # smoke run: small counts, 1 repeat
     python3 bench/scale.py --only 2b,5     # some scenarios only
+    python3 bench/scale.py --only 2c       # 2c is never in the default set (it takes ~75 s a run)
 
 Every run gets a fresh `bulkgen sim --listen 127.0.0.1:0` and a fresh temporary folder; each
 scenario is repeated --repeats times and reported as median and min-max. Wall time is that of
@@ -43,6 +44,19 @@ run_proc); each run line says which source was used (rss_src).
                  which allows 2 + 99 = 101 starts in a 1 s window; started_at is read a few
                  us after the admission and loopback delivery moves arrivals by a few ms,
                  which can add one more.
+2c Rate-bound    (not in the default set: a run lasts ~75 s; --only 2c) --rpm 3000, time scale
+   with a slow   0, 3,600 rows (--rate-rows overrides it, as for 2b), -c 64, with bulkgen
+   checkpoint    started with BULKGEN_TEST_SLOW_COMMIT_MS=165 (fault injection, in main since
+                 e1fbd70: every checkpoint commit takes 165 ms longer, as on a slow or busy
+                 disk). A row's call starts only after its `running` mark is committed, so
+                 slow commits must neither push a 60 s window over the cap nor let the calls
+                 a slow commit held back leave together. At 3,000/min the starts are 72 s
+                 of rate-bound work, so the busiest 60 s window is a real check (target
+                 <= 3000), on the sim's arrivals and on the checkpoint's started_at as in 2b.
+                 Shown without targets: achieved starts/min (slow commits may cost rate),
+                 the busiest 1 s window (the limiter allows 2 + 49 = 51: period 60.1/2999 s,
+                 burst 2) and the most arrivals within 10 ms (bunching; the limiter lets 2
+                 through in under one 20 ms period, loopback delivery may add one).
 3  Large         4K rows, ~6 MB PNGs (--image-bytes 6000000: ~8 MB of base64 per response),
    payloads      time scale 0, -c 32, 200 rows: peak RSS (target < 32 x 2 x 8 MB + 64 MB =
                  576 MB) and rows/s (also MB/s of PNG written).
@@ -145,7 +159,7 @@ def hwm_kb(pid="self"):
     return None
 
 
-def run_proc(cmd, tmp, name, preexec_fn=None, on_start=None):
+def run_proc(cmd, tmp, name, preexec_fn=None, on_start=None, env=None):
     """Runs `cmd`, stdout and stderr to files in tmp; returns dict(wall, cpu, rss_mb, rc, err, out).
 
     Peak RSS: Linux carries a process's peak RSS across fork and exec into ru_maxrss, so the
@@ -153,12 +167,13 @@ def run_proc(cmd, tmp, name, preexec_fn=None, on_start=None):
     (VmHWM) when it forked (a child that never used more than 5 MB shows, say, 60 MB after
     we parsed a big /_sim/stats). So: if ru_maxrss is above our own peak it is the child's
     true peak; otherwise the child's VmHWM, polled every 10 ms from /proc while it runs, is
-    used (it can miss growth in the last 10 ms before exit; rss_src says which was used)."""
+    used (it can miss growth in the last 10 ms before exit; rss_src says which was used).
+    `env` adds variables to bench.ENV for this child (fault injection, scenario 2c)."""
     with open(os.path.join(tmp, name + ".out"), "w+") as out, open(os.path.join(tmp, name + ".err"), "w+") as err:
         floor_kb = hwm_kb()
         peak = [0]
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=ENV, preexec_fn=preexec_fn)
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env={**ENV, **(env or {})}, preexec_fn=preexec_fn)
         done = threading.Event()
 
         def poll():
@@ -261,7 +276,7 @@ def with_sim(tmp, scale, image_bytes, seed, fn, extra=(), preexec_fn=None, log_n
 # scenarios: each returns one repeat's figures as a dict
 
 
-def one_batch(a, what, n, sizes, conc, seed, scale, image_bytes, figures, rpm=0):
+def one_batch(a, what, n, sizes, conc, seed, scale, image_bytes, figures, rpm=0, env=None):
     """A fresh folder with an `n`-row manifest (sizes in turn), one `bulkgen run` against a
     fresh sim; `figures(r, sim, out)` turns the finished run into the scenario's dict."""
     tmp = mkdtemp(a, what)
@@ -269,7 +284,7 @@ def one_batch(a, what, n, sizes, conc, seed, scale, image_bytes, figures, rpm=0)
     write_manifest(manifest, n, sizes)
 
     def go(sim):
-        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run")
+        r = run_proc(bulkgen_cmd(manifest, sim.url, out, conc, seed, rpm=rpm), tmp, "run", env=env)
         check_ok(r, "bulkgen run")
         return figures(r, sim, out)
     return with_sim(tmp, scale, image_bytes, seed, go)
@@ -318,6 +333,21 @@ def s_rate(a, n, conc, seed, rpm=6000):
                     starts_max60=max_in_window(starts, 60.0), starts_max1=max_in_window(starts, 1.0),
                     max1=max_in_window(ts, 1.0), wall=r["wall"], requests=len(ts), done=done_rows(out))
     return one_batch(a, "rate", n, ["1K"], conc, seed, 0, a.image_bytes, figures, rpm=rpm)
+
+
+def s_rate_slow_commit(a, n, conc, seed, rpm=3000, slow_ms=165):
+    """2b at --rpm 3000 with every checkpoint commit 165 ms slower (BULKGEN_TEST_SLOW_COMMIT_MS)."""
+    def figures(r, sim, out):
+        ts = arrivals_s(sim_stats(sim))
+        starts = start_times(out)
+        achieved = (len(ts) - 1) / (ts[-1] - ts[0]) * 60
+        return dict(spm=achieved, spm_ratio=achieved / rpm, max60=max_in_window(ts, 60.0),
+                    starts_max60=max_in_window(starts, 60.0), starts_max1=max_in_window(starts, 1.0),
+                    max1=max_in_window(ts, 1.0), max10ms=max_in_window(ts, 0.010),
+                    starts_max10ms=max_in_window(starts, 0.010), span=ts[-1] - ts[0], wall=r["wall"],
+                    requests=len(ts), done=done_rows(out))
+    return one_batch(a, "rateslow", n, ["1K"], conc, seed, 0, a.image_bytes, figures, rpm=rpm,
+                     env={"BULKGEN_TEST_SLOW_COMMIT_MS": str(slow_ms)})
 
 
 def s_large(a, n, conc, seed):
@@ -500,6 +530,14 @@ METRICS = {
            ("most arrivals at the sim in a 60 s window", "max60", "n", ("<=", 6000)),
            ("most starts in a 1 s window", "starts_max1", "n", None),
            ("most arrivals at the sim in a 1 s window", "max1", "n", None), ("wall time", "wall", "s", None)],
+    "2c": [("achieved starts/min", "spm", "/min", None), ("achieved / cap", "spm_ratio", "", None),
+           ("most starts in a 60 s window", "starts_max60", "n", ("<=", 3000)),
+           ("most arrivals at the sim in a 60 s window", "max60", "n", ("<=", 3000)),
+           ("most starts in a 1 s window", "starts_max1", "n", None),
+           ("most arrivals at the sim in a 1 s window", "max1", "n", None),
+           ("most starts within 10 ms", "starts_max10ms", "n", None),
+           ("most arrivals at the sim within 10 ms", "max10ms", "n", None),
+           ("first to last arrival", "span", "s", None), ("wall time", "wall", "s", None)],
     "3": [("peak RSS", "rss_mb", "MB", ("<", 576)), ("rows/s end to end", "rps", "rows/s", None),
           ("PNG MB/s written", "mbps", "MB/s", None), ("bulkgen CPU s / 1,000 rows", "cpu_k", "s", None),
           ("sim CPU s / 1,000 rows", "sim_cpu_k", "s", None), ("sim: most in flight", "sim_inflight", "n", None)],
@@ -574,7 +612,8 @@ def main():
     ap.add_argument("--heavy-repeats", type=int, default=None,
                     help="runs of the heaviest scenarios, 4(ii) and 5 (default: --repeats)")
     ap.add_argument("--quick", action="store_true", help="smoke run: small counts, 1 repeat")
-    ap.add_argument("--only", default="1,2a,2b,3,4,5,6", help="comma-separated scenarios (default: all)")
+    ap.add_argument("--only", default="1,2a,2b,3,4,5,6",
+                    help="comma-separated scenarios of 1,2a,2b,2c,3,4,5,6 (default: all but the slow 2c)")
     ap.add_argument("--image-bytes", type=int, default=50000, help="PNG size of scenarios 1, 2, 5, 6 (default 50000)")
     ap.add_argument("--large-image-bytes", type=int, default=6_000_000, help="PNG size of scenario 3")
     ap.add_argument("--latency-time-scale", type=float, default=0.008, help="sim --time-scale of scenario 2a")
@@ -587,7 +626,8 @@ def main():
     ap.add_argument("--resume-1m-limit", type=float, default=900,
                     help="skip 4iii if the full 1M run is estimated to take longer (s, default 900)")
     ap.add_argument("--latency-rows", type=int, default=None, help="rows of scenario 2a (default 2,000)")
-    ap.add_argument("--rate-rows", type=int, default=None, help="rows of scenario 2b (default 1,000)")
+    ap.add_argument("--rate-rows", type=int, default=None,
+                    help="rows of scenarios 2b and 2c (default 1,000 and 3,600)")
     ap.add_argument("--seed", type=int, default=1, help="sim and bulkgen seed of the first repeat (default 1)")
     ap.add_argument("--tmpdir", default=None, help="where the temporary folders go (default: system temp)")
     ap.add_argument("--build", action="store_true", help="run `cargo build --release` first")
@@ -614,6 +654,7 @@ def main():
           + (f", heavy scenarios (4ii, 5) {heavy}" if heavy != repeats else "") + "\n", flush=True)
 
     n1, n2a, n2b, n3 = q(20000, 1000), a.latency_rows or q(2000, 200), a.rate_rows or q(1000, 300), q(200, 16)
+    n2c = a.rate_rows or q(3600, 300)
     n4i, n4ii, n5, n6 = q(1_000_000, 50_000), q(100_000, 5_000), q(5000, 500), q(5000, 500)
     # key, group, label, repeats, run(seed) -> dict, rps target (scenario 1 only)
     plan = [("1", "1", f"1 overhead ({n1:,} rows, -c 64)", repeats, lambda s: s_overhead(a, n1, 64, s), (">=", 2000)),
@@ -621,6 +662,8 @@ def main():
             ("2a", "2a", f"2a latency-bound ({n2a:,} rows, -c 100)", repeats, lambda s: s_latency(a, n2a, 100, s),
              None),
             ("2b", "2b", f"2b rate-bound ({n2b:,} rows, --rpm 6000)", repeats, lambda s: s_rate(a, n2b, 64, s), None),
+            ("2c", "2c", f"2c rate-bound, slow checkpoint ({n2c:,} rows, --rpm 3000, commits +165 ms)", repeats,
+             lambda s: s_rate_slow_commit(a, n2c, 64, s), None),
             ("3", "3", f"3 large payloads ({n3:,} x 4K, -c 32)", repeats, lambda s: s_large(a, n3, 32, s), None),
             ("4", "4i", f"4i dry run ({n4i:,} rows)", repeats, lambda s: s_dry_run(a, n4i, s), None),
             ("4", "4ii", f"4ii checkpoint ({n4ii:,} rows, -c 256)", heavy, lambda s: s_checkpoint(a, n4ii, s), None),
