@@ -32,6 +32,8 @@ pub struct Repaired {
     pub out: PathBuf,
     /// Where the old checkpoint went (None: there was none).
     pub old_checkpoint: Option<PathBuf>,
+    /// The files moved aside: (old name, new name).
+    pub moved: Vec<(String, String)>,
     /// What could be read back from it.
     pub salvaged: Option<Salvaged>,
     /// Rows marked done from their image (not done in the old checkpoint, or no old one).
@@ -58,11 +60,14 @@ pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
     })?;
     let io_err = |source| RunError::Output { path: out.root.clone(), source };
     let stamp = checkpoint::now_unix() as u64;
-    let old_checkpoint = move_aside_checkpoint(&out.root, stamp).map_err(io_err)?;
+    let moved = move_aside_checkpoint(&out.root, stamp).map_err(io_err)?;
+    let old_checkpoint =
+        moved.first().map(|(_, to)| out.root.join(to.trim_end_matches("-wal").trim_end_matches("-shm")));
 
     let ckpt = Checkpoint::open(&out.root).map_err(|e| e.with_manifest(&cfg.manifest))?;
     ckpt.set_manifest(cfg.manifest.clone());
-    let mut done = Repaired { out: out.root.clone(), old_checkpoint: old_checkpoint.clone(), ..Repaired::default() };
+    let mut done =
+        Repaired { out: out.root.clone(), old_checkpoint: old_checkpoint.clone(), moved, ..Repaired::default() };
     if let Some(old) = old_checkpoint.filter(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0)) {
         done.salvaged = Some(ckpt.salvage(old).await?);
     }
@@ -133,12 +138,13 @@ pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
 
 /// Renames `bulkgen.db` and its `-wal` and `-shm` (those that exist) to
 /// `bulkgen.db.damaged-<stamp>` and the same with `-wal` / `-shm`, so SQLite still pairs
-/// them; the new name of the database, if any was moved.
-fn move_aside_checkpoint(root: &Path, stamp: u64) -> io::Result<Option<PathBuf>> {
+/// them; the (old, new) names of the files moved.
+fn move_aside_checkpoint(root: &Path, stamp: u64) -> io::Result<Vec<(String, String)>> {
     let parts = ["", "-wal", "-shm"];
     let exists = |name: &str| fs::symlink_metadata(root.join(name)).is_ok();
+    let mut moved = Vec::new();
     if !parts.iter().any(|p| exists(&format!("{DB_FILE}{p}"))) {
-        return Ok(None);
+        return Ok(moved);
     }
     // Two repairs in one second must not overwrite the first one's files.
     let mut base = format!("{DB_FILE}.damaged-{stamp}");
@@ -148,15 +154,15 @@ fn move_aside_checkpoint(root: &Path, stamp: u64) -> io::Result<Option<PathBuf>>
         base = format!("{DB_FILE}.damaged-{stamp}-{n}");
     }
     for p in parts {
-        let from = root.join(format!("{DB_FILE}{p}"));
-        match fs::rename(&from, root.join(format!("{base}{p}"))) {
-            Ok(()) => {}
+        let (from, to) = (format!("{DB_FILE}{p}"), format!("{base}{p}"));
+        match fs::rename(root.join(&from), root.join(&to)) {
+            Ok(()) => moved.push((from, to)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
     }
     output::sync_dir(root)?;
-    Ok(Some(root.join(base)))
+    Ok(moved)
 }
 
 /// Image files in `images` by row id, in the order bulkgen looks for them (png, jpg, webp).
@@ -184,13 +190,16 @@ fn list_images(images: &Path) -> io::Result<HashMap<String, Vec<String>>> {
 pub fn summary(r: &Repaired, manifest: &Path) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
-    match &r.old_checkpoint {
-        Some(old) => {
-            let _ = writeln!(t, "the old checkpoint was moved to {} (kept, not deleted)", old.display());
-        }
-        None => {
-            let _ = writeln!(t, "there was no checkpoint in {}", r.out.display());
-        }
+    if r.moved.is_empty() {
+        let _ = writeln!(t, "there was no checkpoint in {}", r.out.display());
+    } else {
+        let moved: Vec<String> = r.moved.iter().map(|(from, to)| format!("{from} -> {to}")).collect();
+        let _ = writeln!(
+            t,
+            "the old checkpoint was moved aside in {} (kept, not deleted): {}",
+            r.out.display(),
+            moved.join(", ")
+        );
     }
     if let Some(s) = &r.salvaged {
         let _ = writeln!(
