@@ -359,3 +359,40 @@ async fn a_checkpoint_replaced_under_the_writer_refuses_every_later_write() {
     assert!(matches!(ckpt.flush().await, Err(CheckpointError::Gone { .. })));
     assert!(matches!(ckpt.counts().await, Err(CheckpointError::Gone { .. })));
 }
+
+/// Item 8c through the library: what the old checkpoint knows beyond the images is
+/// carried over, so a repair pays for nothing a run would not have: a row refused for
+/// good stays failed, a paid result URL stays to be downloaded, attempts are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_carries_over_failed_rows_and_paid_result_urls() {
+    use bulkgen::checkpoint::{Checkpoint, Made, RowDefaults, SyncOptions};
+    use bulkgen::error::ErrorClass;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 3);
+    let defaults = || RowDefaults { size: "1K".parse().unwrap(), model: "m".into(), params: Default::default() };
+    let (old_dir, new_dir) = (dir.path().join("old"), dir.path().join("new"));
+    for d in [&old_dir, &new_dir] {
+        std::fs::create_dir_all(d.join("images")).unwrap();
+    }
+    let old = Checkpoint::open(&old_dir).unwrap();
+    old.sync_manifest(manifest.clone(), defaults(), SyncOptions::default()).await.unwrap();
+    let rows = old.pending_page(0, 10).await.unwrap();
+    old.start_attempt(rows[0].rid, 1.0).await.unwrap();
+    old.mark_failed(rows[0].rid, ErrorClass::Refused, "blocked".into());
+    old.start_attempt(rows[1].rid, 1.0).await.unwrap();
+    let made = Made { model: "m".into(), size_sent: "1024x1024".into() };
+    old.save_url(rows[1].rid, "http://127.0.0.1:9/files/x".into(), 2.0, made).await.unwrap();
+    old.close().await.unwrap();
+
+    let new = Checkpoint::open(&new_dir).unwrap();
+    let salvaged = new.salvage(old_dir.join("bulkgen.db")).await.unwrap();
+    assert_eq!((salvaged.rows, salvaged.failed, salvaged.urls), (3, 1, 1), "{salvaged:?}");
+    assert!(salvaged.stopped.is_empty(), "{salvaged:?}");
+    new.sync_manifest(manifest, defaults(), SyncOptions::default()).await.unwrap();
+    let counts = new.counts().await.unwrap();
+    assert_eq!((counts.failed, counts.pending), (1, 2), "the refused row stays failed");
+    let pending = new.pending_page(0, 10).await.unwrap();
+    let with_url: Vec<_> = pending.iter().filter(|r| r.result_url.is_some()).map(|r| r.id.clone()).collect();
+    assert_eq!(with_url, vec![rows[1].id.clone()], "the paid URL is downloaded, not generated again");
+    new.close().await.unwrap();
+}
