@@ -5,15 +5,22 @@
 //! whatever has queued up in one transaction and answers each caller only after the
 //! commit, so an acknowledged write is durable (WAL, `synchronous=FULL`). Batching keeps
 //! the number of fsyncs far below the number of writes.
+//!
+//! The file itself is watched: before each commit the writer checks that `DIR/bulkgen.db`
+//! is still the file it opened (same device and inode), and any statement that meets a
+//! damaged database (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) stops the writer. Either way every
+//! caller gets an error that names the file and `bulkgen repair`, and nothing more is
+//! committed. [`check_folder`] is the read-only check a run makes before it sends anything.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::{Disposition, ErrorClass};
@@ -24,7 +31,11 @@ use crate::size::{AspectRatio, Resolution, Size};
 
 pub const DB_FILE: &str = "bulkgen.db";
 /// 2: rows gained `params` (part of a row's identity) and `size_sent`.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: rows gained `stale_sig`, the fingerprint of the image an earlier identity of the row
+/// left in place (see [`file_fingerprint`]): recovery never takes that file for the new one.
+const SCHEMA_VERSION: i64 = 3;
+/// The image extensions bulkgen writes (`output::write_image`), in the order they are looked for.
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -42,6 +53,111 @@ pub enum CheckpointError {
     Io(#[from] std::io::Error),
     #[error("checkpoint writer stopped: {0}")]
     Writer(String),
+    /// The database file was unlinked or replaced under a run.
+    #[error("{}", gone_text(path, manifest.as_deref()))]
+    Gone { path: PathBuf, manifest: Option<PathBuf> },
+    /// The database file is damaged (truncated, overwritten, not a database).
+    #[error("{}", damaged_text(path, manifest.as_deref(), detail))]
+    Damaged { path: PathBuf, manifest: Option<PathBuf>, detail: String },
+    /// No checkpoint, but images named after manifest rows: a run would pay for them again.
+    #[error("{}", unadopted_text(dir, manifest, *count, examples))]
+    Unadopted { dir: PathBuf, manifest: PathBuf, count: u64, examples: Vec<String> },
+}
+
+/// `bulkgen repair MANIFEST --out DIR`, with the paths filled in where known.
+pub fn repair_command(dir: &Path, manifest: Option<&Path>) -> String {
+    let manifest = manifest.map_or_else(|| "MANIFEST.csv".to_owned(), |m| m.display().to_string());
+    format!("bulkgen repair {manifest} --out {}", dir.display())
+}
+
+fn folder_of(db: &Path) -> &Path {
+    db.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+fn gone_text(path: &Path, manifest: Option<&Path>) -> String {
+    let dir = folder_of(path);
+    format!(
+        "the checkpoint {} was deleted or replaced during the run: no more calls are started, and the images \
+         already made are kept in {}. Rebuild the checkpoint from them with `{}` (it sends nothing), then run the \
+         same command again",
+        path.display(),
+        dir.join(output::IMAGES_DIR).display(),
+        repair_command(dir, manifest)
+    )
+}
+
+fn damaged_text(path: &Path, manifest: Option<&Path>, detail: &str) -> String {
+    let dir = folder_of(path);
+    format!(
+        "the checkpoint {} is damaged ({detail}); the images in {} are not affected. Rebuild the checkpoint from \
+         them with `{}` (it sends nothing and keeps the damaged file aside), then run the same command again",
+        path.display(),
+        dir.join(output::IMAGES_DIR).display(),
+        repair_command(dir, manifest)
+    )
+}
+
+fn unadopted_text(dir: &Path, manifest: &Path, count: u64, examples: &[String]) -> String {
+    format!(
+        "{count} image(s) in {} are named after rows of {} ({}{}), but there is no checkpoint ({} is missing): a \
+         run would pay for them again and overwrite them. Run `{}` to adopt them as done, or use another --out",
+        dir.join(output::IMAGES_DIR).display(),
+        manifest.display(),
+        examples.join(", "),
+        if count > examples.len() as u64 { ", ..." } else { "" },
+        dir.join(DB_FILE).display(),
+        repair_command(dir, Some(manifest))
+    )
+}
+
+/// Whether an SQLite error means the database file itself is damaged.
+pub fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase))
+}
+
+impl CheckpointError {
+    /// Whether the checkpoint file is gone or damaged (`bulkgen repair` is the way out).
+    pub fn needs_repair(&self) -> bool {
+        match self {
+            CheckpointError::Gone { .. } | CheckpointError::Damaged { .. } => true,
+            CheckpointError::Open { source, .. } | CheckpointError::Sql(source) => is_damage(source),
+            _ => false,
+        }
+    }
+
+    /// This error, naming `manifest` in its advice when it names none yet.
+    pub fn with_manifest(self, manifest: &Path) -> CheckpointError {
+        match self {
+            CheckpointError::Gone { path, manifest: None } => {
+                CheckpointError::Gone { path, manifest: Some(manifest.to_owned()) }
+            }
+            CheckpointError::Damaged { path, manifest: None, detail } => {
+                CheckpointError::Damaged { path, manifest: Some(manifest.to_owned()), detail }
+            }
+            other => other,
+        }
+    }
+
+    /// This error, with the damage named and `bulkgen repair` advised when the file is damaged.
+    pub fn with_repair_advice(self, path: &Path, manifest: Option<&Path>) -> CheckpointError {
+        match self {
+            CheckpointError::Open { source, .. } | CheckpointError::Sql(source) if is_damage(&source) => {
+                CheckpointError::Damaged {
+                    path: path.to_owned(),
+                    manifest: manifest.map(Path::to_owned),
+                    detail: source.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Why the writer stopped for good, beyond a failed statement.
+#[derive(Debug, Clone)]
+enum Broken {
+    Gone,
+    Damaged(String),
 }
 
 /// A row to work on, as the dispatcher needs it.
@@ -226,7 +342,13 @@ pub struct Checkpoint {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     /// The first write error of a fire-and-forget write, reported by [`Checkpoint::flush`].
     failure: Arc<Mutex<Option<String>>>,
+    /// Set when the file was found gone or damaged: the writer has stopped for good.
+    broken: Arc<Mutex<Option<Broken>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    path: PathBuf,
+    images: PathBuf,
+    /// The manifest of the last sync, named in the advice of errors.
+    manifest: Mutex<Option<PathBuf>>,
 }
 
 pub fn now_unix() -> f64 {
@@ -234,11 +356,25 @@ pub fn now_unix() -> f64 {
 }
 
 impl Checkpoint {
-    /// Opens (or creates) `dir/bulkgen.db` and starts the writer thread.
+    /// Opens (or creates) `dir/bulkgen.db` and starts the writer thread. A file cut
+    /// short is refused at once (its header names more pages than it holds); other damage
+    /// is met by the first statement that reads it, which stops the writer (see
+    /// [`check_folder`] for the full check a run makes first).
     pub fn open(dir: &Path) -> Result<Checkpoint, CheckpointError> {
         let path = dir.join(DB_FILE);
-        let open_err = |source| CheckpointError::Open { path: path.clone(), source };
+        let damaged = |detail: String| CheckpointError::Damaged { path: path.clone(), manifest: None, detail };
+        if let Some(why) = header_damage(&path)? {
+            return Err(damaged(why));
+        }
+        let open_err = |source: rusqlite::Error| {
+            CheckpointError::Open { path: path.clone(), source }.with_repair_advice(&path, None)
+        };
         let conn = Connection::open(&path).map_err(open_err)?;
+        // The file this connection writes: the writer checks before every commit that the
+        // path still names it (a deleted or replaced checkpoint stops the run).
+        let identity = file_identity(&path)?.ok_or_else(|| {
+            CheckpointError::Io(std::io::Error::other(format!("{} vanished as it was opened", path.display())))
+        })?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
         // WAL + FULL: a committed "done" survives a crash or power loss.
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
@@ -253,7 +389,11 @@ impl Checkpoint {
         if found > SCHEMA_VERSION {
             return Err(CheckpointError::Version { path, found });
         }
-        migrate(&conn).map_err(open_err)?;
+        let images = dir.join(output::IMAGES_DIR);
+        migrate(&conn, found, &images).map_err(|e| match e {
+            CheckpointError::Sql(source) => open_err(source),
+            other => other,
+        })?;
         conn.execute(
             "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION.to_string()],
@@ -261,13 +401,36 @@ impl Checkpoint {
         .map_err(open_err)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
-        let images = dir.join(output::IMAGES_DIR);
         let failure = Arc::new(Mutex::new(None));
-        let writer_failure = failure.clone();
+        let broken = Arc::new(Mutex::new(None));
+        let watch = Watch { path: path.clone(), identity, longest: 0, broken: broken.clone() };
+        let (writer_failure, writer_images) = (failure.clone(), images.clone());
         let thread = std::thread::Builder::new()
             .name("bulkgen-checkpoint".into())
-            .spawn(move || writer(conn, rx, writer_failure, images))?;
-        Ok(Checkpoint { tx: Mutex::new(Some(tx)), failure, thread: Mutex::new(Some(thread)) })
+            .spawn(move || writer(conn, rx, writer_failure, writer_images, watch))?;
+        Ok(Checkpoint {
+            tx: Mutex::new(Some(tx)),
+            failure,
+            broken,
+            thread: Mutex::new(Some(thread)),
+            path,
+            images,
+            manifest: Mutex::new(None),
+        })
+    }
+
+    /// The manifest to name in the advice of errors (`sync_manifest` sets it too).
+    pub fn set_manifest(&self, manifest: PathBuf) {
+        *self.manifest.lock().expect("manifest lock") = Some(manifest);
+    }
+
+    /// The error for a writer stopped because its file is gone or damaged.
+    fn broken_error(&self, broken: Broken) -> CheckpointError {
+        let manifest = self.manifest.lock().expect("manifest lock").clone();
+        match broken {
+            Broken::Gone => CheckpointError::Gone { path: self.path.clone(), manifest },
+            Broken::Damaged(detail) => CheckpointError::Damaged { path: self.path.clone(), manifest, detail },
+        }
     }
 
     fn send(&self, job: Job) -> bool {
@@ -283,9 +446,13 @@ impl Checkpoint {
         f: impl FnOnce(&Connection) -> Result<R, CheckpointError> + Send + 'static,
     ) -> Result<R, CheckpointError> {
         let (tx, rx) = oneshot::channel();
+        let broken = self.broken.clone();
         let job = Job {
             work: Box::new(move |conn| {
                 let result = f(conn);
+                if let Err(CheckpointError::Sql(e)) = &result {
+                    note_damage(&broken, e);
+                }
                 Box::new(move || {
                     let _ = tx.send(result);
                 })
@@ -305,8 +472,10 @@ impl Checkpoint {
 
     fn post_job(&self, sync_images: bool, f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static) {
         let failure = self.failure.clone();
+        let broken = self.broken.clone();
         let work = Box::new(move |conn: &Connection| -> Reply {
             if let Err(e) = f(conn) {
+                note_damage(&broken, &e);
                 failure.lock().expect("failure lock").get_or_insert_with(|| e.to_string());
             }
             Box::new(|| {})
@@ -317,6 +486,9 @@ impl Checkpoint {
     }
 
     fn writer_gone(&self) -> CheckpointError {
+        if let Some(broken) = self.broken.lock().expect("broken lock").clone() {
+            return self.broken_error(broken);
+        }
         let why = self.failure.lock().expect("failure lock").clone();
         CheckpointError::Writer(why.unwrap_or_else(|| "the writer thread has stopped".into()))
     }
@@ -324,6 +496,9 @@ impl Checkpoint {
     /// Waits until every write queued so far is committed; reports the first failed one.
     pub async fn flush(&self) -> Result<(), CheckpointError> {
         self.call(|_| Ok(())).await?;
+        if let Some(broken) = self.broken.lock().expect("broken lock").clone() {
+            return Err(self.broken_error(broken));
+        }
         match self.failure.lock().expect("failure lock").clone() {
             Some(why) => Err(CheckpointError::Writer(why)),
             None => Ok(()),
@@ -353,9 +528,12 @@ impl Checkpoint {
         .await
     }
 
-    /// Settles rows a dead process left `running`: a complete image file means done
-    /// (files only ever appear complete), anything else goes back to pending, keeping
-    /// a result URL if one was saved. Also removes temporary files left half-written,
+    /// Settles rows a dead process left `running`: a complete image file made for the
+    /// row's current identity means done (files only ever appear complete), anything else
+    /// goes back to pending, keeping a result URL if one was saved. A row regenerated
+    /// because its identity changed still has its earlier image in place until the new
+    /// one replaces it: that file (known by the fingerprint `sync` recorded, `stale_sig`)
+    /// is never taken for the new image. Also removes temporary files left half-written,
     /// unless the run before this one (begun just now) finished with exit 0: then there
     /// are none, and listing a million-file folder would take a good part of a resume's
     /// time. (A run stopped by a failing disk may have failed to remove its temp file.)
@@ -372,9 +550,9 @@ impl Checkpoint {
             if previous_clean != Some(true) {
                 output::remove_temp_files(&images)?;
             }
-            let running: Vec<(i64, String, Option<f64>)> = c
-                .prepare("SELECT rid, id, first_dispatch FROM rows WHERE state = 'running'")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            let running: Vec<(i64, String, Option<f64>, Option<String>)> = c
+                .prepare("SELECT rid, id, first_dispatch, stale_sig FROM rows WHERE state = 'running'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect::<Result<_, _>>()?;
             let mut found = Recovered::default();
             if !running.is_empty() {
@@ -382,12 +560,15 @@ impl Checkpoint {
                 // them before any of them is marked done.
                 output::make_durable(&images)?;
             }
-            for (rid, id, first) in running {
-                if let Some(file) = output::find_image(&images, &id)? {
+            for (rid, id, first, stale) in running {
+                // A file of the row's earlier identity (stale_sig) is not its image.
+                let fresh = |bytes: &[u8]| stale.as_deref().is_none_or(|stale| fingerprint(bytes) != stale);
+                let file = output::find_image(&images, &id, fresh)?;
+                if let Some(file) = file {
                     let done_at = now_unix();
                     c.execute(
-                        "UPDATE rows SET state='done', file=?1, done_at=?2, e2e_s=?3, error_class=NULL, error=NULL \
-                         WHERE rid=?4",
+                        "UPDATE rows SET state='done', file=?1, done_at=?2, e2e_s=?3, error_class=NULL, error=NULL, \
+                         stale_sig=NULL WHERE rid=?4",
                         params![file, done_at, first.map(|f| done_at - f), rid],
                     )?;
                     found.done_from_file += 1;
@@ -434,6 +615,8 @@ impl Checkpoint {
         defaults: RowDefaults,
         opts: SyncOptions,
     ) -> Result<SyncReport, CheckpointError> {
+        self.set_manifest(manifest.clone());
+        let images = self.images.clone();
         self.call(move |c| {
             // A resume of an unchanged manifest with the same defaults cannot change a row:
             // skip reading a million rows into the checkpoint again.
@@ -450,7 +633,7 @@ impl Checkpoint {
                 requeue_transient(c, &mut report)?;
                 return Ok(report);
             }
-            let mut report = sync(c, &manifest, &defaults, opts)?;
+            let mut report = sync(c, &manifest, &images, &defaults, opts)?;
             let save = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)";
             c.execute(save, ["manifest_digest", &digest])?;
             c.execute(save, ["last_sync", &serde_json::to_string(&report).expect("report serializes")])?;
@@ -578,7 +761,7 @@ impl Checkpoint {
             c.prepare_cached(
                 "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
                  made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
-                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL WHERE rid=?6",
+                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL WHERE rid=?6",
             )?
             .execute(params![file, latency_s, model, size_sent, done_at, rid])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
@@ -737,6 +920,60 @@ impl Checkpoint {
         .await
     }
 
+    /// `bulkgen repair`: copies what can still be read from an old (possibly damaged)
+    /// checkpoint into this new one: rows with their state, attempts, files and result
+    /// URLs (a row left running becomes pending), stashed images, attempts, runs. Reading
+    /// stops at the first damaged page of each table; what was read is kept. Errors of the
+    /// old file never mark this one damaged.
+    pub async fn salvage(&self, old: PathBuf) -> Result<Salvaged, CheckpointError> {
+        self.call(move |c| Ok(salvage_into(c, &old))).await
+    }
+
+    /// The manifest's rows after position `after_seq`, as `bulkgen repair` checks them
+    /// against the images.
+    pub async fn rows_to_check(&self, after_seq: i64, limit: usize) -> Result<Vec<RowOnDisk>, CheckpointError> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT rid, seq, id, state, file, stale_sig FROM rows WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = st
+                .query_map(params![after_seq, limit as i64], |r| {
+                    Ok(RowOnDisk {
+                        rid: r.get(0)?,
+                        seq: r.get(1)?,
+                        id: r.get(2)?,
+                        state: r.get(3)?,
+                        file: r.get(4)?,
+                        stale_sig: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Applies what `bulkgen repair` found on disk. The images it adopts were made durable
+    /// before (one `syncfs`), so a done mark is never ahead of its file.
+    pub async fn apply_disk_state(&self, fixes: Vec<DiskFix>) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            let now = now_unix();
+            let mut done = c.prepare_cached(
+                "UPDATE rows SET state='done', file=?1, done_at=COALESCE(done_at, ?2), error_class=NULL, error=NULL, \
+                 stale_sig=NULL WHERE rid=?3",
+            )?;
+            let mut lost = c.prepare_cached("UPDATE rows SET state='pending', file=NULL WHERE rid=?1")?;
+            for fix in fixes {
+                match fix {
+                    DiskFix::Done { rid, file } => done.execute(params![file, now, rid])?,
+                    DiskFix::Lost { rid } => lost.execute([rid])?,
+                };
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn report_inputs(&self) -> Result<ReportInputs, CheckpointError> {
         self.call(report_inputs).await
     }
@@ -753,9 +990,71 @@ impl Checkpoint {
     }
 }
 
-fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<String>>>, images: PathBuf) {
-    let fail = |e: String| {
-        failure.lock().expect("failure lock").get_or_insert(e);
+/// What the writer checks before each commit: that `path` still names the file it opened.
+struct Watch {
+    path: PathBuf,
+    identity: (u64, u64),
+    /// The longest the file was seen: bulkgen never shrinks it (no vacuum; the log is
+    /// checkpointed into it only ever growing it), so a shorter file was cut under the run.
+    longest: u64,
+    broken: Arc<Mutex<Option<Broken>>>,
+}
+
+impl Watch {
+    /// One `stat` per commit batch: a path gone or naming another file means the run's
+    /// writes would land in a file nobody will ever read again; a file shorter than it
+    /// was means it was cut short under the run. (Its header's page count is no guide
+    /// while the log is in use: a checkpoint held back by a reader writes page 1 and not
+    /// yet every page it counts.)
+    fn check(&mut self) -> Option<Broken> {
+        use std::os::unix::fs::MetadataExt;
+        let m = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Broken::Gone),
+            // Not evidence of a replacement (a permission hiccup): the commit will tell.
+            Err(_) => return None,
+        };
+        if (m.dev(), m.ino()) != self.identity {
+            return Some(Broken::Gone);
+        }
+        if m.len() < self.longest {
+            return Some(Broken::Damaged(format!(
+                "cut short under the run: {} bytes, where it had {}",
+                m.len(),
+                self.longest
+            )));
+        }
+        self.longest = m.len();
+        None
+    }
+
+    fn broken(&self) -> bool {
+        self.broken.lock().expect("broken lock").is_some()
+    }
+
+    fn set(&self, b: Broken) {
+        self.broken.lock().expect("broken lock").get_or_insert(b);
+    }
+}
+
+/// Marks the checkpoint damaged when `e` says the file is.
+fn note_damage(broken: &Mutex<Option<Broken>>, e: &rusqlite::Error) {
+    if is_damage(e) {
+        broken.lock().expect("broken lock").get_or_insert_with(|| Broken::Damaged(e.to_string()));
+    }
+}
+
+fn writer(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    failure: Arc<Mutex<Option<String>>>,
+    images: PathBuf,
+    mut watch: Watch,
+) {
+    let broken = watch.broken.clone();
+    let fail = |e: rusqlite::Error| {
+        note_damage(&broken, &e);
+        failure.lock().expect("failure lock").get_or_insert(e.to_string());
     };
     // Fault injection for tests and benchmarks: every commit takes this much longer, as
     // on a slow or busy disk. Not a user setting.
@@ -772,15 +1071,27 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            return fail(e.to_string());
+            return fail(e);
         }
         let sync_images = batch.iter().any(|job| job.sync_images);
         let replies: Vec<Reply> = batch.into_iter().map(|job| (job.work)(&conn)).collect();
-        // Renames become durable before the marks that rely on them; dropping the
-        // replies on failure tells every waiting caller the write did not land.
+        // A statement met a damaged file, or the file is no longer the one opened: commit
+        // nothing more, and stop. Dropping the replies tells every waiting caller the
+        // write did not land; they then read why from `broken`.
+        if !watch.broken()
+            && let Some(b) = watch.check()
+        {
+            watch.set(b);
+        }
+        if watch.broken() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return;
+        }
+        // Renames become durable before the marks that rely on them.
         if sync_images && let Err(e) = output::make_durable(&images) {
             let _ = conn.execute_batch("ROLLBACK");
-            return fail(format!("cannot sync {}: {e}", images.display()));
+            failure.lock().expect("failure lock").get_or_insert(format!("cannot sync {}: {e}", images.display()));
+            return;
         }
         if let Some(delay) = slow_commit {
             std::thread::sleep(delay);
@@ -789,7 +1100,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Job>, failure: Arc<Mutex<Option<S
             Ok(()) => replies.into_iter().for_each(|reply| reply()),
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                return fail(e.to_string());
+                return fail(e);
             }
         }
     }
@@ -838,6 +1149,402 @@ pub fn add_unrecorded_calls(c: &Connection, inputs: &mut ReportInputs) -> Result
         inputs.cells[i].unknown += n;
     }
     Ok(())
+}
+
+/// (device, inode) of the file at `path`; None when there is none.
+fn file_identity(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why the SQLite file at `path` cannot be whole, read from its 100-byte header: not a
+/// database at all, or shorter than the page count the header gives (a file cut short).
+/// One small read, so every open can afford it. An empty or missing file is a new one.
+/// With a write-ahead log beside it (a run killed, or one under way) the header is no
+/// guide, as a checkpoint held back by a reader writes page 1 before every page it
+/// counts: then only `PRAGMA quick_check`, which reads through the log, can tell.
+pub fn header_damage(path: &Path) -> std::io::Result<Option<String>> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Ok(None);
+    }
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let mut header = [0u8; 100];
+    if len < 100 || file.read_exact(&mut header).is_err() {
+        return Ok(Some(format!("{len} bytes, shorter than an SQLite header")));
+    }
+    if &header[..16] != b"SQLite format 3\0" {
+        return Ok(Some("not an SQLite database".into()));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    // The page count is valid when the change counter matches "version valid for".
+    let pages = u64::from(be32(28));
+    if be32(24) == be32(92) && pages > 0 && len < pages * page_size {
+        return Ok(Some(format!("cut short: {len} bytes of the {} its header gives", pages * page_size)));
+    }
+    Ok(None)
+}
+
+/// Bytes of the start and of the end of an image that its fingerprint reads.
+const FINGERPRINT_SAMPLE: usize = 64 * 1024;
+
+/// A fingerprint of an image file: its length and two checksums (CRC-32 and 64-bit
+/// FNV-1a) of its first and last 64 KiB. Two generations of one row differ in their
+/// compressed pixel data, which fills both ends, so the fingerprint tells them apart
+/// without reading whole files (a sync that requeues 100,000 changed rows reads 12 GiB
+/// less). It is content, not inode or mtime, so it survives the folder being copied.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    if bytes.len() <= 2 * FINGERPRINT_SAMPLE {
+        fingerprint_parts(bytes.len() as u64, bytes, &[])
+    } else {
+        fingerprint_parts(bytes.len() as u64, &bytes[..FINGERPRINT_SAMPLE], &bytes[bytes.len() - FINGERPRINT_SAMPLE..])
+    }
+}
+
+fn fingerprint_parts(len: u64, head: &[u8], tail: &[u8]) -> String {
+    let mut crc = crc32fast::Hasher::new();
+    let mut fnv: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [head, tail] {
+        crc.update(part);
+        for b in part {
+            fnv ^= u64::from(*b);
+            fnv = fnv.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{len}:{:08x}:{fnv:016x}", crc.finalize())
+}
+
+/// [`fingerprint`] of the file at `path`, reading only the parts it needs; None when
+/// there is no such file.
+pub fn file_fingerprint(path: &Path) -> std::io::Result<Option<String>> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len <= 2 * FINGERPRINT_SAMPLE as u64 {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes)?;
+        return Ok(Some(fingerprint(&bytes)));
+    }
+    let (mut head, mut tail) = (vec![0u8; FINGERPRINT_SAMPLE], vec![0u8; FINGERPRINT_SAMPLE]);
+    file.read_exact(&mut head)?;
+    file.seek(std::io::SeekFrom::Start(len - FINGERPRINT_SAMPLE as u64))?;
+    file.read_exact(&mut tail)?;
+    Ok(Some(fingerprint_parts(len, &head, &tail)))
+}
+
+/// The read-only check a run makes of its folder before it sends anything (the preflight
+/// included): an existing checkpoint must be whole (`PRAGMA quick_check`, which reads
+/// every page: 55 ms per 100,000 rows, 0.5 s per million, from the page cache; the
+/// resume reads those pages next anyway), and a folder without one must not
+/// hold images named after the manifest's rows, which a new checkpoint would pay for
+/// again. Only `images/` is listed, and the manifest is read only when it holds images.
+pub fn check_folder(dir: &Path, manifest: &Path) -> Result<(), CheckpointError> {
+    let path = dir.join(DB_FILE);
+    let damaged =
+        |detail: String| CheckpointError::Damaged { path: path.clone(), manifest: Some(manifest.to_owned()), detail };
+    let len = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        // The folder cannot be read (not a folder, no permission): creating or opening it
+        // next says so, with its path.
+        Err(_) => return Ok(()),
+    };
+    if len > 0 {
+        if let Some(why) = header_damage(&path)? {
+            return Err(damaged(why));
+        }
+        let advice = |e: rusqlite::Error| {
+            CheckpointError::Open { path: path.clone(), source: e }.with_repair_advice(&path, Some(manifest))
+        };
+        // Only damage stops here. A file this read-only look cannot open or check (a log
+        // without its `-shm`, say) is left to the run's own open, which recovers it.
+        let c = match Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+            Ok(c) => c,
+            Err(e) if is_damage(&e) => return Err(advice(e)),
+            Err(_) => return Ok(()),
+        };
+        return match quick_check(&c) {
+            Err(CheckpointError::Sql(e)) if is_damage(&e) => Err(advice(e)),
+            Err(CheckpointError::Damaged { detail, .. }) => Err(damaged(detail)),
+            _ => Ok(()),
+        };
+    }
+    // No checkpoint: a write-ahead log left without its database (deleted under a run)
+    // would be replayed into a new one, so it too needs `bulkgen repair`, which moves it
+    // aside; images of the manifest's rows are named first, as the likelier case.
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    let stray_wal = || -> Result<(), CheckpointError> {
+        match std::fs::metadata(&wal) {
+            Ok(m) if m.len() > 0 => {
+                Err(damaged(format!("{DB_FILE} is missing, but its write-ahead log {} is left", wal.display())))
+            }
+            _ => Ok(()),
+        }
+    };
+    let stems = image_stems(&dir.join(output::IMAGES_DIR))?;
+    if stems.is_empty() {
+        return stray_wal();
+    }
+    let reader = ManifestReader::open(manifest).map_err(|e| CheckpointError::Writer(e.to_string()))?;
+    let (mut count, mut examples) = (0u64, Vec::new());
+    for row in reader {
+        let id = match row {
+            Ok(r) => r.id,
+            Err(ReadError::Io(e)) => return Err(e.into()),
+            Err(ReadError::Row(_)) => continue,
+        };
+        if let Some(name) = stems.get(&id) {
+            count += 1;
+            if examples.len() < 5 {
+                examples.push(name.clone());
+            }
+        }
+    }
+    match count {
+        0 => stray_wal(),
+        _ => Err(CheckpointError::Unadopted { dir: dir.to_owned(), manifest: manifest.to_owned(), count, examples }),
+    }
+}
+
+/// Image files in `images` by id: `<id>.<png|jpg|webp>` -> the file's name.
+fn image_stems(images: &Path) -> Result<std::collections::HashMap<String, String>, CheckpointError> {
+    let mut stems = std::collections::HashMap::new();
+    let entries = match std::fs::read_dir(images) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(stems),
+        Err(e) => {
+            return Err(CheckpointError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", images.display()))));
+        }
+    };
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some((stem, ext)) = name.rsplit_once('.')
+            && !stem.is_empty()
+            && IMAGE_EXTENSIONS.contains(&ext)
+        {
+            stems.entry(stem.to_owned()).or_insert(name);
+        }
+    }
+    Ok(stems)
+}
+
+/// `PRAGMA quick_check` (every page, every index entry; no cross-checks of the index
+/// contents): `Damaged` with its first complaint when the file is not whole.
+pub fn quick_check(c: &Connection) -> Result<(), CheckpointError> {
+    let mut st = c.prepare("PRAGMA quick_check")?;
+    let found: Vec<String> = st.query_map([], |r| r.get(0))?.take(100).collect::<Result<_, _>>()?;
+    if found.first().map(String::as_str) == Some("ok") {
+        return Ok(());
+    }
+    // One complaint per line, sometimes hundreds in one row: name the first two.
+    let lines: Vec<&str> = found
+        .iter()
+        .flat_map(|f| f.lines())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("***"))
+        .collect();
+    let mut detail = lines.iter().take(2).copied().collect::<Vec<_>>().join("; ");
+    if lines.len() > 2 {
+        detail.push_str("; and more");
+    }
+    if detail.is_empty() {
+        detail = "PRAGMA quick_check found problems".into();
+    }
+    Err(CheckpointError::Damaged { path: PathBuf::new(), manifest: None, detail })
+}
+
+/// What `bulkgen repair` read back from an old checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Salvaged {
+    pub rows: u64,
+    pub done: u64,
+    pub failed: u64,
+    /// Rows whose image was paid for and not yet downloaded (a result URL).
+    pub urls: u64,
+    pub stashed: u64,
+    pub attempts: u64,
+    pub runs: u64,
+    /// Rows whose values could not be taken (a damaged record).
+    pub skipped: u64,
+    /// Where reading stopped early, and why.
+    pub stopped: Vec<String>,
+}
+
+/// A manifest row as `bulkgen repair` checks it against the images.
+#[derive(Debug, Clone)]
+pub struct RowOnDisk {
+    pub rid: i64,
+    pub seq: i64,
+    pub id: String,
+    pub state: String,
+    pub file: Option<String>,
+    pub stale_sig: Option<String>,
+}
+
+/// What `bulkgen repair` sets from the images.
+#[derive(Debug, Clone)]
+pub enum DiskFix {
+    /// A complete image made for the row is in place.
+    Done { rid: i64, file: String },
+    /// Marked done, but its image is missing or damaged: back to pending.
+    Lost { rid: i64 },
+}
+
+/// The columns copied from an old checkpoint's rows, and what a column an older schema
+/// lacks stands for (None: the column is required).
+const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 21] = [
+    ("id", None),
+    ("prompt", None),
+    ("size", None),
+    ("resolution", None),
+    ("aspect_ratio", Some("NULL")),
+    ("model", None),
+    ("params", Some("'{}'")),
+    ("extra", Some("'[]'")),
+    ("state", Some("'pending'")),
+    ("attempts", Some("0")),
+    ("result_url", Some("NULL")),
+    ("file", Some("NULL")),
+    ("made_by", Some("NULL")),
+    ("size_sent", Some("NULL")),
+    ("error_class", Some("NULL")),
+    ("error", Some("NULL")),
+    ("latency_s", Some("NULL")),
+    ("first_dispatch", Some("NULL")),
+    ("done_at", Some("NULL")),
+    ("e2e_s", Some("NULL")),
+    ("stale_sig", Some("NULL")),
+];
+
+fn salvage_into(c: &Connection, old: &Path) -> Salvaged {
+    let mut s = Salvaged::default();
+    let old = match Connection::open_with_flags(old, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Ok(o) => o,
+        Err(e) => {
+            s.stopped.push(format!("cannot open it: {e}"));
+            return s;
+        }
+    };
+    // Each table on its own: damage in one does not cost the others.
+    if let Err(e) = salvage_rows(c, &old, &mut s) {
+        s.stopped.push(format!("rows: {e}"));
+    }
+    let copied = |what: &str, s: &mut Salvaged, r: rusqlite::Result<u64>| match r {
+        Ok(_) => {}
+        Err(e) => s.stopped.push(format!("{what}: {e}")),
+    };
+    let r = copy_where_ids(
+        c,
+        &old,
+        "SELECT r.id, s.bytes FROM stash s JOIN rows r ON r.rid = s.rid",
+        "INSERT OR REPLACE INTO stash(rid, bytes) SELECT rid, ?2 FROM rows WHERE id = ?1",
+        &mut s.stashed,
+    );
+    copied("stash", &mut s, r);
+    let r = copy_where_ids(
+        c,
+        &old,
+        "SELECT r.id, a.run_id, a.kind, a.model, a.resolution, a.started_at, a.duration_s, a.wait_s, a.outcome, \
+         a.http_status, a.error_class, a.message FROM attempts a JOIN rows r ON r.rid = a.rid",
+        "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, outcome, \
+         http_status, error_class, message) SELECT rid, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 FROM rows \
+         WHERE id = ?1",
+        &mut s.attempts,
+    );
+    copied("attempts", &mut s, r);
+    let r = copy_where_ids(
+        c,
+        &old,
+        "SELECT run_id, started_at, ended_at, exit_code, settings FROM runs",
+        "INSERT OR IGNORE INTO runs(run_id, started_at, ended_at, exit_code, settings) VALUES (?1, ?2, ?3, ?4, ?5)",
+        &mut s.runs,
+    );
+    copied("runs", &mut s, r);
+    s
+}
+
+/// Copies the old checkpoint's rows; a row left running becomes pending.
+fn salvage_rows(c: &Connection, old: &Connection, s: &mut Salvaged) -> rusqlite::Result<()> {
+    let present: Vec<String> = old
+        .prepare("SELECT name FROM pragma_table_info('rows')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut select = Vec::new();
+    for (name, default) in SALVAGED_ROW_COLUMNS {
+        match (present.iter().any(|p| p == name), default) {
+            (true, _) => select.push(name.to_owned()),
+            (false, Some(d)) => select.push(d.to_owned()),
+            (false, None) => {
+                s.stopped.push(format!("rows: the old checkpoint has no {name} column"));
+                return Ok(());
+            }
+        }
+    }
+    let names: Vec<&str> = SALVAGED_ROW_COLUMNS.iter().map(|(n, _)| *n).collect();
+    let holes: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    let mut insert =
+        c.prepare(&format!("INSERT OR IGNORE INTO rows({}) VALUES ({})", names.join(", "), holes.join(", ")))?;
+    let mut st = old.prepare(&format!("SELECT {} FROM rows ORDER BY rid", select.join(", ")))?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let mut values: Vec<rusqlite::types::Value> = (0..names.len()).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        use rusqlite::types::Value;
+        let state = match &values[8] {
+            Value::Text(t) if t == "running" => "pending".to_owned(),
+            Value::Text(t) if ["pending", "done", "failed"].contains(&t.as_str()) => t.clone(),
+            _ => "pending".to_owned(),
+        };
+        values[8] = Value::Text(state.clone());
+        match insert.execute(rusqlite::params_from_iter(values.iter())) {
+            Ok(1) => {
+                s.rows += 1;
+                match state.as_str() {
+                    "done" => s.done += 1,
+                    "failed" => s.failed += 1,
+                    _ if !matches!(values[10], Value::Null) => s.urls += 1,
+                    _ => {}
+                }
+            }
+            _ => s.skipped += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Runs `select` on the old checkpoint and `insert` with each of its rows (same columns);
+/// counts the rows inserted into `n`.
+fn copy_where_ids(c: &Connection, old: &Connection, select: &str, insert: &str, n: &mut u64) -> rusqlite::Result<u64> {
+    let mut insert = c.prepare(insert)?;
+    let mut st = old.prepare(select)?;
+    let width = st.column_count();
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let values: Vec<rusqlite::types::Value> = (0..width).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+        if let Ok(k) = insert.execute(rusqlite::params_from_iter(values.iter())) {
+            *n += k as u64;
+        }
+    }
+    Ok(*n)
 }
 
 /// A fingerprint of the manifest's bytes and of what a sync does with them.
@@ -955,17 +1662,24 @@ fn rate_of(settings: &str) -> Option<f64> {
     (window > 0.0).then(|| rpm / window)
 }
 
-/// A row the checkpoint already has: rid, prompt, size, aspect ratio, model, state, params.
-type Known = (i64, String, String, Option<String>, String, String, String);
+/// A row the checkpoint already has: rid, prompt, size, aspect ratio, model, state, params, file.
+type Known = (i64, String, String, Option<String>, String, String, String, Option<String>);
 
-fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> Result<SyncReport, CheckpointError> {
+fn sync(
+    c: &Connection,
+    path: &Path,
+    images: &Path,
+    defaults: &RowDefaults,
+    opts: SyncOptions,
+) -> Result<SyncReport, CheckpointError> {
     let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
     c.execute(
         "INSERT OR REPLACE INTO meta(key, value) VALUES ('extra_columns', ?1)",
         [serde_json::to_string(reader.extra_columns()).expect("strings serialize")],
     )?;
     c.execute("UPDATE rows SET seq = NULL WHERE seq IS NOT NULL", [])?;
-    let mut find = c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params FROM rows WHERE id = ?1")?;
+    let mut find =
+        c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params, file FROM rows WHERE id = ?1")?;
     let mut insert = c.prepare(
         "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, state) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
@@ -1000,9 +1714,11 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
         let extra = serde_json::to_string(&row.extra).expect("strings serialize");
         let seq = row.index as i64;
         let known: Option<Known> = find
-            .query_row([&row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+            .query_row([&row.id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+            })
             .optional()?;
-        let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params)) = known else {
+        let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params, old_file)) = known else {
             insert.execute(params![
                 seq,
                 row.id,
@@ -1048,6 +1764,15 @@ fn sync(c: &Connection, path: &Path, defaults: &RowDefaults, opts: SyncOptions) 
                 ])?;
                 c.execute("DELETE FROM stash WHERE rid = ?1", [rid])?;
                 if state == "done" {
+                    // The done image stays in place until the new one replaces it: record
+                    // what it is, so recovery after a crash never takes it for the new
+                    // image. (A row not done keeps the fingerprint it has: its file, if
+                    // any, is still an earlier identity's.)
+                    let stale = match &old_file {
+                        Some(file) => file_fingerprint(&images.join(file))?,
+                        None => None,
+                    };
+                    c.execute("UPDATE rows SET stale_sig = ?1 WHERE rid = ?2", params![stale, rid])?;
                     report.regenerated += 1;
                 }
             }
@@ -1090,14 +1815,29 @@ fn requeue_transient(c: &Connection, report: &mut SyncReport) -> rusqlite::Resul
     Ok(())
 }
 
-/// Brings a checkpoint of an older schema up to this one (columns added with defaults
-/// that mean what older bulkgen did: no params, size sent unknown).
-fn migrate(c: &Connection) -> rusqlite::Result<()> {
+/// Brings a checkpoint of an older schema (`found`; 0: a new file) up to this one:
+/// columns added with defaults that mean what older bulkgen did (no params, size sent
+/// unknown). Schema 3 adds `stale_sig`; for a checkpoint of schema 1 or 2 it is filled
+/// for rows not done that name a file: only a done row gets a file, so such a file was
+/// made for an earlier identity of the row (one regenerated and not done yet). A row
+/// left running whose new image did land gets its new file recorded so and is paid
+/// again once, as at most `--concurrency` rows can be.
+fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointError> {
     let mut st = c.prepare("SELECT name FROM pragma_table_info('rows')")?;
     let columns: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for (name, decl) in [("params", "TEXT NOT NULL DEFAULT '{}'"), ("size_sent", "TEXT")] {
+    for (name, decl) in [("params", "TEXT NOT NULL DEFAULT '{}'"), ("size_sent", "TEXT"), ("stale_sig", "TEXT")] {
         if !columns.iter().any(|c| c == name) {
             c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    if (1..3).contains(&found) {
+        let earlier: Vec<(i64, String)> = c
+            .prepare("SELECT rid, file FROM rows WHERE state != 'done' AND file IS NOT NULL")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (rid, file) in earlier {
+            let stale = file_fingerprint(&images.join(&file))?;
+            c.execute("UPDATE rows SET stale_sig = ?1 WHERE rid = ?2", params![stale, rid])?;
         }
     }
     Ok(())
@@ -1130,6 +1870,8 @@ CREATE TABLE IF NOT EXISTS rows (
     file TEXT,
     made_by TEXT,
     size_sent TEXT,
+    -- Fingerprint of the image an earlier identity left in place (a regenerated row).
+    stale_sig TEXT,
     error_class TEXT,
     error TEXT,
     latency_s REAL,
@@ -1157,3 +1899,71 @@ CREATE INDEX IF NOT EXISTS attempts_rid ON attempts(rid);
 -- Images received but not yet written because the output folder failed.
 CREATE TABLE IF NOT EXISTS stash (rid INTEGER PRIMARY KEY REFERENCES rows(rid), bytes BLOB NOT NULL);
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_reads_both_ends_and_tells_images_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [100, 2 * FINGERPRINT_SAMPLE, 300 * 1024] {
+            let a = crate::sim::png::make(size, 1, "prompt=a");
+            let b = crate::sim::png::make(size, 2, "prompt=b");
+            assert_ne!(fingerprint(&a), fingerprint(&b), "{size}");
+            let path = dir.path().join("a.png");
+            std::fs::write(&path, &a).unwrap();
+            assert_eq!(file_fingerprint(&path).unwrap(), Some(fingerprint(&a)), "{size}: file and bytes agree");
+        }
+        assert_eq!(file_fingerprint(&dir.path().join("none.png")).unwrap(), None);
+    }
+
+    #[test]
+    fn a_database_cut_short_is_told_by_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        assert_eq!(header_damage(&path).unwrap(), None, "no file: a new checkpoint");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch("CREATE TABLE filler(x); INSERT INTO filler VALUES (zeroblob(100000));").unwrap();
+        drop(c);
+        assert_eq!(header_damage(&path).unwrap(), None);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+        assert!(header_damage(&path).unwrap().unwrap().contains("cut short"));
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        assert_eq!(header_damage(&path).unwrap().as_deref(), Some("not an SQLite database"));
+    }
+
+    /// A schema-2 checkpoint whose row was requeued by `--regenerate-changed` (not done,
+    /// its old file named) and then left running by a killed run: the migration records
+    /// the old file's fingerprint, so recovery does not take it for the new image.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_schema_2_checkpoint_learns_which_files_are_an_earlier_identitys() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join(output::IMAGES_DIR);
+        std::fs::create_dir_all(&images).unwrap();
+        let old_image = crate::sim::png::make(1000, 1, "prompt=old");
+        std::fs::write(images.join("a.png"), &old_image).unwrap();
+        std::fs::write(images.join("b.png"), crate::sim::png::make(1000, 2, "prompt=b")).unwrap();
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            c.execute_batch(&SCHEMA.replace("    stale_sig TEXT,\n", "")).unwrap();
+            c.execute_batch(
+                "INSERT INTO meta VALUES ('schema_version', '2');
+                 INSERT INTO rows(seq, id, prompt, size, resolution, model, state, file)
+                     VALUES (1, 'a', 'new prompt', '1K', '1K', 'm', 'running', 'a.png'),
+                            (2, 'b', 'prompt b', '1K', '1K', 'm', 'running', NULL);",
+            )
+            .unwrap();
+        }
+        let ckpt = Checkpoint::open(dir.path()).unwrap();
+        ckpt.begin_run("{}".into()).await.unwrap();
+        let recovered = ckpt.recover(images.clone()).await.unwrap();
+        assert_eq!(recovered, Recovered { done_from_file: 1, back_to_pending: 1 });
+        let counts = ckpt.counts().await.unwrap();
+        assert_eq!((counts.done, counts.pending), (1, 1), "b is done; a waits for its new image");
+        ckpt.close().await.unwrap();
+        assert_eq!(std::fs::read(images.join("a.png")).unwrap(), old_image, "the old image is kept");
+    }
+}

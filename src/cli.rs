@@ -44,6 +44,18 @@ pub enum Command {
     Models(ModelsArgs),
     /// Serve the built-in simulated provider (OpenAI and Gemini dialects) on loopback.
     Sim(SimArgs),
+    /// Rebuild a damaged or lost checkpoint from the manifest and the complete images in --out; pays for nothing.
+    #[command(long_about = "Rebuild a damaged or lost checkpoint (DIR/bulkgen.db) from the manifest and the \
+complete images already in DIR/images, without any call.
+
+Every row whose complete image images/<id>.<png|jpg|webp> is in place is marked done; the others are \
+pending. Repair trusts that the images in the folder were made for the manifest's current rows: give it \
+the manifest and the flags that set rows' identity (--provider, --model, --size, --param, ...) as the run \
+was given them. The old checkpoint is kept as DIR/bulkgen.db.damaged-<unix time> (with its -wal and -shm), \
+and what can still be read from it is carried over (rows failed for good, paid result URLs, attempts, the \
+runs' settings); image files cut short are moved to DIR/images-damaged-<unix time>/. Nothing is deleted. \
+No key is needed. Then run the batch again with the same command.")]
+    Repair(Box<RunArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -162,6 +174,31 @@ pub fn main() -> i32 {
         Command::Report(args) => emit("bulkgen report", inspect::report(&args.folder.out, args.format)),
         Command::Models(args) => runtime.block_on(models_command(args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
+        Command::Repair(args) => runtime.block_on(repair_command(*args)),
+    }
+}
+
+/// `bulkgen repair`: the run's flags give the manifest, the folder and the rows' identity.
+async fn repair_command(args: RunArgs) -> i32 {
+    // Nothing is sent: the settings are built as for a simulated run, which needs no key
+    // (the identity of rows does not depend on where they would be sent).
+    let flags = RunArgs { simulate: true, ..args };
+    let cfg = match RunConfig::from_args(&flags) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("bulkgen repair: {e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::repair::repair(&cfg).await {
+        Ok(repaired) => {
+            print!("{}", crate::repair::summary(&repaired, &cfg.manifest));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("bulkgen repair: {e}");
+            e.exit_code()
+        }
     }
 }
 
@@ -179,12 +216,12 @@ fn print_stdout(text: &str) -> Result<(), i32> {
 }
 
 /// Prints a read-only command's text, or its error on stderr (exit 2).
-fn emit(command: &str, text: Result<String, String>) -> i32 {
+fn emit(command: &str, text: Result<String, inspect::Failed>) -> i32 {
     match text {
         Ok(text) => print_stdout(&text).err().unwrap_or(exit::OK),
         Err(e) => {
-            eprintln!("{command}: {e}");
-            exit::USAGE
+            eprintln!("{command}: {}", e.text);
+            e.code
         }
     }
 }

@@ -11,21 +11,84 @@ use crate::catalog::Catalog;
 use crate::checkpoint::{self, DB_FILE};
 use crate::config::Origin;
 use crate::cost::Prices;
+use crate::exit;
 use crate::output;
 use crate::report;
 use crate::report::ReportFormat;
 
-fn open(out: &Path) -> Result<Connection, String> {
+/// Why a folder could not be read: the message, and the exit code (3 when the checkpoint
+/// is damaged, a local error; 2 otherwise, e.g. no checkpoint).
+pub struct Failed {
+    pub text: String,
+    pub code: i32,
+}
+
+impl From<String> for Failed {
+    fn from(text: String) -> Failed {
+        Failed { text, code: exit::USAGE }
+    }
+}
+
+/// The failure for an error of the checkpoint at `out`: damage is named with the way out.
+fn failed(out: &Path, e: checkpoint::CheckpointError) -> Failed {
+    let path = out.join(DB_FILE);
+    if !e.needs_repair() {
+        return Failed::from(e.to_string());
+    }
+    let e = e.with_repair_advice(&path, None);
+    let e = match last_manifest(&path) {
+        Some(m) => e.with_manifest(&m),
+        None => e,
+    };
+    Failed { text: e.to_string(), code: exit::STOPPED }
+}
+
+/// The manifest of the last run, if the (damaged) checkpoint still tells it.
+fn last_manifest(path: &Path) -> Option<std::path::PathBuf> {
+    let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    let settings: serde_json::Value = serde_json::from_str(&checkpoint::last_settings(&c).ok()??).ok()?;
+    let manifest: std::path::PathBuf = serde_json::from_value(settings.get("manifest")?.clone()).ok()?;
+    let cwd: Option<std::path::PathBuf> =
+        settings.get("origin").and_then(|o| serde_json::from_value(o.get("cwd")?.clone()).ok());
+    Some(match cwd {
+        Some(cwd) if manifest.is_relative() => cwd.join(manifest),
+        _ => manifest,
+    })
+}
+
+/// The checkpoint, read-only, after the same checks a run makes (a file cut short, then
+/// `PRAGMA quick_check`): a damaged one is reported with `bulkgen repair`, not read.
+fn open(out: &Path) -> Result<Connection, Failed> {
+    open_checked(out, true)
+}
+
+/// [`open`]; `full`: also `PRAGMA quick_check` (which reads every page: `resume` leaves it
+/// to the run it starts, which makes it anyway).
+fn open_checked(out: &Path, full: bool) -> Result<Connection, Failed> {
     let path = out.join(DB_FILE);
     if !path.is_file() {
-        return Err(format!(
+        return Err(Failed::from(format!(
             "no checkpoint in {} ({DB_FILE} is missing): start the batch with `bulkgen run MANIFEST.csv -o {}`",
             out.display(),
             out.display()
-        ));
+        )));
     }
-    Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+    let damaged = |detail: String| checkpoint::CheckpointError::Damaged { path: path.clone(), manifest: None, detail };
+    match checkpoint::header_damage(&path) {
+        Ok(Some(why)) => return Err(failed(out, damaged(why))),
+        Ok(None) => {}
+        Err(e) => return Err(Failed::from(format!("cannot read {}: {e}", path.display()))),
+    }
+    let c = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| failed(out, checkpoint::CheckpointError::Open { path: path.clone(), source: e }))?;
+    if !full {
+        return Ok(c);
+    }
+    checkpoint::quick_check(&c).map_err(|e| match e {
+        checkpoint::CheckpointError::Damaged { detail, .. } => failed(out, damaged(detail)),
+        other => failed(out, other),
+    })?;
+    Ok(c)
 }
 
 fn last_settings(c: &Connection) -> Option<serde_json::Value> {
@@ -46,7 +109,7 @@ fn prices(c: &Connection) -> Prices {
 }
 
 pub fn last_origin(out: &Path) -> Result<Origin, String> {
-    let c = open(out)?;
+    let c = open_checked(out, false).map_err(|f| f.text)?;
     last_settings(&c)
         .and_then(|s| serde_json::from_value(s.get("origin")?.clone()).ok())
         .ok_or_else(|| format!("the checkpoint in {} holds no run that can be resumed", out.display()))
@@ -54,16 +117,16 @@ pub fn last_origin(out: &Path) -> Result<Origin, String> {
 
 /// The report's inputs; when no run holds the folder, with the calls a killed run left
 /// in flight counted as calls of unknown outcome (the next run records them).
-fn report_inputs(c: &Connection, out: &Path) -> Result<checkpoint::ReportInputs, String> {
-    let mut inputs = checkpoint::report_inputs(c).map_err(|e| e.to_string())?;
+fn report_inputs(c: &Connection, out: &Path) -> Result<checkpoint::ReportInputs, Failed> {
+    let mut inputs = checkpoint::report_inputs(c).map_err(|e| failed(out, e))?;
     if output::active_run(out).is_none() {
-        checkpoint::add_unrecorded_calls(c, &mut inputs).map_err(|e| e.to_string())?;
+        checkpoint::add_unrecorded_calls(c, &mut inputs).map_err(|e| failed(out, e))?;
     }
     Ok(inputs)
 }
 
 /// `bulkgen report`: the text to print (the CLI prints it), or what went wrong.
-pub fn report(out: &Path, format: ReportFormat) -> Result<String, String> {
+pub fn report(out: &Path, format: ReportFormat) -> Result<String, Failed> {
     let c = open(out)?;
     let inputs = report_inputs(&c, out)?;
     let r = report::build(&inputs, &prices(&c));
@@ -76,13 +139,13 @@ pub fn report(out: &Path, format: ReportFormat) -> Result<String, String> {
 }
 
 /// `bulkgen status`: the text to print (the CLI prints it), or what went wrong.
-pub fn status(out: &Path) -> Result<String, String> {
+pub fn status(out: &Path) -> Result<String, Failed> {
     status_text(out)
 }
 
-fn status_text(out: &Path) -> Result<String, String> {
+fn status_text(out: &Path) -> Result<String, Failed> {
     let c = open(out)?;
-    let sql = |e: rusqlite::Error| e.to_string();
+    let sql = |e: rusqlite::Error| failed(out, checkpoint::CheckpointError::Sql(e));
     let mut text = String::new();
     let _ = match output::active_run(out) {
         Some(pid) => writeln!(text, "{}: a run is active right now (pid {pid})", out.display()),

@@ -350,13 +350,18 @@ fn write_through_temp(path: &Path, fsync: bool, fill: impl FnOnce(&mut dyn Write
     result
 }
 
-/// The finished image of row `id`, if a complete one is in place. A file cut short (a
-/// power loss before it was flushed) is removed.
-pub fn find_image(dir: &Path, id: &str) -> io::Result<Option<String>> {
+/// The finished image of row `id`, if a complete one is in place that `accept` takes
+/// (recovery refuses the image of a row's earlier identity). A file cut short (a power
+/// loss before it was flushed) is removed.
+pub fn find_image(dir: &Path, id: &str, accept: impl Fn(&[u8]) -> bool) -> io::Result<Option<String>> {
     for name in EXTENSIONS.iter().map(|ext| format!("{id}.{ext}")) {
         let path = dir.join(&name);
         match fs::read(&path) {
-            Ok(bytes) if is_complete_image(&bytes) => return Ok(Some(name)),
+            Ok(bytes) if is_complete_image(&bytes) => {
+                if accept(&bytes) {
+                    return Ok(Some(name));
+                }
+            }
             Ok(_) => fs::remove_file(&path)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -462,13 +467,13 @@ mod tests {
         let name = write_image(dir.path(), "a-1", "png", b"\x89PNG\r\n\x1a\nbody").unwrap();
         assert_eq!(name, "a-1.png");
         assert_eq!(fs::read(dir.path().join("a-1.png")).unwrap(), b"\x89PNG\r\n\x1a\nbody");
-        assert_eq!(find_image(dir.path(), "a-1").unwrap(), None, "no IEND: cut short, removed");
+        assert_eq!(find_image(dir.path(), "a-1", |_| true).unwrap(), None, "no IEND: cut short, removed");
         assert!(!dir.path().join("a-1.png").exists());
         let whole = crate::sim::png::make(100, 1, "x=1");
         write_image(dir.path(), "a-1", "png", &whole).unwrap();
         make_durable(dir.path()).unwrap();
-        assert_eq!(find_image(dir.path(), "a-1").unwrap().as_deref(), Some("a-1.png"));
-        assert_eq!(find_image(dir.path(), "a-2").unwrap(), None);
+        assert_eq!(find_image(dir.path(), "a-1", |_| true).unwrap().as_deref(), Some("a-1.png"));
+        assert_eq!(find_image(dir.path(), "a-2", |_| true).unwrap(), None);
         fs::write(dir.path().join(".a-2.png.99.partial"), b"half").unwrap();
         remove_temp_files(dir.path()).unwrap();
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

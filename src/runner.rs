@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{ResponseFormat, WireSize};
 use crate::checkpoint::{
-    AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, Made as MadeBy, PendingRow, Recovered,
+    self, AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, Made as MadeBy, PendingRow, Recovered,
     RowDefaults, SyncOptions, SyncReport, now_unix,
 };
 use crate::config::RunConfig;
@@ -273,11 +273,12 @@ pub struct Interrupts {
     pub second: CancellationToken,
 }
 
-/// Runs (or resumes) the batch described by `cfg`; with `--dry-run`, prints the plan and
-/// returns None.
-pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
+/// Streams the manifest once and checks every row against the catalogue (each row's size
+/// resolved by its model, `--response-format` only where taken); nothing is sent. `run`
+/// and `repair` both start here, so a row's identity is computed the same way.
+pub async fn check_manifest(cfg: &RunConfig) -> Result<manifest::ManifestStats, RunError> {
     let checked = cfg.clone();
-    let manifest_stats = tokio::task::spawn_blocking(move || {
+    let stats = tokio::task::spawn_blocking(move || {
         let cfg = checked;
         let check = |model: &str, size, ratio| -> Result<(), String> {
             cfg.catalog.resolve(cfg.dialect, model, size, ratio, cfg.size_policy)?;
@@ -302,6 +303,23 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     })
     .await
     .expect("manifest validation does not panic")?;
+    Ok(stats)
+}
+
+/// Runs (or resumes) the batch described by `cfg`; with `--dry-run`, prints the plan and
+/// returns None.
+pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
+    let manifest_stats = check_manifest(&cfg).await?;
+    // Before anything is sent (the preflight included): a damaged checkpoint, or images
+    // of the manifest's rows in a folder without one, would have this run pay again.
+    let (out_dir, manifest) = (cfg.out.clone(), cfg.manifest.clone());
+    tokio::task::spawn_blocking(move || checkpoint::check_folder(&out_dir, &manifest))
+        .await
+        .expect("checking the folder does not panic")
+        .map_err(|e| match e {
+            CheckpointError::Unadopted { .. } => RunError::Settings(e.to_string()),
+            e => RunError::Checkpoint(e),
+        })?;
 
     if cfg.dry_run {
         plan::print(&cfg).await?;
@@ -327,7 +345,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         std::io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
         _ => RunError::Output { path: out.root.clone(), source: e },
     })?;
-    let ckpt = Arc::new(Checkpoint::open(&out.root)?);
+    let ckpt = Arc::new(Checkpoint::open(&out.root).map_err(|e| e.with_manifest(&cfg.manifest))?);
+    ckpt.set_manifest(cfg.manifest.clone());
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
