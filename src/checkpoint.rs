@@ -691,29 +691,12 @@ impl Checkpoint {
 
     pub fn record_attempt(&self, a: AttemptRecord) {
         self.post(move |c| {
+            let outcome = if a.error.is_none() { "ok" } else { "error" };
             let (class, message) = match &a.error {
                 Some((class, message)) => (Some(class.as_str()), Some(message.as_str())),
                 None => (None, None),
             };
-            c.prepare_cached(
-                "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, \
-                 outcome, http_status, error_class, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-            )?
-            .execute(params![
-                a.rid,
-                a.run_id,
-                a.kind.as_str(),
-                a.model,
-                a.resolution,
-                a.started_at,
-                a.duration_s,
-                a.wait_s,
-                if a.error.is_none() { "ok" } else { "error" },
-                a.http_status,
-                class,
-                message
-            ])?;
-            Ok(())
+            insert_attempt(c, &a, outcome, class, message)
         });
     }
 
@@ -721,22 +704,7 @@ impl Checkpoint {
     /// billed, so it is recorded with outcome `unknown` (its `error` is ignored).
     pub fn record_abandoned(&self, a: AttemptRecord) {
         self.post(move |c| {
-            c.prepare_cached(
-                "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, \
-                 outcome, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,'unknown',?9)",
-            )?
-            .execute(params![
-                a.rid,
-                a.run_id,
-                a.kind.as_str(),
-                a.model,
-                a.resolution,
-                a.started_at,
-                a.duration_s,
-                a.wait_s,
-                "abandoned by a second Ctrl-C before the answer came"
-            ])?;
-            Ok(())
+            insert_attempt(c, &a, "unknown", None, Some("abandoned by a second Ctrl-C before the answer came"))
         });
     }
 
@@ -1148,6 +1116,35 @@ pub fn add_unrecorded_calls(c: &Connection, inputs: &mut ReportInputs) -> Result
         inputs.cells[i].calls += n;
         inputs.cells[i].unknown += n;
     }
+    Ok(())
+}
+
+/// One row of `attempts`.
+fn insert_attempt(
+    c: &Connection,
+    a: &AttemptRecord,
+    outcome: &str,
+    class: Option<&str>,
+    message: Option<&str>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO attempts(rid, run_id, kind, model, resolution, started_at, duration_s, wait_s, outcome, \
+         http_status, error_class, message) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+    )?
+    .execute(params![
+        a.rid,
+        a.run_id,
+        a.kind.as_str(),
+        a.model,
+        a.resolution,
+        a.started_at,
+        a.duration_s,
+        a.wait_s,
+        outcome,
+        a.http_status,
+        class,
+        message
+    ])?;
     Ok(())
 }
 
