@@ -216,6 +216,10 @@ pub struct SyncReport {
     /// run), back in the queue: attempts are per run (product.md).
     #[serde(default)]
     pub retried_transient: u64,
+    /// Of those, rows whose result URL could not be downloaded: downloaded again, with
+    /// nothing paid again.
+    #[serde(default)]
+    pub retried_download: u64,
 }
 
 /// What recovery found among rows a dead process left `running`.
@@ -223,15 +227,6 @@ pub struct SyncReport {
 pub struct Recovered {
     pub done_from_file: u64,
     pub back_to_pending: u64,
-}
-
-/// Rows whose result URL failed to download in an earlier run, put back in the queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Requeued {
-    /// To be downloaded again (their URL kept: nothing is paid again).
-    pub download: u64,
-    /// To be generated again, their URL dropped (`--regenerate-expired`).
-    pub regenerate: u64,
 }
 
 /// Rows of the current manifest per state.
@@ -582,25 +577,19 @@ impl Checkpoint {
         .await
     }
 
-    /// Puts the rows whose result URL failed to download back in the queue: a URL may
-    /// have been unreachable for a while, so by default the download is tried again
-    /// (nothing is paid again); with `regenerate` (the user's `--regenerate-expired`) the
-    /// URL is dropped and the row is generated, and paid for, again. Runs before the
-    /// manifest sync, so `--retry-failed` cannot requeue such a row with its URL first.
-    pub async fn requeue_downloads(&self, regenerate: bool) -> Result<Requeued, CheckpointError> {
+    /// `--regenerate-expired`: rows whose result URL could not be downloaded drop it and
+    /// go back to the queue, to be generated, and paid for, again. Without the flag such
+    /// rows are requeued with their URL kept, as any transient failure is (see
+    /// `requeue_transient`). Runs before the manifest sync, so `--retry-failed` cannot
+    /// requeue such a row with its URL first.
+    pub async fn forget_expired_urls(&self) -> Result<u64, CheckpointError> {
         self.call(move |c| {
-            let failed = "seq IS NOT NULL AND state = 'failed' AND error_class = 'download' AND result_url IS NOT NULL";
-            let forget =
-                if regenerate { ", result_url = NULL, made_by = NULL, size_sent = NULL, latency_s = NULL" } else { "" };
-            let n = c.execute(
-                &format!("UPDATE rows SET state = 'pending', error_class = NULL, error = NULL{forget} WHERE {failed}"),
+            Ok(c.execute(
+                "UPDATE rows SET state = 'pending', error_class = NULL, error = NULL, result_url = NULL, \
+                 made_by = NULL, size_sent = NULL, latency_s = NULL \
+                 WHERE seq IS NOT NULL AND state = 'failed' AND error_class = 'download' AND result_url IS NOT NULL",
                 [],
-            )? as u64;
-            Ok(if regenerate {
-                Requeued { regenerate: n, download: 0 }
-            } else {
-                Requeued { download: n, regenerate: 0 }
-            })
+            )? as u64)
         })
         .await
     }
@@ -1799,6 +1788,12 @@ fn requeue_transient(c: &Connection, report: &mut SyncReport) -> rusqlite::Resul
         .filter(|class| class.disposition() == Disposition::Retry)
         .map(|class| format!("'{}'", class.as_str()))
         .collect();
+    report.retried_download = c.query_row(
+        "SELECT COUNT(*) FROM rows WHERE state='failed' AND seq IS NOT NULL AND error_class='download' \
+         AND result_url IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
     let requeued = c.execute(
         &format!(
             "UPDATE rows SET state='pending' WHERE state='failed' AND seq IS NOT NULL AND error_class IN ({})",

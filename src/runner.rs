@@ -350,7 +350,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let settings = serde_json::to_string(&cfg).expect("settings serialize");
     let run_id = ckpt.begin_run(settings).await?;
     let recovered = ckpt.recover(out.images.clone()).await?;
-    let requeued = ckpt.requeue_downloads(cfg.regenerate_expired).await?;
+    let regenerate_expired = if cfg.regenerate_expired { ckpt.forget_expired_urls().await? } else { 0 };
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
     let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
@@ -374,17 +374,10 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         progress.note(note);
     }
     announce(&progress, &recovered, &sync, &before);
-    if requeued.download > 0 {
+    if regenerate_expired > 0 {
         progress.note(&format!(
-            "{} row(s) whose result URL could not be downloaded last time: downloading again (not paid again; \
-             --regenerate-expired generates them anew instead)",
-            requeued.download
-        ));
-    }
-    if requeued.regenerate > 0 {
-        progress.note(&format!(
-            "{} row(s) whose result URL expired will be generated and paid for again (--regenerate-expired)",
-            requeued.regenerate
+            "{regenerate_expired} row(s) whose result URL expired will be generated and paid for again \
+             (--regenerate-expired)"
         ));
     }
     let provider = provider::for_dialect(cfg.dialect, &cfg.base_url);
@@ -494,10 +487,17 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
     if sync.regenerated > 0 {
         progress.note(&format!("{} changed row(s) will be generated again (--regenerate-changed)", sync.regenerated));
     }
-    if sync.retried_transient > 0 {
+    if sync.retried_download > 0 {
         progress.note(&format!(
-            "{} row(s) ran out of attempts on transient errors in an earlier run and are tried again",
-            sync.retried_transient
+            "{} row(s) whose result URL could not be downloaded last time: downloading again (not paid again; \
+             --regenerate-expired generates them anew instead)",
+            sync.retried_download
+        ));
+    }
+    let other_transient = sync.retried_transient - sync.retried_download;
+    if other_transient > 0 {
+        progress.note(&format!(
+            "{other_transient} row(s) ran out of attempts on transient errors in an earlier run and are tried again"
         ));
     }
     if sync.failed_kept > 0 {
