@@ -118,21 +118,10 @@ async fn a_reader_that_closes_stdout_early_ends_the_command_quietly() {
 }
 
 /// `bulkgen report --format json -o OUT`, parsed.
-async fn json_report(out: &std::path::Path) -> serde_json::Value {
-    let o = bin().args(["report", "--format", "json", "-o"]).arg(out).output().await.unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 async fn status_of(out: &std::path::Path) -> String {
     let o = bin().args(["status", "-o"]).arg(out).output().await.unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn send_sigint(child: &tokio::process::Child) {
-    let pid = child.id().expect("running").to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,25 +162,6 @@ async fn calls_in_flight_at_a_kill_are_counted_as_outcome_unknown_and_priced_as_
     // A later run does not count them again.
     assert_eq!(run(&sim, &manifest, &out, &price).await.status.code(), Some(0));
     assert_eq!(json_report(&out).await["overall"]["outcome_unknown"], unknown);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_abandoned_by_a_second_ctrl_c_are_counted_as_outcome_unknown() {
-    let slow = sim(fixed(Duration::from_secs(20))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (manifest, _) = manifest(dir.path(), 8);
-    let out = dir.path().join("out");
-    let child = spawn_run(&slow, &manifest, &out, &["-c", "4"]);
-    wait_until("4 calls in flight", || slow.stats().requests >= 4).await;
-    send_sigint(&child);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    send_sigint(&child);
-    let o = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    let all = json_report(&out).await["overall"].clone();
-    assert_eq!(all["outcome_unknown"], 4, "{all}");
-    assert_eq!(all["attempts"].as_u64(), Some(slow.stats().requests), "{all}");
-    assert!(states(&out).values().all(|s| s == "pending"), "the rows went back to the queue");
 }
 
 /// An aggregator that answers every generation with a URL to itself; the image of the

@@ -139,3 +139,17 @@ pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Sends SIGINT (a Ctrl-C) to a running child.
+pub fn send_sigint(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success();
+    assert!(ok, "kill -INT {pid}");
+}
+
+/// `bulkgen report --format json -o OUT`, parsed.
+pub async fn json_report(out: &Path) -> serde_json::Value {
+    let o = bin().args(["report", "--format", "json", "-o"]).arg(out).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
