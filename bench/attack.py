@@ -50,6 +50,9 @@ output folder is deleted at the end unless --keep.
 import argparse, json, os, random, shutil, signal, sqlite3, statistics, struct, subprocess, sys, tempfile, time
 import urllib.request, zlib
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (bench.Sim: `bulkgen sim` on 127.0.0.1:0)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Loopback only: no proxy may reroute the children's traffic; no stray BULKGEN_* setting.
 ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("BULKGEN_")}
@@ -134,39 +137,11 @@ def check_image(images, listing, rid, prompt):
 # processes
 
 
-class Sim:
-    def __init__(self, a, tmp):
-        self.log = open(os.path.join(tmp, "sim.out"), "w+")
-        self.p = subprocess.Popen([a.bin, "sim", "--listen", "127.0.0.1:0", "--time-scale", str(a.time_scale),
-                                   "--image-bytes", str(a.image_bytes), "--seed", str(a.seed),
-                                   "--api-key-env", "BULKGEN_API_KEY"],
-                                  stdout=self.log, stderr=subprocess.STDOUT, env=ENV)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            self.log.seek(0)
-            first = self.log.readline()
-            if "listening on " in first:
-                self.url = first.split("listening on ", 1)[1].strip()
-                return
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"sim did not start: {open(self.log.name).read()!r}")
-
-    def stats(self):
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        return json.load(opener.open(self.url + "/_sim/stats", timeout=60))
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
+def Sim(a, tmp):
+    """The campaign's one simulator: bench.Sim with its key required and a long stats
+    timeout (per_prompt holds every row of a big manifest)."""
+    return bench.Sim(tmp, a.time_scale, a.image_bytes, a.seed, extra=["--api-key-env", "BULKGEN_API_KEY"],
+                     bin=a.bin, env=ENV, stats_timeout=60)
 
 
 def read_rows(out):

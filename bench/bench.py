@@ -93,11 +93,13 @@ class Sim:
     (e.g. ["--latency", "30s"]); `preexec_fn` runs in the child before exec (scale.py
     raises the fd limit there)."""
 
-    def __init__(self, tmp, scale, image_bytes, seed, extra=(), preexec_fn=None, log_name="sim.out"):
+    def __init__(self, tmp, scale, image_bytes, seed, extra=(), preexec_fn=None, log_name="sim.out",
+                 bin=None, env=None, stats_timeout=10):
         self.log = open(os.path.join(tmp, log_name), "w+")
-        self.p = subprocess.Popen([BIN, "sim", "--listen", "127.0.0.1:0", "--time-scale", str(scale),
+        self.stats_timeout = stats_timeout
+        self.p = subprocess.Popen([bin or BIN, "sim", "--listen", "127.0.0.1:0", "--time-scale", str(scale),
                                    "--image-bytes", str(image_bytes), "--seed", str(seed), *extra],
-                                  stdout=self.log, stderr=subprocess.STDOUT, env=ENV, preexec_fn=preexec_fn)
+                                  stdout=self.log, stderr=subprocess.STDOUT, env=env or ENV, preexec_fn=preexec_fn)
         deadline = time.time() + 15
         while time.time() < deadline:
             self.log.seek(0)
@@ -117,7 +119,7 @@ class Sim:
 
     def stats(self):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        return json.load(opener.open(self.url + "/_sim/stats", timeout=10))
+        return json.load(opener.open(self.url + "/_sim/stats", timeout=self.stats_timeout))
 
     def stop(self):
         if self.p.poll() is None:
