@@ -24,6 +24,9 @@ pub enum ErrorClass {
     Auth,
     Quota,
     NotFound,
+    /// Gemini 403 PERMISSION_DENIED naming an uploaded `files/...` reference (expired or
+    /// deleted): the reference is uploaded again once and the row retried; not a bad key.
+    FileGone,
 }
 
 /// What the runner does after an error of a given class.
@@ -38,7 +41,7 @@ pub enum Disposition {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 13] = [
+    pub const ALL: [ErrorClass; 14] = [
         ErrorClass::Unreachable,
         ErrorClass::Timeout,
         ErrorClass::Network,
@@ -52,6 +55,7 @@ impl ErrorClass {
         ErrorClass::Auth,
         ErrorClass::Quota,
         ErrorClass::NotFound,
+        ErrorClass::FileGone,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +73,7 @@ impl ErrorClass {
             ErrorClass::Auth => "auth",
             ErrorClass::Quota => "quota",
             ErrorClass::NotFound => "not_found",
+            ErrorClass::FileGone => "file_gone",
         }
     }
 
@@ -85,7 +90,8 @@ impl ErrorClass {
             | ErrorClass::Overloaded
             | ErrorClass::Server
             | ErrorClass::BadResponse
-            | ErrorClass::Download => Disposition::Retry,
+            | ErrorClass::Download
+            | ErrorClass::FileGone => Disposition::Retry,
             ErrorClass::Refused | ErrorClass::InvalidRequest => Disposition::FailRow,
             ErrorClass::Auth | ErrorClass::Quota | ErrorClass::NotFound => Disposition::StopRun,
         }

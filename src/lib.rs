@@ -26,6 +26,7 @@ pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod provider;
+pub mod refs;
 pub mod repair;
 pub mod report;
 pub mod retry;

@@ -34,6 +34,10 @@ pub struct ManifestRow {
     pub model: Option<String>,
     /// The row's `param.KEY` columns that are not empty, nested.
     pub params: Params,
+    /// The `images` column: reference images as written (paths or URLs), in order.
+    pub images: Vec<String>,
+    /// The `mask` column, as written.
+    pub mask: Option<String>,
     /// Values of the columns bulkgen does not know, in header order.
     pub extra: Vec<String>,
 }
@@ -600,6 +604,8 @@ impl ManifestReader {
                 aspect_ratio,
                 model,
                 params: row_params,
+                images: Vec::new(),
+                mask: None,
                 extra,
             })
         };

@@ -735,6 +735,8 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             size: &size,
             response_format: response_format(ctx, model),
             params: &row.params,
+            refs: &[],
+            mask: None,
         };
         let result = tokio::select! {
             biased;

@@ -711,7 +711,15 @@ mod tests {
         let size = WireSize::Gemini { image_size: "2K".into(), ratio: crate::size::AspectRatio::parse("16:9") };
         let mut params = crate::params::Params::new();
         crate::params::set(&mut params, "generationConfig.thinkingConfig.thinkingLevel", "low".into());
-        let job = Job { prompt: "p", model: "m-1", size: &size, response_format: None, params: &params };
+        let job = Job {
+            prompt: "p",
+            model: "m-1",
+            size: &size,
+            response_format: None,
+            params: &params,
+            refs: &[],
+            mask: None,
+        };
         let req = p.request(&client, Some(&key), &job).build().unwrap();
         assert_eq!(req.headers()["x-goog-api-key"], "k-123456");
         assert_eq!(req.url().as_str(), "https://generativelanguage.googleapis.com/v1beta/models/m-1:generateContent");

@@ -24,6 +24,20 @@ pub struct Job<'a> {
     pub size: &'a WireSize,
     pub response_format: Option<ResponseFormat>,
     pub params: &'a Params,
+    /// Reference images, in manifest order (empty for a text-only row).
+    pub refs: &'a [RefPart],
+    /// The edit mask (openai edits only).
+    pub mask: Option<&'a RefPart>,
+}
+
+/// A reference image as one request carries it (`attach.rs` decides which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefPart {
+    /// The bytes themselves: Gemini `inlineData`, or an OpenAI multipart file. `Bytes`
+    /// clones share one buffer, so rows sharing a reference share its memory.
+    Inline { mime: &'static str, name: String, bytes: bytes::Bytes },
+    /// A file uploaded once with Gemini's Files API: `fileData`.
+    File { mime: &'static str, uri: String },
 }
 
 /// A successful generation: the image bytes, or where to fetch them.
