@@ -31,7 +31,17 @@ pub struct RefFile {
     pub origin: String,
 }
 
+/// The largest reference Gemini rows carry inline when only one row uses it; a larger
+/// one, or one that several rows share, is uploaded once with the Files API and sent as
+/// `fileData` (see README, "Reference images").
+pub const INLINE_MAX_BYTES: u64 = 1 << 20;
+
 impl RefFile {
+    /// Whether Gemini rows get it through the Files API (uploaded once) rather than inline.
+    pub fn upload_once(&self) -> bool {
+        self.uses > 1 || self.len > INLINE_MAX_BYTES
+    }
+
     /// The extension that goes with the mime type (`png`, `jpg`, `webp`).
     pub fn extension(&self) -> &'static str {
         match self.mime {
