@@ -27,13 +27,16 @@ use crate::error::{Disposition, ErrorClass};
 use crate::manifest::{ManifestReader, ReadError};
 use crate::output;
 use crate::params::Params;
+use crate::refs::{References, RowRefs};
 use crate::size::{AspectRatio, Resolution, Size};
 
 pub const DB_FILE: &str = "bulkgen.db";
 /// 2: rows gained `params` (part of a row's identity) and `size_sent`.
 /// 3: rows gained `stale_sig`, the fingerprint of the image an earlier identity of the row
 /// left in place (see [`file_fingerprint`]): recovery never takes that file for the new one.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: rows gained `refs`, the content hashes of their reference images (part of a row's
+/// identity); the `uploads` table records Gemini Files API uploads by content hash.
+const SCHEMA_VERSION: i64 = 4;
 /// The image extensions bulkgen writes (`output::write_image`), in the order they are looked for.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
 /// Most writes folded into one transaction.
@@ -160,6 +163,21 @@ enum Broken {
     Damaged(String),
 }
 
+/// A reference image uploaded with Gemini's Files API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    /// Content hash of the reference (SHA-256 hex).
+    pub hash: String,
+    /// `files/...`
+    pub name: String,
+    /// What `fileData.fileUri` carries.
+    pub uri: String,
+    pub mime: String,
+    /// Unix seconds.
+    pub expires_at: f64,
+    pub uploaded_at: f64,
+}
+
 /// A row to work on, as the dispatcher needs it.
 #[derive(Debug, Clone)]
 pub struct PendingRow {
@@ -172,6 +190,8 @@ pub struct PendingRow {
     pub model: String,
     /// Request fields beyond bulkgen's own (`--param` merged with the row's columns).
     pub params: Params,
+    /// Reference images and mask, by content hash.
+    pub refs: RowRefs,
     /// A generated image not yet downloaded: fetch it, never generate again.
     pub result_url: Option<String>,
     /// The file of an earlier generation (a changed row being regenerated).
@@ -602,6 +622,7 @@ impl Checkpoint {
         &self,
         manifest: PathBuf,
         defaults: RowDefaults,
+        references: Arc<References>,
         opts: SyncOptions,
     ) -> Result<SyncReport, CheckpointError> {
         self.set_manifest(manifest.clone());
@@ -609,7 +630,7 @@ impl Checkpoint {
         self.call(move |c| {
             // A resume of an unchanged manifest with the same defaults cannot change a row:
             // skip reading a million rows into the checkpoint again.
-            let digest = manifest_digest(&manifest, &defaults, opts)?;
+            let digest = manifest_digest(&manifest, &defaults, &references, opts)?;
             let stored = |key: &str| -> rusqlite::Result<Option<String>> {
                 c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
             };
@@ -622,7 +643,7 @@ impl Checkpoint {
                 requeue_transient(c, &mut report)?;
                 return Ok(report);
             }
-            let mut report = sync(c, &manifest, &images, &defaults, opts)?;
+            let mut report = sync(c, &manifest, &images, &defaults, &references, opts)?;
             let save = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)";
             c.execute(save, ["manifest_digest", &digest])?;
             c.execute(save, ["last_sync", &serde_json::to_string(&report).expect("report serializes")])?;
@@ -637,7 +658,7 @@ impl Checkpoint {
         self.call(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
-                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params \
+                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params, refs \
                  FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = st
@@ -653,6 +674,10 @@ impl Checkpoint {
                         aspect_ratio: aspect.as_deref().and_then(AspectRatio::parse),
                         model: r.get(6)?,
                         params: serde_json::from_str(r.get_ref(10)?.as_str()?).unwrap_or_default(),
+                        // A row is never sent without the references it names.
+                        refs: RowRefs::from_column(r.get_ref(11)?.as_str()?).map_err(|why| {
+                            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, why.into())
+                        })?,
                         result_url: r.get(7)?,
                         old_file: r.get(8)?,
                         stashed: r.get(9)?,
@@ -694,6 +719,53 @@ impl Checkpoint {
     pub fn record_abandoned(&self, a: AttemptRecord) {
         self.post(move |c| {
             insert_attempt(c, &a, "unknown", None, Some("abandoned by a second Ctrl-C before the answer came"))
+        });
+    }
+
+    /// The Files API uploads recorded for `endpoint` that have not expired by `now`.
+    pub async fn uploads(&self, endpoint: String, now: f64) -> Result<Vec<Upload>, CheckpointError> {
+        self.call(move |c| {
+            let mut st = c.prepare(
+                "SELECT hash, name, uri, mime, expires_at, uploaded_at FROM uploads \
+                 WHERE endpoint = ?1 AND expires_at > ?2",
+            )?;
+            let rows = st
+                .query_map(params![endpoint, now], |r| {
+                    Ok(Upload {
+                        hash: r.get(0)?,
+                        name: r.get(1)?,
+                        uri: r.get(2)?,
+                        mime: r.get(3)?,
+                        expires_at: r.get(4)?,
+                        uploaded_at: r.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Records an upload (replacing an earlier one of the same content). Returns once
+    /// committed: a crash after this never uploads the reference again.
+    pub async fn save_upload(&self, endpoint: String, u: Upload) -> Result<(), CheckpointError> {
+        self.call(move |c| {
+            c.prepare_cached(
+                "INSERT OR REPLACE INTO uploads(hash, endpoint, name, uri, mime, expires_at, uploaded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![u.hash, endpoint, u.name, u.uri, u.mime, u.expires_at, u.uploaded_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets an upload the provider says is gone (only if it is still the one named).
+    pub fn forget_upload(&self, endpoint: String, hash: String, name: String) {
+        self.post(move |c| {
+            c.prepare_cached("DELETE FROM uploads WHERE hash = ?1 AND endpoint = ?2 AND name = ?3")?
+                .execute(params![hash, endpoint, name])?;
+            Ok(())
         });
     }
 
@@ -803,7 +875,7 @@ impl Checkpoint {
                 .unwrap_or_default();
             let mut st = c.prepare(
                 "SELECT id, state, file, resolution, COALESCE(made_by, model), attempts, latency_s, e2e_s, \
-                 error_class, error, extra, prompt, size, size_sent FROM rows WHERE seq IS NOT NULL ORDER BY seq",
+                 error_class, error, extra, prompt, size, size_sent, refs FROM rows WHERE seq IS NOT NULL ORDER BY seq",
             )?;
             let mut rows = st.query([])?;
             output::write_atomically(&path, |w| {
@@ -817,6 +889,8 @@ impl Checkpoint {
                     "size_sent",
                     "resolution",
                     "model",
+                    "reference_hashes",
+                    "mask_hash",
                     "attempts",
                     "latency_s",
                     "end_to_end_s",
@@ -852,6 +926,9 @@ impl Checkpoint {
                     csv.write_field(text(13)?)?;
                     csv.write_field(text(3)?)?;
                     csv.write_field(text(4)?)?;
+                    let refs = RowRefs::from_column(text(14)?).map_err(std::io::Error::other)?;
+                    csv.write_field(refs.images.join(";"))?;
+                    csv.write_field(refs.mask.as_deref().unwrap_or(""))?;
                     formatted(&mut csv, format_args!("{}", r.get::<_, i64>(5).map_err(std::io::Error::other)?))?;
                     for i in [6, 7] {
                         match r.get::<_, Option<f64>>(i).map_err(std::io::Error::other)? {
@@ -1398,7 +1475,7 @@ pub enum DiskFix {
 
 /// The columns copied from an old checkpoint's rows, and what a column an older schema
 /// lacks stands for (None: the column is required).
-const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 21] = [
+const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 22] = [
     ("id", None),
     ("prompt", None),
     ("size", None),
@@ -1420,6 +1497,7 @@ const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 21] = [
     ("done_at", Some("NULL")),
     ("e2e_s", Some("NULL")),
     ("stale_sig", Some("NULL")),
+    ("refs", Some("''")),
 ];
 
 fn salvage_into(c: &Connection, old: &Path) -> Salvaged {
@@ -1534,7 +1612,12 @@ fn copy_where_ids(c: &Connection, old: &Connection, select: &str, insert: &str, 
 }
 
 /// A fingerprint of the manifest's bytes and of what a sync does with them.
-fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> std::io::Result<String> {
+fn manifest_digest(
+    path: &Path,
+    defaults: &RowDefaults,
+    references: &References,
+    opts: SyncOptions,
+) -> std::io::Result<String> {
     use std::hash::{Hash, Hasher};
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
@@ -1553,6 +1636,10 @@ fn manifest_digest(path: &Path, defaults: &RowDefaults, opts: SyncOptions) -> st
     for h in [&mut a, &mut b] {
         let params = serde_json::to_string(&defaults.params).expect("params serialize");
         (defaults.size.to_string(), &defaults.model, params, opts.retry_failed, opts.regenerate_changed).hash(h);
+        // A reference file changed under an unchanged manifest changes rows too.
+        let mut hashes: Vec<&str> = references.iter().map(|r| r.hash.as_str()).collect();
+        hashes.sort_unstable();
+        hashes.hash(h);
     }
     Ok(format!("{:016x}{:016x}", a.finish(), b.finish()))
 }
@@ -1649,13 +1736,14 @@ fn rate_of(settings: &str) -> Option<f64> {
 }
 
 /// A row the checkpoint already has: rid, prompt, size, aspect ratio, model, state, params, file.
-type Known = (i64, String, String, Option<String>, String, String, String, Option<String>);
+type Known = (i64, String, String, Option<String>, String, String, String, Option<String>, String);
 
 fn sync(
     c: &Connection,
     path: &Path,
     images: &Path,
     defaults: &RowDefaults,
+    references: &References,
     opts: SyncOptions,
 ) -> Result<SyncReport, CheckpointError> {
     let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
@@ -1665,18 +1753,18 @@ fn sync(
     )?;
     c.execute("UPDATE rows SET seq = NULL WHERE seq IS NOT NULL", [])?;
     let mut find =
-        c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params, file FROM rows WHERE id = ?1")?;
+        c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params, file, refs FROM rows WHERE id = ?1")?;
     let mut insert = c.prepare(
-        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, state) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
+        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, refs, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')",
     )?;
     let mut keep = c.prepare("UPDATE rows SET seq=?1, extra=?2 WHERE rid=?3")?;
     let mut requeue =
         c.prepare("UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3")?;
     let mut replace = c.prepare(
         "UPDATE rows SET seq=?1, extra=?2, prompt=?3, size=?4, resolution=?5, aspect_ratio=?6, model=?7, \
-         params=?8, state='pending', result_url=NULL, error_class=NULL, error=NULL, first_dispatch=NULL, \
-         e2e_s=NULL WHERE rid=?9",
+         params=?8, refs=?9, state='pending', result_url=NULL, error_class=NULL, error=NULL, \
+         first_dispatch=NULL, e2e_s=NULL WHERE rid=?10",
     )?;
     let mut report = SyncReport::default();
     for row in reader {
@@ -1698,13 +1786,23 @@ fn sync(
         crate::params::merge_into(&mut merged, &row.params);
         let params_text = serde_json::to_string(&merged).expect("params serialize");
         let extra = serde_json::to_string(&row.extra).expect("strings serialize");
+        let refs_text = references
+            .row_refs(&row.images, row.mask.as_deref())
+            .ok_or_else(|| {
+                CheckpointError::Writer(format!(
+                    "row {}: a reference image was not read by the manifest check (was the manifest changed while \
+                     the run started?)",
+                    row.id
+                ))
+            })?
+            .to_column();
         let seq = row.index as i64;
         let known: Option<Known> = find
             .query_row([&row.id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
             })
             .optional()?;
-        let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params, old_file)) = known else {
+        let Some((rid, prompt, old_size, old_aspect, old_model, state, old_params, old_file, old_refs)) = known else {
             insert.execute(params![
                 seq,
                 row.id,
@@ -1714,7 +1812,8 @@ fn sync(
                 aspect,
                 model,
                 extra,
-                params_text
+                params_text,
+                refs_text
             ])?;
             report.new += 1;
             continue;
@@ -1723,7 +1822,8 @@ fn sync(
             || old_size != size_text
             || old_aspect.as_deref() != aspect
             || old_model != model
-            || old_params != params_text;
+            || old_params != params_text
+            || old_refs != refs_text;
         match (state.as_str(), changed) {
             ("done", false) => {
                 keep.execute(params![seq, extra, rid])?;
@@ -1746,6 +1846,7 @@ fn sync(
                     aspect,
                     model,
                     params_text,
+                    refs_text,
                     rid
                 ])?;
                 c.execute("DELETE FROM stash WHERE rid = ?1", [rid])?;
@@ -1817,7 +1918,12 @@ fn requeue_transient(c: &Connection, report: &mut SyncReport) -> rusqlite::Resul
 fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointError> {
     let mut st = c.prepare("SELECT name FROM pragma_table_info('rows')")?;
     let columns: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    for (name, decl) in [("params", "TEXT NOT NULL DEFAULT '{}'"), ("size_sent", "TEXT"), ("stale_sig", "TEXT")] {
+    for (name, decl) in [
+        ("params", "TEXT NOT NULL DEFAULT '{}'"),
+        ("size_sent", "TEXT"),
+        ("stale_sig", "TEXT"),
+        ("refs", "TEXT NOT NULL DEFAULT ''"),
+    ] {
         if !columns.iter().any(|c| c == name) {
             c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
         }
@@ -1855,6 +1961,8 @@ CREATE TABLE IF NOT EXISTS rows (
     aspect_ratio TEXT,
     model TEXT NOT NULL,
     params TEXT NOT NULL DEFAULT '{}',
+    -- Reference images by content hash (refs::RowRefs::to_column); '' for none.
+    refs TEXT NOT NULL DEFAULT '',
     extra TEXT NOT NULL DEFAULT '[]',
     state TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -1889,6 +1997,19 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_rid ON attempts(rid);
 -- Images received but not yet written because the output folder failed.
+-- Gemini Files API uploads of reference images, by content hash and endpoint (files are
+-- per project; another endpoint has its own). A row is written only once the upload's
+-- answer is in hand (attach.rs); `expires_at` is the provider's expirationTime.
+CREATE TABLE IF NOT EXISTS uploads (
+    hash TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    uploaded_at REAL NOT NULL,
+    PRIMARY KEY (hash, endpoint)
+);
 CREATE TABLE IF NOT EXISTS stash (rid INTEGER PRIMARY KEY REFERENCES rows(rid), bytes BLOB NOT NULL);
 ";
 

@@ -353,7 +353,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let regenerate_expired = if cfg.regenerate_expired { ckpt.forget_expired_urls().await? } else { 0 };
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
-    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, opts).await?;
+    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, Default::default(), opts).await?;
     let before = ckpt.counts().await?;
     if cfg.max_cost.is_some() {
         let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
