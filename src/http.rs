@@ -23,7 +23,7 @@ use reqwest::{Client, Url};
 
 use crate::error::{CallError, ErrorClass};
 use crate::output::check_image;
-use crate::provider::{Generated, Job, Provider};
+use crate::provider::{Generated, Job, Provider, gemini};
 use crate::secret::ApiKey;
 
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +94,9 @@ pub struct CallLimits {
     pub max_response_bytes: u64,
 }
 
+/// The most an answer that carries no image may be (a Files API answer): 1 MiB.
+const SMALL_ANSWER_BYTES: u64 = 1 << 20;
+
 /// Makes calls on behalf of the runner: one provider, one key, the API client and the
 /// keyless download client.
 pub struct Caller {
@@ -131,6 +134,58 @@ impl Caller {
                 e.into_call_error("the answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
             })?;
             self.provider.parse(status, &headers, &body)
+        }
+        .await;
+        result.map_err(|e| self.masked(e))
+    }
+
+    /// Uploads one reference image with Gemini's Files API (two requests: start, then
+    /// the bytes with "upload, finalize"), each bounded by `deadline`. The key goes only
+    /// to the endpoint the user named: an upload URL on another origin is refused.
+    pub async fn upload_gemini(
+        &self,
+        base: &Url,
+        display_name: &str,
+        mime: &str,
+        bytes: bytes::Bytes,
+        deadline: Duration,
+    ) -> Result<gemini::FileInfo, CallError> {
+        let result = async {
+            let key = self.key.as_ref();
+            let start = gemini::upload_start(base, &self.client, key, display_name, mime, bytes.len() as u64);
+            let resp = start.timeout(deadline).send().await.map_err(|e| transport(e, deadline))?;
+            let (status, headers) = (resp.status(), resp.headers().clone());
+            if let Some(e) = refused_redirect(&resp) {
+                return Err(e);
+            }
+            let body = read_body(resp, SMALL_ANSWER_BYTES).await.map_err(|e| {
+                e.into_call_error("the upload's answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
+            })?;
+            let url = gemini::upload_url(status, &headers, &body)?;
+            if url.origin() != base.origin() {
+                return Err(CallError::new(
+                    ErrorClass::BadResponse,
+                    format!(
+                        "the Files API named an upload URL on another address ({}), where the API key is not sent",
+                        url.origin().ascii_serialization()
+                    ),
+                )
+                .with_should_retry(Some(false)));
+            }
+            let resp = gemini::upload_bytes(url, &self.client, key, bytes)
+                .timeout(deadline)
+                .send()
+                .await
+                .map_err(|e| transport(e, deadline))?;
+            let status = resp.status();
+            if let Some(e) = refused_redirect(&resp) {
+                return Err(e);
+            }
+            let headers = resp.headers().clone();
+            let body = read_body(resp, SMALL_ANSWER_BYTES).await.map_err(|e| {
+                e.into_call_error("the upload's answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
+            })?;
+            gemini::parse_file(status, &headers, &body)
         }
         .await;
         result.map_err(|e| self.masked(e))

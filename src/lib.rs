@@ -6,6 +6,7 @@
 //! `sim` is the simulated provider the tests and `--simulate` talk to. See
 //! ARCHITECTURE.md.
 
+pub mod attach;
 pub mod catalog;
 pub mod chart;
 pub mod checkpoint;

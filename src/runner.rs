@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::attach::{Attach, Gone, Prepared};
 use crate::catalog::{ResponseFormat, WireSize};
 use crate::checkpoint::{
     self, AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, Made as MadeBy, PendingRow, Recovered,
@@ -122,6 +123,8 @@ pub struct Outcome {
 struct Ctx {
     cfg: RunConfig,
     caller: Caller,
+    /// Reference images: bytes shared by calls in flight, Gemini uploads.
+    attach: Attach,
     gate: Gate,
     ckpt: Arc<Checkpoint>,
     out: OutDir,
@@ -353,7 +356,9 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let regenerate_expired = if cfg.regenerate_expired { ckpt.forget_expired_urls().await? } else { 0 };
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
-    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, Default::default(), opts).await?;
+    // TODO(refs helper): check_manifest returns the references; until then none.
+    let references: Arc<crate::refs::References> = Arc::default();
+    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, references.clone(), opts).await?;
     let before = ckpt.counts().await?;
     if cfg.max_cost.is_some() {
         let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
@@ -384,6 +389,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let limits =
         http::CallLimits { download_timeout: cfg.download_timeout, max_response_bytes: cfg.max_response_bytes };
     let caller = Caller::new(client, http::download_client(policy)?, provider, cfg.api_key.clone(), limits);
+    let attach = Attach::new(references.clone(), cfg.dialect, cfg.base_url.clone(), ckpt.clone()).await?;
     let gate = Gate::new(cfg.concurrency, cfg.rpm.map(|n| (n, cfg.rate_window)));
     let rng = match cfg.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
@@ -394,6 +400,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let ctx = Arc::new(Ctx {
         cfg,
         caller,
+        attach,
         gate,
         ckpt: ckpt.clone(),
         out,
@@ -690,9 +697,7 @@ fn fail_row(ctx: &Ctx, row: &PendingRow, e: &CallError) {
 /// Attempts the generation until it succeeds, fails for good, or the run stops. Returns
 /// None when the row's fate is already recorded.
 async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
-    let resolution = row.size.resolution();
-    let deadline = ctx.cfg.timeouts.get(resolution);
-    let counters = &ctx.progress.counters;
+    let deadline = ctx.cfg.timeouts.get(row.size.resolution());
     let mut model = row.model.as_str();
     let mut size = resolve(ctx, row, model)?;
     let mut overloaded = 0;
@@ -711,94 +716,26 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             ctx.ckpt.mark_pending(row.rid);
             return None;
         }
-        let Some(reserved) = ctx.reserve(model, resolution) else {
-            ctx.ckpt.mark_pending(row.rid);
-            ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
-            return None;
-        };
-        if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
-            ctx.stop_run(StopReason::Local(e.to_string()));
-            return None;
-        }
-        // The rate token last, just before the request is written: see limits.rs.
-        if !pace_or_stop(ctx, &mut admission).await {
-            ctx.release(reserved);
-            ctx.ckpt.mark_pending(row.rid);
-            return None;
-        }
-        let started_at = now_unix();
-        Progress::add(&counters.in_flight, 1);
-        let t = Instant::now();
-        let job = Job {
-            prompt: &row.prompt,
-            model,
-            size: &size,
-            response_format: response_format(ctx, model),
-            params: &row.params,
-            refs: &[],
-            mask: None,
-        };
-        let result = tokio::select! {
+        // The row's references (uploads included) before the call is counted: an upload
+        // that fails is retried like a call, but nothing was sent that could be paid
+        // for. Done holding the slot, so the bytes loaded are bounded by the calls in
+        // flight.
+        let prepared = tokio::select! {
             biased;
-            _ = ctx.abort.cancelled() => None,
-            r = ctx.caller.generate(&job, deadline) => Some(r),
-        };
-        let took = t.elapsed();
-        Progress::sub(&counters.in_flight, 1);
-        if result.as_ref().is_none_or(|r| r.is_err()) {
-            ctx.release(reserved);
-        }
-        let Some(result) = result else {
-            // Abandoned by a second Ctrl-C: the row goes back to the queue, and the call,
-            // which may have been billed, is counted with its outcome unknown.
-            ctx.ckpt.record_abandoned(AttemptRecord {
-                rid: row.rid,
-                run_id: ctx.run_id,
-                kind: AttemptKind::Generate,
-                model: model.to_owned(),
-                resolution: resolution.as_str(),
-                started_at,
-                duration_s: took.as_secs_f64(),
-                wait_s: admission.waited.as_secs_f64(),
-                http_status: None,
-                error: None,
-            });
-            ctx.ckpt.mark_pending(row.rid);
-            return None;
-        };
-        record(
-            ctx,
-            row,
-            model,
-            AttemptKind::Generate,
-            resolution.as_str(),
-            started_at,
-            took,
-            admission.waited,
-            &result,
-        );
-
-        if !matches!(&result, Err(e) if e.class == ErrorClass::Unreachable) {
-            ctx.reachable();
-        }
-        let e = match result {
-            Ok(generated) => {
-                let latency_s = took.as_secs_f64();
-                if let Generated::Url(url) = &generated {
-                    // Committed before the download starts: from now on this row is only
-                    // ever downloaded, never generated again.
-                    let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
-                    let saved = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made).await;
-                    if let Err(e) = saved {
-                        ctx.stop_run(StopReason::Local(e.to_string()));
-                        return None;
-                    }
-                }
-                ctx.progress.record_latency(resolution, latency_s);
-                let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
-                return Some(Made { generated, latency_s, made, slot: admission.permit });
+            _ = ctx.stop.cancelled() => {
+                ctx.ckpt.mark_pending(row.rid);
+                return None;
             }
-            Err(e) => e,
+            p = ctx.attach.prepare(&ctx.caller, &row.refs, deadline) => p,
+        };
+        let (prepared, e) = match prepared {
+            Ok(prepared) => match call(ctx, row, &mut admission, &prepared, model, &size, deadline).await? {
+                Ok((generated, latency_s, made)) => {
+                    return Some(Made { generated, latency_s, made, slot: admission.permit });
+                }
+                Err(e) => (prepared, e),
+            },
+            Err(e) => (Prepared::default(), e),
         };
         if e.class == ErrorClass::Unreachable {
             // The call reached nobody: not paid, and not one of the row's attempts. Every
@@ -811,6 +748,22 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                 return None;
             }
             continue;
+        }
+        if e.class == ErrorClass::FileGone {
+            // Not paid for, and no fault of the row's: the reference is uploaded again
+            // (once, however many rows saw it gone) and the row tried again at once.
+            match ctx.attach.gone(&prepared, &e).await {
+                Gone::UploadAgain => {
+                    attempt -= 1;
+                    drop(admission.permit);
+                    continue;
+                }
+                Gone::Stop(why) => {
+                    ctx.ckpt.mark_pending(row.rid);
+                    ctx.stop_run(StopReason::Api(CallError { message: format!("{}; {why}", e.message), ..e }));
+                    return None;
+                }
+            }
         }
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
@@ -860,6 +813,98 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
             }
         }
     }
+}
+
+/// One call of an admitted row: the budget held, the row marked running (committed), the
+/// rate token, the request, its record. None when the row's fate is settled already
+/// (the run stopped, or the call was abandoned); the caller handles an error.
+async fn call(
+    ctx: &Ctx,
+    row: &PendingRow,
+    admission: &mut limits::Admission,
+    prepared: &Prepared,
+    model: &str,
+    size: &WireSize,
+    deadline: Duration,
+) -> Option<Result<(Generated, f64, MadeBy), CallError>> {
+    let resolution = row.size.resolution();
+    let counters = &ctx.progress.counters;
+    let Some(reserved) = ctx.reserve(model, resolution) else {
+        ctx.ckpt.mark_pending(row.rid);
+        ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
+        return None;
+    };
+    if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
+        ctx.stop_run(StopReason::Local(e.to_string()));
+        return None;
+    }
+    // The rate token last, just before the request is written: see limits.rs.
+    if !pace_or_stop(ctx, admission).await {
+        ctx.release(reserved);
+        ctx.ckpt.mark_pending(row.rid);
+        return None;
+    }
+    let started_at = now_unix();
+    Progress::add(&counters.in_flight, 1);
+    let t = Instant::now();
+    let job = Job {
+        prompt: &row.prompt,
+        model,
+        size,
+        response_format: response_format(ctx, model),
+        params: &row.params,
+        refs: &prepared.images,
+        mask: prepared.mask.as_ref(),
+    };
+    let result = tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => None,
+        r = ctx.caller.generate(&job, deadline) => Some(r),
+    };
+    let took = t.elapsed();
+    Progress::sub(&counters.in_flight, 1);
+    if result.as_ref().is_none_or(|r| r.is_err()) {
+        ctx.release(reserved);
+    }
+    let Some(result) = result else {
+        // Abandoned by a second Ctrl-C: the row goes back to the queue, and the call,
+        // which may have been billed, is counted with its outcome unknown.
+        ctx.ckpt.record_abandoned(AttemptRecord {
+            rid: row.rid,
+            run_id: ctx.run_id,
+            kind: AttemptKind::Generate,
+            model: model.to_owned(),
+            resolution: resolution.as_str(),
+            started_at,
+            duration_s: took.as_secs_f64(),
+            wait_s: admission.waited.as_secs_f64(),
+            http_status: None,
+            error: None,
+        });
+        ctx.ckpt.mark_pending(row.rid);
+        return None;
+    };
+    record(ctx, row, model, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
+
+    if !matches!(&result, Err(e) if e.class == ErrorClass::Unreachable) {
+        ctx.reachable();
+    }
+    let generated = match result {
+        Ok(generated) => generated,
+        Err(e) => return Some(Err(e)),
+    };
+    let latency_s = took.as_secs_f64();
+    let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
+    if let Generated::Url(url) = &generated {
+        // Committed before the download starts: from now on this row is only ever
+        // downloaded, never generated again.
+        if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made.clone()).await {
+            ctx.stop_run(StopReason::Local(e.to_string()));
+            return None;
+        }
+    }
+    ctx.progress.record_latency(resolution, latency_s);
+    Some(Ok((generated, latency_s, made)))
 }
 
 /// Waits for the rate token; false when the run stopped first. A stop for `--max-cost`

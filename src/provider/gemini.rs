@@ -18,7 +18,9 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
+use base64::Engine;
+
+use super::{Generated, Job, Provider, RefPart, class_by_status, decode_image, snippet};
 use crate::catalog::WireSize;
 use crate::error::{CallError, ErrorClass};
 use crate::retry::{retry_after, should_retry};
@@ -112,27 +114,175 @@ impl Provider for Gemini {
                 image_config.insert("imageSize".into(), Resolution::from_pixels(*width, *height).as_str().into());
             }
         }
+        // Reference images go as parts before the text (wire-formats.md; google-genai
+        // `types.Part.from_bytes` / `Part.from_uri` serialize as `inlineData` /
+        // `fileData` with camelCase keys: tests/sdk/fixtures.json, requests).
+        let mut parts: Vec<Value> = job.refs.iter().map(ref_part).collect();
+        parts.push(serde_json::json!({"text": job.prompt}));
         let mut body = serde_json::json!({
-            "contents": [{"role": "user", "parts": [{"text": job.prompt}]}],
+            "contents": [{"role": "user", "parts": parts}],
             "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": image_config},
         })
         .as_object()
         .cloned()
         .expect("an object");
         crate::params::merge_into(&mut body, job.params);
-        let mut req = client.post(url).json(&body);
-        if let Some(key) = key {
-            let mut value = HeaderValue::try_from(key.expose())
-                .unwrap_or_else(|_| HeaderValue::from_static("invalid-key-characters"));
-            value.set_sensitive(true);
-            req = req.header("x-goog-api-key", value);
-        }
-        req
+        with_key(client.post(url).json(&body), key)
     }
 
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
         parse_answer(status, headers, body)
     }
+}
+
+/// One reference as a request part.
+fn ref_part(part: &RefPart) -> Value {
+    match part {
+        RefPart::Inline { mime, bytes, .. } => {
+            let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+            serde_json::json!({"inlineData": {"mimeType": mime, "data": data}})
+        }
+        RefPart::File { mime, uri } => serde_json::json!({"fileData": {"mimeType": mime, "fileUri": uri}}),
+    }
+}
+
+/// The Files API (wire-formats.md, "Files API"; google-genai `files.upload`): a resumable
+/// upload in two requests. The first announces the file and gets an upload URL back.
+pub fn upload_start(
+    base: &Url,
+    client: &Client,
+    key: Option<&ApiKey>,
+    display_name: &str,
+    mime: &str,
+    len: u64,
+) -> RequestBuilder {
+    let url = super::endpoint(base, "/upload/v1beta/files");
+    let body = serde_json::json!({"file": {"displayName": display_name}});
+    with_key(client.post(url), key)
+        .header("X-Goog-Upload-Protocol", "resumable")
+        .header("X-Goog-Upload-Command", "start")
+        .header("X-Goog-Upload-Header-Content-Length", len.to_string())
+        .header("X-Goog-Upload-Header-Content-Type", mime)
+        .json(&body)
+}
+
+/// The upload URL the start request's answer names (`x-goog-upload-url`).
+pub fn upload_url(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Url, CallError> {
+    if !status.is_success() {
+        return Err(classify(status, headers, body));
+    }
+    let url = headers.get("x-goog-upload-url").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        CallError::new(ErrorClass::BadResponse, "the Files API's answer to an upload start has no x-goog-upload-url")
+            .with_status(status.as_u16())
+    })?;
+    Url::parse(url).map_err(|e| {
+        CallError::new(ErrorClass::BadResponse, format!("the Files API's upload URL is not a URL: {e}"))
+            .with_status(status.as_u16())
+    })
+}
+
+/// The second request: the bytes, and "finalize".
+pub fn upload_bytes(url: Url, client: &Client, key: Option<&ApiKey>, bytes: bytes::Bytes) -> RequestBuilder {
+    with_key(client.post(url), key)
+        .header("X-Goog-Upload-Offset", "0")
+        .header("X-Goog-Upload-Command", "upload, finalize")
+        .header(reqwest::header::CONTENT_LENGTH, bytes.len())
+        .body(bytes)
+}
+
+/// A file the Files API holds (`types.File`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileInfo {
+    /// `files/...`
+    pub name: String,
+    pub uri: String,
+    pub mime: Option<String>,
+    /// `expirationTime`, as Unix seconds (None when absent or unreadable).
+    pub expires_at: Option<f64>,
+    /// `state` (`ACTIVE`, `PROCESSING`, `FAILED`), when given.
+    pub state: Option<String>,
+}
+
+/// The answer to the upload: `{"file": {...}}`.
+pub fn parse_file(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<FileInfo, CallError> {
+    if !status.is_success() {
+        return Err(classify(status, headers, body));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        CallError::new(ErrorClass::BadResponse, format!("the Files API's answer is not JSON: {e}"))
+            .with_status(status.as_u16())
+    })?;
+    let file = v.get("file").unwrap_or(&v);
+    let text = |camel: &str, snake: &str| {
+        file.get(camel).or_else(|| file.get(snake)).and_then(Value::as_str).map(str::to_owned)
+    };
+    let (Some(name), Some(uri)) = (text("name", "name"), text("uri", "uri")) else {
+        return Err(CallError::new(
+            ErrorClass::BadResponse,
+            format!("the Files API's answer names no file (name and uri): {}", snippet(body)),
+        )
+        .with_status(status.as_u16()));
+    };
+    Ok(FileInfo {
+        name,
+        uri,
+        mime: text("mimeType", "mime_type"),
+        expires_at: text("expirationTime", "expiration_time").as_deref().and_then(parse_rfc3339),
+        state: text("state", "state"),
+    })
+}
+
+/// `2026-11-26T10:00:00.123456Z` (or with an offset) as Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (date, time) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset) = match time.find(['Z', 'z', '+', '-']) {
+        Some(at) => (&time[..at], &time[at..]),
+        None => (time, "Z"),
+    };
+    let mut c = clock.splitn(3, ':');
+    let (h, mi) = (c.next()?.parse::<i64>().ok()?, c.next()?.parse::<i64>().ok()?);
+    let sec: f64 = c.next().unwrap_or("0").parse().ok()?;
+    let offset_s = match offset {
+        "Z" | "z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':').unwrap_or((&o[1..], "0"));
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..24).contains(&h) || !(0..60).contains(&mi) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 - offset_s) as f64 + sec)
+}
+
+fn with_key(mut req: RequestBuilder, key: Option<&ApiKey>) -> RequestBuilder {
+    if let Some(key) = key {
+        let mut value =
+            HeaderValue::try_from(key.expose()).unwrap_or_else(|_| HeaderValue::from_static("invalid-key-characters"));
+        value.set_sensitive(true);
+        req = req.header("x-goog-api-key", value);
+    }
+    req
+}
+
+/// Whether a 403 says an uploaded file is gone: "You do not have permission to access
+/// the File X or it may not exist" (python-genai issue #1218), what Google answers for a
+/// `fileData` whose file expired (48 h) or was deleted.
+fn says_file_gone(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("permission to access the file") || (m.contains("file") && m.contains("may not exist"))
 }
 
 /// What a candidate's `finishReason` means for the row.
@@ -360,6 +510,8 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> CallErr
                 advice = Some(REGION_NOT_SERVED);
                 ErrorClass::Auth
             }
+            // A file reference that is gone is not a bad key: upload it again.
+            (403, _) | (_, "PERMISSION_DENIED") if says_file_gone(message) => ErrorClass::FileGone,
             (_, "UNAUTHENTICATED" | "PERMISSION_DENIED") => ErrorClass::Auth,
             (_, "NOT_FOUND") => ErrorClass::NotFound,
             (_, "RESOURCE_EXHAUSTED") | (429, _) if limit_zero => {

@@ -11,18 +11,77 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Generated, Job, Provider, class_by_status, decode_image, snippet};
+use super::{Generated, Job, Provider, RefPart, class_by_status, decode_image, snippet};
 use crate::error::{CallError, ErrorClass};
 use crate::retry::{retry_after, should_retry};
 use crate::secret::ApiKey;
 
 pub struct OpenAi {
     url: Url,
+    edits: Url,
 }
 
 impl OpenAi {
     pub fn new(base: &Url) -> OpenAi {
-        OpenAi { url: super::endpoint(base, "/v1/images/generations") }
+        OpenAi {
+            url: super::endpoint(base, "/v1/images/generations"),
+            edits: super::endpoint(base, "/v1/images/edits"),
+        }
+    }
+
+    /// A row with reference images (or a mask) is an edit: `POST /v1/images/edits` as
+    /// `multipart/form-data`, the same fields as a generation as text parts, each image a
+    /// file part `image[]` and the mask a file part `mask` (openai-python 3.54.0
+    /// `images.edit`, recorded in tests/sdk/fixtures.json). Params become text parts
+    /// (nested values as JSON text). File parts share the reference's buffer.
+    fn edit(&self, client: &Client, job: &Job<'_>) -> RequestBuilder {
+        use reqwest::multipart::{Form, Part};
+        let mut fields = serde_json::Map::new();
+        self.fields(&mut fields, job);
+        let mut form = Form::new();
+        for (name, value) in fields {
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            form = form.text(name, text);
+        }
+        let file = |part: &RefPart| -> Part {
+            let (mime, name, bytes) = match part {
+                RefPart::Inline { mime, name, bytes } => (*mime, name.clone(), bytes.clone()),
+                // The runner never hands an OpenAI call an uploaded file; if one came,
+                // its URI would not do as a file part: send an empty part the server
+                // refuses rather than a request without the reference.
+                RefPart::File { mime, .. } => (*mime, "missing".to_owned(), bytes::Bytes::new()),
+            };
+            let len = bytes.len() as u64;
+            Part::stream_with_length(reqwest::Body::from(bytes), len)
+                .file_name(name)
+                .mime_str(mime)
+                .expect("a valid mime type")
+        };
+        for part in job.refs {
+            form = form.part("image[]", file(part));
+        }
+        if let Some(mask) = job.mask {
+            form = form.part("mask", file(mask));
+        }
+        client.post(self.edits.clone()).multipart(form)
+    }
+
+    /// The fields of a generation, bulkgen's own first, then the params.
+    fn fields(&self, body: &mut serde_json::Map<String, Value>, job: &Job<'_>) {
+        // Fields as openai-python 3.54.0 sends them (types/image_generate_params.py):
+        // `response_format` only when the job carries one (never to GPT image models,
+        // which answer 400 unknown_parameter), the size as the catalogue resolved it.
+        body.insert("model".into(), job.model.into());
+        body.insert("prompt".into(), job.prompt.into());
+        body.insert("n".into(), 1.into());
+        body.insert("size".into(), job.size.to_string().into());
+        if let Some(format) = job.response_format {
+            body.insert("response_format".into(), format.as_str().into());
+        }
+        crate::params::merge_into(body, job.params);
     }
 }
 
@@ -43,19 +102,13 @@ struct Datum<'a> {
 
 impl Provider for OpenAi {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder {
-        // Fields as openai-python 3.54.0 sends them (types/image_generate_params.py):
-        // `response_format` only when the job carries one (never to GPT image models,
-        // which answer 400 unknown_parameter), the size as the catalogue resolved it.
-        let mut body = serde_json::Map::new();
-        body.insert("model".into(), job.model.into());
-        body.insert("prompt".into(), job.prompt.into());
-        body.insert("n".into(), 1.into());
-        body.insert("size".into(), job.size.to_string().into());
-        if let Some(format) = job.response_format {
-            body.insert("response_format".into(), format.as_str().into());
-        }
-        crate::params::merge_into(&mut body, job.params);
-        let mut req = client.post(self.url.clone()).json(&body);
+        let mut req = if job.refs.is_empty() && job.mask.is_none() {
+            let mut body = serde_json::Map::new();
+            self.fields(&mut body, job);
+            client.post(self.url.clone()).json(&body)
+        } else {
+            self.edit(client, job)
+        };
         if let Some(key) = key {
             let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
                 .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters"));
