@@ -888,4 +888,92 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn references_go_as_parts_before_the_text() {
+        let p = Gemini::new(&"https://generativelanguage.googleapis.com".parse().unwrap());
+        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
+        let client = crate::http::client(policy).unwrap();
+        let size = WireSize::Gemini { image_size: "1K".into(), ratio: None };
+        let params = crate::params::Params::new();
+        let refs = [
+            RefPart::Inline { mime: "image/png", name: "a.png".into(), bytes: bytes::Bytes::from_static(b"\x89PNG..") },
+            RefPart::File { mime: "image/jpeg", uri: "https://g.example/v1beta/files/abc".into() },
+        ];
+        let job = Job {
+            prompt: "p",
+            model: "m-1",
+            size: &size,
+            response_format: None,
+            params: &params,
+            refs: &refs,
+            mask: None,
+        };
+        let req = p.request(&client, None, &job).build().unwrap();
+        let v: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
+        assert_eq!(
+            v["contents"][0]["parts"],
+            serde_json::json!([
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORy4u"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://g.example/v1beta/files/abc"}},
+                {"text": "p"}
+            ])
+        );
+    }
+
+    #[test]
+    fn a_file_gone_is_not_a_bad_key() {
+        let gone = class_of(
+            403,
+            r#"{"error":{"code":403,"message":"You do not have permission to access the File abc123 or it may not exist.","status":"PERMISSION_DENIED"}}"#,
+        );
+        assert_eq!(gone.class, ErrorClass::FileGone);
+        assert!(gone.message.contains("abc123"), "{gone}");
+        let denied = class_of(
+            403,
+            r#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers","status":"PERMISSION_DENIED"}}"#,
+        );
+        assert_eq!(denied.class, ErrorClass::Auth);
+    }
+
+    #[test]
+    fn uploads_announce_the_file_and_their_answers_are_read() {
+        let base: Url = "https://generativelanguage.googleapis.com".parse().unwrap();
+        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
+        let client = crate::http::client(policy).unwrap();
+        let key = ApiKey::new("k-uploads-1");
+        let req = upload_start(&base, &client, Some(&key), "bulkgen-ab", "image/png", 1234).build().unwrap();
+        assert_eq!(req.url().as_str(), "https://generativelanguage.googleapis.com/upload/v1beta/files");
+        let h = req.headers();
+        assert_eq!(h["x-goog-upload-protocol"], "resumable");
+        assert_eq!(h["x-goog-upload-command"], "start");
+        assert_eq!(h["x-goog-upload-header-content-length"], "1234");
+        assert_eq!(h["x-goog-upload-header-content-type"], "image/png");
+        assert_eq!(h["x-goog-api-key"], "k-uploads-1");
+        let mut headers = HeaderMap::new();
+        assert_eq!(upload_url(StatusCode::OK, &headers, b"").unwrap_err().class, ErrorClass::BadResponse);
+        headers.insert("x-goog-upload-url", HeaderValue::from_static("https://g.example/upload?upload_id=7"));
+        assert_eq!(upload_url(StatusCode::OK, &headers, b"").unwrap().as_str(), "https://g.example/upload?upload_id=7");
+        let body = br#"{"file":{"name":"files/abc","uri":"https://g.example/v1beta/files/abc","mimeType":"image/png",
+            "sizeBytes":"1234","expirationTime":"2026-11-26T10:00:00.500Z","state":"ACTIVE"}}"#;
+        let f = parse_file(StatusCode::OK, &HeaderMap::new(), body).unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.uri.as_str(), f.state.as_deref()),
+            ("files/abc", "https://g.example/v1beta/files/abc", Some("ACTIVE"))
+        );
+        assert_eq!(f.expires_at, Some(1_795_687_200.5));
+        let e = parse_file(StatusCode::OK, &HeaderMap::new(), br#"{"file":{}}"#).unwrap_err();
+        assert_eq!(e.class, ErrorClass::BadResponse);
+    }
+
+    #[test]
+    fn rfc3339_times_are_read_with_their_offsets() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800.0));
+        assert_eq!(parse_rfc3339("2026-11-26T12:00:00+02:00"), parse_rfc3339("2026-11-26T10:00:00Z"));
+        assert_eq!(parse_rfc3339("2026-11-26T08:30:00-01:30"), parse_rfc3339("2026-11-26T10:00:00Z"));
+        for bad in ["", "2026-13-01T00:00:00Z", "tomorrow", "2026-11-26T25:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 }
