@@ -67,7 +67,8 @@ pub fn for_dialect(dialect: Dialect, base_url: &reqwest::Url) -> Box<dyn Provide
 /// or `param.KEY` column may not name them or a parent of them.
 pub fn fields_set(dialect: Dialect) -> &'static [&'static str] {
     match dialect {
-        Dialect::Openai => &["model", "prompt", "n", "size", "response_format"],
+        // `image`, `image[]` and `mask` are the file parts of an edit.
+        Dialect::Openai => &["model", "prompt", "n", "size", "response_format", "image", "image[]", "mask"],
         Dialect::Gemini => &["contents", "generationConfig.responseModalities", "generationConfig.imageConfig"],
     }
 }
