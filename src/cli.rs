@@ -339,6 +339,19 @@ fn print_outcome(o: &Outcome) {
         o.out.join(report::MD_FILE).display(),
         o.out.join(report::JSON_FILE).display()
     ));
+    let refs = &o.references;
+    if refs.uploads > 0 {
+        let again = if refs.reuploads > 0 {
+            format!(", {} of them again after the provider lost the file", refs.reuploads)
+        } else {
+            String::new()
+        };
+        let _ = print_stdout(&format!(
+            "reference images: {} uploaded ({}){again}\n",
+            refs.uploads,
+            crate::http::bytes_text(refs.upload_bytes)
+        ));
+    }
     if let Some(runner::StopReason::Interrupted) = &o.stopped {
         eprintln!(
             "bulkgen: interrupted; {} row(s) left pending: run the same command again to finish them",

@@ -118,6 +118,8 @@ pub struct Outcome {
     pub report: Report,
     pub stopped: Option<StopReason>,
     pub out: PathBuf,
+    /// What this run uploaded of the reference images.
+    pub references: crate::attach::AttachStats,
 }
 
 struct Ctx {
@@ -445,7 +447,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     report::write_files(&report, &inputs, &ctx.out.root)
         .map_err(|source| RunError::Output { path: ctx.out.root.clone(), source })?;
     ckpt.close().await?;
-    Ok(Some(Outcome { exit_code, counts, report, stopped, out: ctx.out.root.clone() }))
+    let references = ctx.attach.stats();
+    Ok(Some(Outcome { exit_code, counts, report, stopped, out: ctx.out.root.clone(), references }))
 }
 
 /// Raises the open-file limit to what the calls in flight need (`fdlimit`); the note to
