@@ -140,7 +140,7 @@ impl Caller {
     }
 
     /// Uploads one reference image with Gemini's Files API (two requests: start, then
-    /// the bytes with "upload, finalize"), each bounded by `deadline`. The key goes only
+    /// the bytes with "upload, finalize"), each bounded by `deadline`. The bytes go only
     /// to the endpoint the user named: an upload URL on another origin is refused.
     pub async fn upload_gemini(
         &self,
@@ -166,13 +166,14 @@ impl Caller {
                 return Err(CallError::new(
                     ErrorClass::BadResponse,
                     format!(
-                        "the Files API named an upload URL on another address ({}), where the API key is not sent",
+                        "the Files API named an upload URL on another address ({}); references are sent only to \
+                         --base-url",
                         url.origin().ascii_serialization()
                     ),
                 )
                 .with_should_retry(Some(false)));
             }
-            let resp = gemini::upload_bytes(url, &self.client, key, bytes)
+            let resp = gemini::upload_bytes(url, &self.client, mime, bytes)
                 .timeout(deadline)
                 .send()
                 .await

@@ -146,8 +146,10 @@ fn ref_part(part: &RefPart) -> Value {
     }
 }
 
-/// The Files API (wire-formats.md, "Files API"; google-genai `files.upload`): a resumable
-/// upload in two requests. The first announces the file and gets an upload URL back.
+/// The Files API (wire-formats.md, "Files API"): a resumable upload in two requests, as
+/// google-genai 3.4.0 `files.upload` sends them (tests/sdk/fixtures.json,
+/// `genai.files.upload@bytesio@v1beta`). The first announces the file (snake_case keys,
+/// as the SDK writes them) and gets an upload URL back.
 pub fn upload_start(
     base: &Url,
     client: &Client,
@@ -157,13 +159,14 @@ pub fn upload_start(
     len: u64,
 ) -> RequestBuilder {
     let url = super::endpoint(base, "/upload/v1beta/files");
-    let body = serde_json::json!({"file": {"displayName": display_name}});
-    with_key(client.post(url), key)
-        .header("X-Goog-Upload-Protocol", "resumable")
-        .header("X-Goog-Upload-Command", "start")
+    let body = serde_json::json!({"file": {"display_name": display_name, "mime_type": mime, "size_bytes": len}});
+    upload_headers(with_key(client.post(url), key), mime, len).header("X-Goog-Upload-Command", "start").json(&body)
+}
+
+fn upload_headers(req: RequestBuilder, mime: &str, len: u64) -> RequestBuilder {
+    req.header("X-Goog-Upload-Protocol", "resumable")
         .header("X-Goog-Upload-Header-Content-Length", len.to_string())
         .header("X-Goog-Upload-Header-Content-Type", mime)
-        .json(&body)
 }
 
 /// The upload URL the start request's answer names (`x-goog-upload-url`).
@@ -181,9 +184,10 @@ pub fn upload_url(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Resul
     })
 }
 
-/// The second request: the bytes, and "finalize".
-pub fn upload_bytes(url: Url, client: &Client, key: Option<&ApiKey>, bytes: bytes::Bytes) -> RequestBuilder {
-    with_key(client.post(url), key)
+/// The second request: the bytes, and "finalize", to the upload URL. Without the key,
+/// as the SDK sends it: the URL's `upload_id` is the authority.
+pub fn upload_bytes(url: Url, client: &Client, mime: &str, bytes: bytes::Bytes) -> RequestBuilder {
+    upload_headers(client.post(url), mime, bytes.len() as u64)
         .header("X-Goog-Upload-Offset", "0")
         .header("X-Goog-Upload-Command", "upload, finalize")
         .header(reqwest::header::CONTENT_LENGTH, bytes.len())
