@@ -135,7 +135,18 @@ pub struct ModelEntry {
     pub sizes: Option<SizeRule>,
     #[serde(default)]
     pub response_format: bool,
+    /// How many reference images one request may carry (None: not known, not checked).
     pub max_reference_images: Option<u32>,
+    /// The formats a reference may be in, among `png`, `jpeg`, `webp` (judged by the
+    /// bytes, never the extension); empty: not known, any of them is sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_formats: Vec<String>,
+    /// The most bytes one reference image may have (None: not known, not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_reference_bytes: Option<u64>,
+    /// Takes an edit mask (the openai dialect's `/v1/images/edits` `mask`).
+    #[serde(default)]
+    pub mask: bool,
     #[serde(default)]
     pub params: Vec<String>,
     pub price: Option<Price>,
@@ -234,6 +245,7 @@ impl Catalog {
                 (None, _) => return Err(at("needs `sizes` (only shut-down models may leave it out)".into())),
                 (Some(rule), _) => check_rule(rule).map_err(at)?,
             }
+            check_references(m).map_err(at)?;
             if let Some(p) = &m.price {
                 for (class, usd) in p.online.iter().chain(&p.batch) {
                     if Resolution::parse(class).is_none() || !(usd.is_finite() && *usd >= 0.0) {
@@ -317,8 +329,8 @@ impl Catalog {
                 let _ = writeln!(out, "    sizes: {}", rule_text(rule));
             }
             let mut facts = vec![format!("response_format: {}", if m.response_format { "yes" } else { "no" })];
-            if let Some(n) = m.max_reference_images {
-                facts.push(format!("reference images: up to {n}"));
+            if let Some(refs) = references_text(m) {
+                facts.push(refs);
             }
             if let Some(p) = &m.price {
                 let list = |t: &BTreeMap<String, f64>| {
@@ -367,6 +379,115 @@ impl ModelEntry {
     /// The published price of one image of `class`, online.
     pub fn online_price(&self, class: Resolution) -> Option<f64> {
         self.price.as_ref()?.online.get(class.as_str()).copied()
+    }
+}
+
+/// The formats a reference may be in, as the catalogue spells them.
+pub const REFERENCE_FORMATS: [&str; 3] = ["png", "jpeg", "webp"];
+
+/// What a model takes as reference images, as far as the catalogue knows: each limit is
+/// None (or empty) when it is not known, and then not checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceRules {
+    /// The catalogue's name of the model, or the name the row gave when it is unknown.
+    pub model: String,
+    /// Whether the catalogue knows the model (messages then name the catalogue's facts).
+    pub known: bool,
+    pub max_images: Option<u32>,
+    /// Among [`REFERENCE_FORMATS`]; empty: any of them.
+    pub formats: Vec<String>,
+    pub max_bytes: Option<u64>,
+    /// Takes an edit mask: the openai dialect only, and a known model only when its
+    /// entry says so.
+    pub mask: bool,
+}
+
+impl ReferenceRules {
+    /// Whether the format of an image (`png`, `jpeg` or `webp`) is taken.
+    pub fn takes_format(&self, format: &str) -> bool {
+        self.formats.is_empty() || self.formats.iter().any(|f| f == format)
+    }
+}
+
+impl Catalog {
+    /// What `model` takes as reference images when spoken to in `dialect`. A model the
+    /// catalogue does not know is sent what the row gives (no limit checked), as with
+    /// sizes; a mask goes only to the openai dialect's edits endpoint (Gemini has none).
+    pub fn reference_rules(&self, dialect: Dialect, model: &str) -> ReferenceRules {
+        match self.lookup(model) {
+            Some(m) => ReferenceRules {
+                model: m.name.clone(),
+                known: true,
+                max_images: m.max_reference_images,
+                formats: m.reference_formats.clone(),
+                max_bytes: m.max_reference_bytes,
+                mask: m.mask && m.dialect == Dialect::Openai && dialect == Dialect::Openai,
+            },
+            None => ReferenceRules {
+                model: model.to_owned(),
+                known: false,
+                max_images: None,
+                formats: Vec::new(),
+                max_bytes: None,
+                mask: dialect == Dialect::Openai,
+            },
+        }
+    }
+}
+
+/// The reference fields of an entry are usable: known formats, a byte limit of at least
+/// one byte, and a mask only in the openai dialect (Gemini has no edit mask).
+fn check_references(m: &ModelEntry) -> Result<(), String> {
+    for f in &m.reference_formats {
+        if !REFERENCE_FORMATS.contains(&f.as_str()) {
+            return Err(format!(
+                "reference_formats has {f:?}: write some of {} (the formats bulkgen can check)",
+                REFERENCE_FORMATS.map(|f| format!("{f:?}")).join(", ")
+            ));
+        }
+    }
+    if m.max_reference_bytes == Some(0) {
+        return Err("max_reference_bytes = 0: give the most bytes one reference may have (at least 1), or leave \
+                    it out when it is not known"
+            .into());
+    }
+    if m.mask && m.dialect == Dialect::Gemini {
+        return Err("mask = true, but the gemini dialect has no edit mask: leave it out".into());
+    }
+    Ok(())
+}
+
+/// "reference images: up to 14 (png jpeg webp, each up to 100 MB); edit mask", or None
+/// when the catalogue knows nothing of them.
+fn references_text(m: &ModelEntry) -> Option<String> {
+    let mut text = match m.max_reference_images {
+        Some(0) => "reference images: none".to_owned(),
+        Some(n) => format!("reference images: up to {n}"),
+        None if m.reference_formats.is_empty() && m.max_reference_bytes.is_none() && !m.mask => return None,
+        None => "reference images: count not known".to_owned(),
+    };
+    let mut detail = Vec::new();
+    if !m.reference_formats.is_empty() {
+        detail.push(m.reference_formats.join(" "));
+    }
+    if let Some(n) = m.max_reference_bytes {
+        detail.push(format!("each up to {}", decimal_bytes(n)));
+    }
+    if !detail.is_empty() && m.max_reference_images != Some(0) {
+        text.push_str(&format!(" ({})", detail.join(", ")));
+    }
+    if m.mask {
+        text.push_str("; edit mask");
+    }
+    Some(text)
+}
+
+/// Bytes as providers write their limits: `50 MB`, `2 GB`, else the plain count.
+fn decimal_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 && n.is_multiple_of(1_000_000_000) => format!("{} GB", n / 1_000_000_000),
+        n if n >= 1_000_000 && n.is_multiple_of(1_000_000) => format!("{} MB", n / 1_000_000),
+        n => format!("{n} bytes"),
     }
 }
 
@@ -870,6 +991,70 @@ as_of = "2026-11-24"
         assert!(err.contains("models.toml") && err.contains("needs `sizes`"), "{err}");
         std::fs::write(&path, "[[model]]\nname = \"x\"\ncolour = \"red\"\n").unwrap();
         assert!(Catalog::load(Some(&path)).unwrap_err().contains("colour"));
+    }
+
+    #[test]
+    fn every_active_image_model_describes_its_references() {
+        let c = cat();
+        for m in c.models.iter().filter(|m| m.status != Status::Shutdown) {
+            assert!(m.max_reference_images.is_some(), "{} needs max_reference_images", m.name);
+            assert!(!m.reference_formats.is_empty(), "{} needs reference_formats", m.name);
+            assert!(m.max_reference_bytes.is_some(), "{} needs max_reference_bytes", m.name);
+        }
+        let gpt = c.reference_rules(Dialect::Openai, "gpt-image-2");
+        assert_eq!((gpt.max_images, gpt.max_bytes, gpt.mask), (Some(16), Some(50_000_000), true));
+        assert!(gpt.takes_format("png") && gpt.takes_format("jpeg") && gpt.takes_format("webp"));
+        let pro = c.reference_rules(Dialect::Gemini, "gemini-3-pro-image");
+        assert_eq!((pro.max_images, pro.mask), (Some(14), false));
+        // An aggregator serving a GPT image model in the gemini dialect: no mask.
+        assert!(!c.reference_rules(Dialect::Gemini, "gpt-image-2").mask);
+        let unknown = c.reference_rules(Dialect::Openai, "my-model");
+        assert_eq!((unknown.known, unknown.max_images, unknown.max_bytes, unknown.mask), (false, None, None, true));
+        assert!(unknown.takes_format("webp"));
+        assert!(!c.reference_rules(Dialect::Gemini, "my-model").mask);
+        let text = c.render_text();
+        assert!(text.contains("reference images: up to 16 (png jpeg webp, each up to 50 MB); edit mask"), "{text}");
+        assert!(text.contains("reference images: up to 14 (png jpeg webp, each up to 100 MB); online"), "{text}");
+    }
+
+    #[test]
+    fn models_files_set_reference_fields_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.toml");
+        let entry = |extra: &str| {
+            format!(
+                "[[model]]\nname = \"relay\"\ndialect = \"openai\"\nsizes = {{ kind = \"list\", sizes = \
+                 [\"1024x1024\"] }}\nsource = \"s\"\nas_of = \"2026-11-24\"\n{extra}"
+            )
+        };
+        std::fs::write(
+            &path,
+            entry("max_reference_images = 3\nreference_formats = [\"png\"]\nmax_reference_bytes = 1000\nmask = true\n"),
+        )
+        .unwrap();
+        let c = Catalog::load(Some(&path)).unwrap();
+        let r = c.reference_rules(Dialect::Openai, "relay");
+        assert_eq!((r.max_images, r.max_bytes, r.mask), (Some(3), Some(1000), true));
+        assert!(r.takes_format("png") && !r.takes_format("webp"));
+        for (extra, want) in [
+            ("reference_formats = [\"gif\"]\n", "reference_formats has \"gif\""),
+            ("max_reference_bytes = 0\n", "max_reference_bytes = 0"),
+            ("max_reference_bytes = -5\n", "max_reference_bytes"),
+            ("max_reference_images = -1\n", "max_reference_images"),
+            ("mask = \"yes\"\n", "mask"),
+        ] {
+            std::fs::write(&path, entry(extra)).unwrap();
+            let err = Catalog::load(Some(&path)).unwrap_err();
+            assert!(err.contains("models.toml") && err.contains(want), "{extra}: {err}");
+        }
+        std::fs::write(
+            &path,
+            "[[model]]\nname = \"g\"\ndialect = \"gemini\"\nmask = true\nsizes = { kind = \"gemini\", classes = \
+             [\"1K\"], ratios = [\"1:1\"] }\nsource = \"s\"\nas_of = \"2026-11-24\"\n",
+        )
+        .unwrap();
+        let err = Catalog::load(Some(&path)).unwrap_err();
+        assert!(err.contains("the gemini dialect has no edit mask"), "{err}");
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Origin {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
     pub manifest: PathBuf,
+    /// Where relative reference paths (`images`, `mask`) are looked up: `--images-dir`, or
+    /// the manifest's folder.
+    pub images_dir: PathBuf,
     pub out: PathBuf,
     pub dialect: Dialect,
     pub base_url: Url,
@@ -264,8 +267,20 @@ impl RunConfig {
             })?)
         };
 
+        let images_dir = match &args.images_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(err("--images-dir is empty: name the folder of the reference images".into()));
+            }
+            Some(dir) => dir.clone(),
+            None => match args.manifest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            },
+        };
+
         Ok(RunConfig {
             manifest: args.manifest.clone(),
+            images_dir,
             out: args.out.clone(),
             dialect: args.provider,
             base_url,

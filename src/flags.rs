@@ -10,8 +10,13 @@ use crate::catalog::{Dialect, ResponseFormat, SizePolicy};
 #[derive(Debug, Clone, Args)]
 #[command(args_override_self = true)]
 pub struct RunArgs {
-    /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model).
+    /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model,
+    /// images, mask).
     pub manifest: PathBuf,
+    /// Where the relative paths of the manifest's `images` and `mask` columns are looked up
+    /// [default: the manifest's folder].
+    #[arg(long, value_name = "DIR", env = "BULKGEN_IMAGES_DIR")]
+    pub images_dir: Option<PathBuf>,
     /// Output folder: images, checkpoint, results.csv, reports.
     #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
     pub out: PathBuf,

@@ -67,6 +67,9 @@ pub enum ProblemKind {
     BadAspectRatio,
     /// The row's model cannot render it as asked (the catalogue's check).
     Model,
+    /// A reference image (`images`, `mask`) that cannot be read, fetched, or sent to the
+    /// row's model.
+    Reference,
 }
 
 impl ProblemKind {
@@ -82,6 +85,7 @@ impl ProblemKind {
             ProblemKind::BadSize => "bad size",
             ProblemKind::BadAspectRatio => "bad aspect ratio",
             ProblemKind::Model => "not renderable by its model",
+            ProblemKind::Reference => "bad reference image",
         }
     }
 }
@@ -216,12 +220,19 @@ pub struct Rules<'a> {
     pub default_model: &'a str,
     pub reserved_params: &'a [&'a str],
     pub check: &'a RowCheck<'a>,
+    /// The check of a row's reference images, when there is one.
+    pub refs: Option<&'a RefCheck<'a>>,
 }
+
+/// The check of a row's reference images: (model, images, mask) -> every reason the row
+/// cannot be sent as it names them (none: fine). It is called for every row whose id is
+/// its own, in file order, whatever the model check says of it.
+pub type RefCheck<'a> = dyn Fn(&str, &[String], Option<&str>) -> Vec<String> + 'a;
 
 impl Rules<'_> {
     /// Rules for tests and callers with no model restrictions.
     pub fn sizes_only(default_size: Size) -> Rules<'static> {
-        Rules { default_size, default_model: "", reserved_params: &[], check: &|_, _, _| Ok(()) }
+        Rules { default_size, default_model: "", reserved_params: &[], check: &|_, _, _| Ok(()), refs: None }
     }
 }
 
@@ -264,6 +275,20 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
                 }
                 let size = row.size.unwrap_or(rules.default_size);
                 let model = row.model.as_deref().unwrap_or(rules.default_model);
+                let mut refused = false;
+                if let Some(refs) = rules.refs
+                    && !(row.images.is_empty() && row.mask.is_none())
+                {
+                    for why in refs(model, &row.images, row.mask.as_deref()) {
+                        refused = true;
+                        problems.push(Problem {
+                            line: row.line,
+                            kind: ProblemKind::Reference,
+                            reason: format!("row {}: {why}", row.id),
+                            id: None,
+                        });
+                    }
+                }
                 if let Err(why) = (rules.check)(model, size, row.aspect_ratio) {
                     problems.push(Problem {
                         line: row.line,
@@ -271,6 +296,9 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
                         reason: format!("row {}: {why}", row.id),
                         id: None,
                     });
+                    continue;
+                }
+                if refused {
                     continue;
                 }
                 if stats.models.len() < MAX_MODELS && !stats.models.contains(model) {
@@ -440,6 +468,8 @@ struct Layout {
     size: Option<usize>,
     aspect_ratio: Option<usize>,
     model: Option<usize>,
+    images: Option<usize>,
+    mask: Option<usize>,
     /// `param.KEY` columns: where, and KEY.
     params: Vec<usize>,
     param_keys: Vec<String>,
@@ -487,6 +517,8 @@ impl ManifestReader {
             size: None,
             aspect_ratio: None,
             model: None,
+            images: None,
+            mask: None,
             params: Vec::new(),
             param_keys: Vec::new(),
             extra: Vec::new(),
@@ -505,6 +537,8 @@ impl ManifestReader {
                 "size" => &mut layout.size,
                 "aspect_ratio" => &mut layout.aspect_ratio,
                 "model" => &mut layout.model,
+                "images" => &mut layout.images,
+                "mask" => &mut layout.mask,
                 lower if lower.starts_with("param.") => {
                     let key = name["param.".len()..].trim().to_owned();
                     params::check_key(&key).map_err(|e| header_err(format!("column {name:?}: {e}")))?;
@@ -529,6 +563,11 @@ impl ManifestReader {
             return Err(header_err(format!("has no `prompt` column (columns found: {})", names.join(", "))));
         }
         Ok(ManifestReader { records: rdr.into_byte_records(), lines, layout, extra_columns, index: 0 })
+    }
+
+    /// Whether the manifest has an `images` or a `mask` column.
+    pub fn has_references(&self) -> bool {
+        self.layout.images.is_some() || self.layout.mask.is_some()
     }
 
     /// Names of the columns carried through to results.csv, in header order.
@@ -594,6 +633,8 @@ impl ManifestReader {
                     params::set(&mut row_params, key, params::value_of(raw));
                 }
             }
+            let images = optional(self.layout.images)?.map(split_references).unwrap_or_default();
+            let mask = optional(self.layout.mask)?.map(str::to_owned);
             let extra = self.layout.extra.iter().map(|&c| text(c).map(str::to_owned)).collect::<Result<_, _>>()?;
             Ok(ManifestRow {
                 line,
@@ -604,13 +645,19 @@ impl ManifestReader {
                 aspect_ratio,
                 model,
                 params: row_params,
-                images: Vec::new(),
-                mask: None,
+                images,
+                mask,
                 extra,
             })
         };
         rest().map_err(with_id)
     }
+}
+
+/// The `images` column: references separated by `;`, each trimmed, empty pieces ignored
+/// (so a trailing `;` or `a;;b` is fine). A URL holding a `;` cannot be named.
+pub fn split_references(cell: &str) -> Vec<String> {
+    cell.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// Ids become file names: only `A-Z a-z 0-9 . _ -`, 1 to 128 of them, no leading dot, so
@@ -846,6 +893,7 @@ mod tests {
             default_model: "flash",
             reserved_params: &[],
             check: &check,
+            refs: None,
         };
         let ManifestError::Rows { problems, .. } = validate(f.path(), &rules).unwrap_err() else { panic!() };
         assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![3, 5]);
@@ -864,6 +912,37 @@ mod tests {
         let rules = Rules { reserved_params: &["size"], ..Rules::sizes_only(Size::Class(Resolution::K1)) };
         let err = validate(f.path(), &rules).unwrap_err().to_string();
         assert!(err.contains("`param.size` would overwrite `size`"), "{err}");
+    }
+
+    #[test]
+    fn images_split_on_semicolons_and_mask_is_one_reference() {
+        let rows = rows(b"prompt,IMAGES,Mask,team\na, cat.png ; ;https://x.test/a.png;,m.png,red\nb,,,blue\n");
+        assert_eq!(rows[0].images, vec!["cat.png", "https://x.test/a.png"]);
+        assert_eq!(rows[0].mask.as_deref(), Some("m.png"));
+        assert_eq!(rows[0].extra, vec!["red"], "images and mask are not carried through as extra columns");
+        assert!(rows[1].images.is_empty() && rows[1].mask.is_none());
+    }
+
+    #[test]
+    fn the_reference_check_reports_every_reason_with_line_and_id() {
+        let f = manifest(b"prompt,id,images,mask\na,one,x.png,\nb,two,,\nc,three,y.png;z.png,m.png\n");
+        let refs = |_: &str, images: &[String], mask: Option<&str>| {
+            images.iter().chain(mask.map(str::to_owned).as_ref()).map(|s| format!("{s} is missing")).collect()
+        };
+        let rules = Rules { refs: Some(&refs), ..Rules::sizes_only(Size::Class(Resolution::K1)) };
+        let ManifestError::Rows { problems, total, .. } = validate(f.path(), &rules).unwrap_err() else { panic!() };
+        assert_eq!(total, 4);
+        let got: Vec<(u64, &str)> = problems.iter().map(|p| (p.line, p.reason.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, "row one: x.png is missing"),
+                (4, "row three: y.png is missing"),
+                (4, "row three: z.png is missing"),
+                (4, "row three: m.png is missing")
+            ]
+        );
+        assert!(problems.iter().all(|p| p.kind == ProblemKind::Reference));
     }
 
     #[test]

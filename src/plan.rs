@@ -2,21 +2,31 @@
 //! resolution class, rows already done in `--out`, the estimated cost, and the expected
 //! wall time for the given concurrency and rate cap.
 //!
+//! Reference images: how many distinct ones the rows to run name, and the bytes that go
+//! out for them. Gemini: each reference [`RefFile::upload_once`] says is shared or large is
+//! uploaded once (Files API, kept 48 h), the others ride inline with their row. The openai
+//! dialect's edits are multipart: every call sends its files again, so the bytes are the
+//! sum over the rows.
+//!
 //! Expected latency per class: the mean of the successful calls already recorded in
 //! `--out` when it has some, otherwise the mean of the published Gemini 3 Pro Image
 //! figures (domain.md, as fitted in `sim::latency`). Wall time: the larger of the total
 //! latency divided by `--concurrency` and the rows divided by the `--rpm` rate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use crate::catalog::Dialect;
 use crate::checkpoint::{self, DB_FILE};
 use crate::config::RunConfig;
 use crate::cost::Usd;
+use crate::http::bytes_text;
 use crate::manifest::{ManifestReader, ReadError};
 use crate::progress::human;
+use crate::refs::{RefFile, References};
 use crate::report::{self, Percentiles};
 use crate::size::Resolution;
 
@@ -43,16 +53,54 @@ struct ClassPlan {
     unpriced: u64,
 }
 
-pub async fn print(cfg: &RunConfig) -> Result<(), PlanError> {
+/// The bytes the reference images of the rows to run send (see the module's text).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RefPlan {
+    /// Distinct references the rows to run name (by content).
+    distinct: HashSet<String>,
+    /// Gemini: bytes uploaded once each (Files API).
+    uploaded: u64,
+    /// Gemini: bytes sent inline with rows; openai: every byte sent with every call.
+    sent: u64,
+}
+
+impl RefPlan {
+    fn add(&mut self, dialect: Dialect, file: &RefFile) {
+        let new = self.distinct.insert(file.hash.clone());
+        match dialect {
+            Dialect::Gemini if file.upload_once() => self.uploaded += if new { file.len } else { 0 },
+            _ => self.sent += file.len,
+        }
+    }
+
+    fn text(&self, dialect: Dialect) -> String {
+        let n = self.distinct.len();
+        match dialect {
+            Dialect::Gemini => format!(
+                "reference images: {n} distinct; {} uploaded once (Files API, kept 48 h) and {} sent inline with \
+                 their rows",
+                bytes_text(self.uploaded),
+                bytes_text(self.sent)
+            ),
+            Dialect::Openai => format!(
+                "reference images: {n} distinct; {} sent in all (edits are multipart: every call sends its files \
+                 again)",
+                bytes_text(self.sent)
+            ),
+        }
+    }
+}
+
+pub async fn print(cfg: &RunConfig, references: Arc<References>) -> Result<(), PlanError> {
     let cfg = cfg.clone();
-    let text = tokio::task::spawn_blocking(move || plan(&cfg)).await.expect("planning does not panic")?;
+    let text = tokio::task::spawn_blocking(move || plan(&cfg, &references)).await.expect("planning does not panic")?;
     match crate::exit::write_stdout(&text) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(PlanError::Stdout(e)),
         _ => Ok(()),
     }
 }
 
-fn plan(cfg: &RunConfig) -> Result<String, PlanError> {
+fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
     let prices = &cfg.prices;
     let db_path = cfg.out.join(DB_FILE);
     let db = if db_path.is_file() {
@@ -71,6 +119,7 @@ fn plan(cfg: &RunConfig) -> Result<String, PlanError> {
         None => BTreeMap::new(),
     };
     let mut classes: BTreeMap<Resolution, ClassPlan> = BTreeMap::new();
+    let mut refs = RefPlan::default();
     let reader = ManifestReader::open(&cfg.manifest)?;
     let mut lookup = match &db {
         Some(c) => Some(c.prepare("SELECT state FROM rows WHERE id = ?1").map_err(checkpoint::CheckpointError::Sql)?),
@@ -97,6 +146,15 @@ fn plan(cfg: &RunConfig) -> Result<String, PlanError> {
         match prices.get(model, class) {
             Some(p) => plan.cost += p,
             None => plan.unpriced += 1,
+        }
+        if !(row.images.is_empty() && row.mask.is_none()) {
+            let named = references
+                .row_refs(&row.images, row.mask.as_deref())
+                .ok_or_else(|| PlanError::Changed(format!("line {}: a reference was not read", row.line)))?;
+            for hash in named.images.iter().chain(&named.mask) {
+                let file = references.get(hash).expect("row_refs gives hashes of read references");
+                refs.add(cfg.dialect, file);
+            }
         }
     }
 
@@ -149,6 +207,9 @@ fn plan(cfg: &RunConfig) -> Result<String, PlanError> {
             String::new()
         }
     );
+    if !references.is_empty() {
+        let _ = writeln!(out, "{}", refs.text(cfg.dialect));
+    }
     if to_run > 0 {
         let _ = writeln!(
             out,

@@ -39,6 +39,7 @@ use crate::plan;
 use crate::preflight;
 use crate::progress::{self, Progress};
 use crate::provider::{self, Generated, Job};
+use crate::refs::{self, References};
 use crate::report::{self, Report};
 use crate::size::Resolution;
 
@@ -278,12 +279,47 @@ pub struct Interrupts {
     pub second: CancellationToken,
 }
 
-/// Streams the manifest once and checks every row against the catalogue (each row's size
-/// resolved by its model, `--response-format` only where taken); nothing is sent. `run`
-/// and `repair` both start here, so a row's identity is computed the same way.
-pub async fn check_manifest(cfg: &RunConfig) -> Result<manifest::ManifestStats, RunError> {
+/// What the manifest check found: the counts the plan and the preflight need, and every
+/// distinct reference image the rows name (read, checked and hashed once each).
+#[derive(Debug)]
+pub struct CheckedManifest {
+    pub stats: manifest::ManifestStats,
+    pub references: References,
+}
+
+/// Streams the manifest and checks every row against the catalogue (each row's size
+/// resolved by its model, `--response-format` only where taken, its reference images read
+/// and fitted to its model's limits); nothing is sent to the provider. `run` and `repair`
+/// both start here, so a row's identity is computed the same way.
+///
+/// Reference URLs are fetched first, each distinct one once, [`refs::FETCH_CONCURRENCY`] at
+/// a time, with the rules of result downloads (keyless client, no link-local or metadata
+/// address, `--max-response-bytes`, `--download-timeout`), into `DIR/refs/<sha256>.<ext>`.
+/// A dry run fetches them into a scratch folder under the system's temporary folder that
+/// is removed when the check ends, so it still creates nothing: the `RefFile::path` of a
+/// URL is then gone, and only its hash and length are meant to be used.
+pub async fn check_manifest(cfg: &RunConfig) -> Result<CheckedManifest, RunError> {
+    let path = cfg.manifest.clone();
+    let urls = tokio::task::spawn_blocking(move || refs::manifest_urls(&path))
+        .await
+        .expect("reading the manifest does not panic")?;
+    let scratch = cfg.dry_run.then(refs::ScratchDir::new);
+    let fetched = if urls.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        let policy =
+            HttpPolicy { connect_timeout: cfg.connect_timeout, http2: cfg.http2, concurrency: refs::FETCH_CONCURRENCY };
+        let settings = refs::FetchSettings {
+            client: http::download_client(policy)?,
+            timeout: cfg.download_timeout,
+            max_bytes: cfg.max_response_bytes,
+            dir: scratch.as_ref().map_or_else(|| cfg.out.join(refs::CACHE_DIR), |s| s.0.clone()),
+            concurrency: refs::FETCH_CONCURRENCY,
+        };
+        refs::fetch_all(urls, &settings).await
+    };
     let checked = cfg.clone();
-    let stats = tokio::task::spawn_blocking(move || {
+    let result = tokio::task::spawn_blocking(move || {
         let cfg = checked;
         let check = |model: &str, size, ratio| -> Result<(), String> {
             cfg.catalog.resolve(cfg.dialect, model, size, ratio, cfg.size_policy)?;
@@ -298,23 +334,32 @@ pub async fn check_manifest(cfg: &RunConfig) -> Result<manifest::ManifestStats, 
             }
             Ok(())
         };
+        let checker =
+            refs::Checker::new(&cfg.catalog, cfg.dialect, cfg.images_dir.clone(), cfg.max_response_bytes, fetched);
+        let ref_check = |model: &str, images: &[String], mask: Option<&str>| checker.check_row(model, images, mask);
         let rules = Rules {
             default_size: cfg.size,
             default_model: &cfg.model,
             reserved_params: provider::fields_set(cfg.dialect),
             check: &check,
+            refs: Some(&ref_check),
         };
-        manifest::validate(&cfg.manifest, &rules)
+        let stats = manifest::validate(&cfg.manifest, &rules)?;
+        Ok::<_, RunError>(CheckedManifest { stats, references: checker.into_references() })
     })
     .await
-    .expect("manifest validation does not panic")?;
-    Ok(stats)
+    .expect("manifest validation does not panic");
+    drop(scratch);
+    result
 }
 
 /// Runs (or resumes) the batch described by `cfg`; with `--dry-run`, prints the plan and
 /// returns None.
 pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
-    let manifest_stats = check_manifest(&cfg).await?;
+    let CheckedManifest { stats: manifest_stats, references } = check_manifest(&cfg).await?;
+    // Every distinct reference image, read and hashed: rows map their spellings to hashes
+    // with `References::row_refs` (identity, attachments; wired by the upload side).
+    let references = Arc::new(references);
     // Before anything is sent (the preflight included): a damaged checkpoint, or images
     // of the manifest's rows in a folder without one, would have this run pay again.
     let (out_dir, manifest) = (cfg.out.clone(), cfg.manifest.clone());
@@ -327,7 +372,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         })?;
 
     if cfg.dry_run {
-        plan::print(&cfg).await?;
+        plan::print(&cfg, references.clone()).await?;
         return Ok(None);
     }
     let policy = HttpPolicy { connect_timeout: cfg.connect_timeout, http2: cfg.http2, concurrency: cfg.concurrency };
