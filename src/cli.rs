@@ -240,6 +240,9 @@ fn resume_args(args: &ResumeArgs) -> Result<(RunArgs, Origin), String> {
     if run.manifest.is_relative() {
         run.manifest = origin.cwd.join(&run.manifest);
     }
+    if let Some(dir) = run.images_dir.as_mut().filter(|d| d.is_relative()) {
+        *dir = origin.cwd.join(&*dir);
+    }
     Ok((*run, Origin { cwd: origin.cwd, argv: argv[2..].to_vec() }))
 }
 

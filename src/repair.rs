@@ -52,7 +52,8 @@ pub struct Repaired {
 /// Rebuilds `cfg.out`'s checkpoint; `cfg` is a run's settings (the identity of rows, the
 /// manifest and the folder come from it; nothing is sent, so no key is needed).
 pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
-    runner::check_manifest(cfg).await?;
+    // The references are read and hashed too: they are part of every row's identity.
+    let references = std::sync::Arc::new(runner::check_manifest(cfg).await?.references);
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     let _lock = output::lock(&out.root).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
@@ -72,7 +73,7 @@ pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
         done.salvaged = Some(ckpt.salvage(old).await?);
     }
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
-    ckpt.sync_manifest(cfg.manifest.clone(), defaults, Default::default(), SyncOptions::default()).await?;
+    ckpt.sync_manifest(cfg.manifest.clone(), defaults, references, SyncOptions::default()).await?;
 
     // The images already in place become durable before any of them is marked done.
     let images = out.images.clone();

@@ -358,7 +358,7 @@ pub async fn check_manifest(cfg: &RunConfig) -> Result<CheckedManifest, RunError
 pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcome>, RunError> {
     let CheckedManifest { stats: manifest_stats, references } = check_manifest(&cfg).await?;
     // Every distinct reference image, read and hashed: rows map their spellings to hashes
-    // with `References::row_refs` (identity, attachments; wired by the upload side).
+    // (`References::row_refs`) for their identity (sync) and their calls (attach).
     let references = Arc::new(references);
     // Before anything is sent (the preflight included): a damaged checkpoint, or images
     // of the manifest's rows in a folder without one, would have this run pay again.
@@ -403,8 +403,6 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let regenerate_expired = if cfg.regenerate_expired { ckpt.forget_expired_urls().await? } else { 0 };
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
-    // TODO(refs helper): check_manifest returns the references; until then none.
-    let references: Arc<crate::refs::References> = Arc::default();
     let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, references.clone(), opts).await?;
     let before = ckpt.counts().await?;
     if cfg.max_cost.is_some() {
