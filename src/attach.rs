@@ -286,7 +286,7 @@ impl Attach {
             )
         })?;
         self.loads.fetch_add(1, Ordering::Relaxed);
-        let hash = hex(&Sha256::digest(&read));
+        let hash = format!("{:x}", Sha256::digest(&read));
         if hash != file.hash {
             return Err(CallError::new(
                 ErrorClass::InvalidRequest,
@@ -307,13 +307,4 @@ impl Attach {
         loaded.insert(file.hash.clone(), Arc::downgrade(&bytes));
         Ok(bytes)
     }
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
