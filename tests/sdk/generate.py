@@ -233,6 +233,13 @@ HAND_WRITTEN = {
             "status": 400,
             "body": {"error": {"code": 400, "message": "Unsupported MIME type: {mime}", "status": "INVALID_ARGUMENT"}},
         },
+        # Image bytes that do not decode as an image of the declared kind:
+        # AmberSahdev/Open-Interface#64 ({'error': {'code': 400, 'message': 'Provided image
+        # is not valid', 'status': 'INVALID_ARGUMENT'}}).
+        "gemini_invalid_image": {
+            "status": 400,
+            "body": {"error": {"code": 400, "message": "Provided image is not valid", "status": "INVALID_ARGUMENT"}},
+        },
         # More reference images than the model takes: no public text of the real message
         # was found. Google's generic INVALID_ARGUMENT body, as it answers unusable image
         # inputs (googleapis/js-genai#862: "Request contains an invalid argument.").
@@ -286,6 +293,15 @@ HAND_WRITTEN = {
             "status": 400,
             "body": {"error": {"message": "Invalid mask image: the mask must be a valid PNG file.", "type": "invalid_request_error", "param": "mask", "code": "invalid_image_file"}},
             "note": "real text unknown",
+        },
+        # An edit without its images: OpenAI's missing-parameter body ("Missing required
+        # parameter: 'image'." with param image, as BerriAI/litellm#42189 reproduces
+        # OpenAI's shape; code missing_required_parameter as OpenAI sends for other fields).
+        # The edit endpoint keeps the generation rules: "Unknown parameter:
+        # 'response_format'." on /v1/images/edits with gpt-image-2 (nexu-io/open-design#5727).
+        "openai_missing_parameter": {
+            "status": 400,
+            "body": {"error": {"message": "Missing required parameter: '{param}'.", "type": "invalid_request_error", "param": "{param}", "code": "missing_required_parameter"}},
         },
         # A request body over the simulator's bound (not the provider's): 413 as proxies send.
         "request_too_large": {
