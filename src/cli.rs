@@ -145,6 +145,14 @@ pub struct SimArgs {
     /// Answer 404 on the model-list endpoints, like an aggregator that has none.
     #[arg(long)]
     pub no_list_endpoint: bool,
+    /// How long an uploaded file (Gemini Files API) lives, in simulated time (scaled by
+    /// --time-scale) [default: the Files API's 48h].
+    #[arg(long)]
+    pub file_ttl: Option<String>,
+    /// Forget every uploaded file once, after the N-th generation request that names one
+    /// (fileData), as if they expired: later uses get the real 403 until re-uploaded.
+    #[arg(long, value_name = "N")]
+    pub forget_files_after: Option<u64>,
 }
 
 /// Parses the command line, runs the command, and returns the process exit code.
@@ -544,6 +552,11 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
             .map_err(|e| format!("--latency: {e}"))?,
         models: (!args.models.is_empty()).then(|| args.models.clone()),
         list_endpoint: !args.no_list_endpoint,
+        file_ttl: match args.file_ttl.as_deref() {
+            Some(ttl) => parse_duration(ttl).map_err(|e| format!("--file-ttl: {e}"))?,
+            None => SimConfig::default().file_ttl,
+        },
+        forget_files_after: args.forget_files_after,
         ..SimConfig::default()
     })
 }

@@ -10,6 +10,11 @@
 //! SDKs ([`rules`]), never from bulkgen's own tables. It also answers the model-list
 //! endpoints a preflight asks ([`listing`]).
 //!
+//! Reference images: the Gemini Files API ([`files`]: resumable upload, get, delete;
+//! only hashes are kept), `inlineData`/`fileData` parts in `generateContent`, and OpenAI's
+//! multipart `/v1/images/edits` ([`edits`]). Every image handed out names, in its PNG tag,
+//! the sha256 of each reference and of the mask it was made from ([`read_refs`]).
+//!
 //! `bulkgen sim` serves it on its own; `bulkgen run --simulate` starts one in-process.
 
 use std::collections::HashMap;
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,16 +38,19 @@ use tokio::task::JoinHandle;
 
 use crate::size::Resolution;
 
+mod edits;
+mod files;
 pub mod latency;
 mod listing;
 pub mod png;
+pub mod refs;
 pub mod rules;
 mod wire;
 
-use rules::{Dialect, FIXTURES};
+use rules::{Dialect, FIXTURES, Model};
 use wire::Wire;
 
-pub use png::{prompt_tag, read_tag};
+pub use png::{prompt_tag, read_refs, read_tag};
 
 /// A fault the simulator injects at a given rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -165,6 +173,21 @@ pub struct SimConfig {
     /// Whether the model-list and model-get endpoints exist. `false` answers each with a
     /// plain-text 404, like an aggregator that lacks them.
     pub list_endpoint: bool,
+    /// How long an uploaded file lives, in simulated time (scaled by `time_scale`, except
+    /// at time scale 0, where it is taken as real time). Default: the Files API's 48 h
+    /// (tests/sdk/fixtures.json).
+    pub file_ttl: Duration,
+    /// After the N-th generation request that carries a `fileData` part, the simulator
+    /// forgets every uploaded file, once (as if expired or deleted): later `fileData`
+    /// naming them get the real 403 until they are uploaded again.
+    pub forget_files_after: Option<u64>,
+    /// Overrides the per-file limit of references (an edit's image or mask, a Files API
+    /// upload) for tests; `None`: each model's limit from the fixtures.
+    pub max_reference_bytes: Option<u64>,
+    /// The largest JSON generation body read. Default: the largest inline Gemini request
+    /// the fixtures allow (100 MB). A Gemini body over it gets Google's 400, an OpenAI one
+    /// a 413.
+    pub max_json_body: usize,
 }
 
 impl Default for SimConfig {
@@ -181,6 +204,10 @@ impl Default for SimConfig {
             fail_first: None,
             download_latency: Duration::ZERO,
             list_endpoint: true,
+            file_ttl: Duration::from_secs(FIXTURES.files.ttl_hours * 3600),
+            forget_files_after: None,
+            max_reference_bytes: None,
+            max_json_body: usize::try_from(FIXTURES.files.max_request_bytes).unwrap_or(usize::MAX),
         }
     }
 }
@@ -218,6 +245,24 @@ pub struct SimStats {
     pub bodies: Vec<(String, Value)>,
     /// Calls to the model-list and model-get endpoints (whatever their answer).
     pub list_requests: u64,
+    /// Files API uploads started (`X-Goog-Upload-Command: start`, whatever the answer).
+    pub upload_starts: u64,
+    /// Uploads finalized (files created).
+    pub uploads: u64,
+    /// Bytes of the finalized uploads.
+    pub upload_bytes: u64,
+    /// `files.get` calls.
+    pub file_gets: u64,
+    /// 403s for a file that is gone (missing, deleted, expired, forgotten), from
+    /// `fileData` parts and `files.get`.
+    pub files_gone: u64,
+    /// Edit requests (`/images/edits`), whatever their answer; they count in `requests`
+    /// too.
+    pub edits: u64,
+    /// References accepted: edit images, Gemini `inlineData` and `fileData` parts.
+    pub references: u64,
+    /// `fileData` uses per file name (`files/<id>`).
+    pub file_uses: HashMap<String, u64>,
 }
 
 /// How many generation bodies [`SimStats::bodies`] keeps.
@@ -235,6 +280,8 @@ struct Shared {
     stats: Mutex<SimStats>,
     /// Images waiting to be downloaded (url mode), with "fail the first fetch" marks.
     files: Mutex<HashMap<String, (Vec<u8>, bool)>>,
+    /// Files uploaded through the Files API (hashes only).
+    file_store: Mutex<files::FileStore>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -259,6 +306,7 @@ impl SimServer {
             next_image: AtomicU64::new(0),
             stats: Mutex::new(SimStats::default()),
             files: Mutex::new(HashMap::new()),
+            file_store: Mutex::new(files::FileStore::default()),
         });
         let app = Router::new()
             .route("/v1/images/generations", post(generate_openai))
@@ -274,6 +322,14 @@ impl SimServer {
             .route("/v1beta/openai/models", get(listing::openai_list))
             .route("/v1beta/openai/models/{id}", get(listing::openai_get))
             .route("/files/{name}", get(download))
+            // Reference images: OpenAI's multipart edits (streamed, bounded by what the
+            // fixtures allow), and the Gemini Files API (uploads streamed and hashed).
+            .route("/v1/images/edits", post(edits::edit).layer(DefaultBodyLimit::max(edit_body_limit())))
+            .route("/v1beta/openai/images/edits", post(edits::edit).layer(DefaultBodyLimit::max(edit_body_limit())))
+            .route("/upload/v1beta/files", post(files::upload))
+            .route("/upload/v1/files", post(files::upload))
+            .route("/v1beta/files/{id}", get(files::get).delete(files::delete))
+            .route("/v1/files/{id}", get(files::get_v1).delete(files::delete_v1))
             .route("/_sim/stats", get(stats))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -345,13 +401,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn generate_openai(
-    State(s): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    serve(&s, Wire::OpenAi, uri.path(), None, &headers, &body).await
+async fn generate_openai(State(s): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let body = read_body(&s, Wire::OpenAi, body).await;
+    serve(&s, Wire::OpenAi, uri.path(), None, &headers, body).await
 }
 
 async fn generate_gemini(
@@ -359,9 +411,36 @@ async fn generate_gemini(
     uri: Uri,
     Path(model_action): Path<String>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> Response {
-    serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, &body).await
+    let body = read_body(&s, Wire::Gemini, body).await;
+    serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, body).await
+}
+
+/// A JSON generation body, read up to [`SimConfig::max_json_body`]; over it, the
+/// dialect's answer to a request too large (Google's 400, or a 413).
+async fn read_body(s: &Shared, wire: Wire, body: Body) -> Result<axum::body::Bytes, rules::Refusal> {
+    let limit = s.cfg.max_json_body;
+    axum::body::to_bytes(body, limit).await.map_err(|_| match wire {
+        Wire::Gemini => FIXTURES.gemini_request_too_large(limit as u64),
+        Wire::OpenAi => FIXTURES.request_too_large(limit as u64),
+    })
+}
+
+/// The bound on an edit's multipart body: the most images of the largest size any model
+/// takes, and a mask, and a megabyte of fields. Read as a stream, never buffered.
+pub(crate) fn edit_body_limit() -> usize {
+    let files = FIXTURES
+        .models
+        .iter()
+        .filter(|m| m.edits)
+        .map(|m| {
+            let images = m.max_reference_images as u64 * m.max_reference_bytes.unwrap_or(0);
+            images + m.mask.as_ref().map_or(0, |k| k.max_bytes)
+        })
+        .max()
+        .unwrap_or(0);
+    usize::try_from(files + 1024 * 1024).unwrap_or(usize::MAX)
 }
 
 /// The Gemini API version a path is under (`v1beta` or `v1`), for the 404 text.
@@ -369,38 +448,142 @@ fn api_version(path: &str) -> &str {
     path.trim_start_matches('/').split('/').next().unwrap_or("v1beta")
 }
 
+impl Shared {
+    /// The bookkeeping of a generation request as it arrives: counts, arrival time, the
+    /// body kept for tests. Returns whether it is the first request of its prompt.
+    fn arrive(&self, arrived: Duration, in_flight: usize, path: &str, kept: Value, tag: &str) -> bool {
+        let mut st = self.stats.lock().expect("stats lock");
+        st.requests += 1;
+        st.max_in_flight = st.max_in_flight.max(in_flight);
+        st.arrivals.push(arrived);
+        if st.bodies.len() < MAX_BODIES {
+            st.bodies.push((path.to_owned(), kept));
+        }
+        let count = st.per_prompt.entry(tag.to_owned()).or_default();
+        count.requests += 1;
+        count.requests == 1
+    }
+
+    /// The references of a Gemini request checked against the model (count, MIME types,
+    /// decodable images) and resolved (`fileData` to an uploaded, unexpired file):
+    /// their content hashes in order, or the real refusal.
+    fn gemini_references(
+        &self,
+        model: Option<&Model>,
+        parts: &[refs::GeminiRef],
+    ) -> Result<Vec<String>, rules::Refusal> {
+        let model = model.filter(|m| m.dialect == Dialect::Gemini);
+        if let Some(m) = model
+            && parts.len() > m.max_reference_images
+        {
+            return Err(FIXTURES.gemini_too_many_images());
+        }
+        let mime_ok = |mime: &str| model.is_none_or(|m| m.reference_formats.iter().any(|f| f == mime));
+        let mut hashes = Vec::with_capacity(parts.len());
+        let mut used = Vec::new();
+        let carries_files = parts.iter().any(|p| matches!(p, refs::GeminiRef::File { .. }));
+        let result = (|| {
+            for part in parts {
+                match part {
+                    refs::GeminiRef::Inline { mime, decoded } => {
+                        if !mime_ok(mime) {
+                            return Err(FIXTURES.gemini_unsupported_mime(mime));
+                        }
+                        match decoded {
+                            Some(d) if d.kind.is_some() => hashes.push(d.sha256.clone()),
+                            _ => return Err(FIXTURES.gemini_invalid_image()),
+                        }
+                    }
+                    refs::GeminiRef::File { uri, mime } => {
+                        let id = refs::file_id(uri).unwrap_or(uri.as_str());
+                        let (sha, stored_mime, kind) = {
+                            let mut store = self.file_store.lock().expect("files lock");
+                            match store.resolve(id) {
+                                Ok(f) => (f.sha256_hex(), f.mime.clone(), f.kind),
+                                Err(files::Gone) => {
+                                    self.stats.lock().expect("stats lock").files_gone += 1;
+                                    return Err(FIXTURES.gemini_file_gone(id));
+                                }
+                            }
+                        };
+                        let mime = mime.clone().unwrap_or(stored_mime);
+                        if !mime_ok(&mime) {
+                            return Err(FIXTURES.gemini_unsupported_mime(&mime));
+                        }
+                        if kind.is_none() {
+                            return Err(FIXTURES.gemini_invalid_image());
+                        }
+                        used.push(format!("files/{id}"));
+                        hashes.push(sha);
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if carries_files {
+            self.file_store.lock().expect("files lock").note_file_request(self.cfg.forget_files_after);
+        }
+        result?;
+        let mut st = self.stats.lock().expect("stats lock");
+        st.references += hashes.len() as u64;
+        for name in used {
+            *st.file_uses.entry(name).or_default() += 1;
+        }
+        Ok(hashes)
+    }
+}
+
+/// A generation request that passed every check, on its way to an answer.
+struct Accepted<'a> {
+    wire: Wire,
+    req: &'a wire::Request,
+    tag: String,
+    first_of_prompt: bool,
+    /// sha256 (hex) of each reference received, in order.
+    refs: Vec<String>,
+    /// sha256 (hex) of the edit's mask.
+    mask: Option<String>,
+}
+
 /// One generation request, in either dialect: bookkeeping, key and model checks, the
-/// model's acceptance rules, the fault and latency draws, then the answer.
+/// model's acceptance rules and references, then the answer.
 async fn serve(
     s: &Shared,
     wire: Wire,
     path: &str,
     model_path: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Result<axum::body::Bytes, rules::Refusal>,
 ) -> Response {
     let arrived = s.started.elapsed();
     let (_guard, now) = InFlight::enter(&s.in_flight);
-    let json: Result<Value, String> =
-        serde_json::from_slice(body).map_err(|e| format!("could not parse the JSON body: {e}"));
-    let req = json.clone().and_then(|v| wire.parse(model_path, headers, &v));
-    let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
-    let first_of_prompt = {
-        let mut st = s.stats.lock().expect("stats lock");
-        st.requests += 1;
-        st.max_in_flight = st.max_in_flight.max(now);
-        st.arrivals.push(arrived);
-        if st.bodies.len() < MAX_BODIES {
-            let kept = json.clone().unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()));
-            st.bodies.push((path.to_owned(), kept));
-        }
-        let count = st.per_prompt.entry(tag.clone()).or_default();
-        count.requests += 1;
-        count.requests == 1
+    let (body, too_large) = match body {
+        Ok(b) => (b, None),
+        Err(r) => (axum::body::Bytes::new(), Some(r)),
     };
-    let (req, json) = match (req, json) {
-        (Ok(r), Ok(v)) => (r, v),
-        (Err(why), _) | (_, Err(why)) => return wire.bad_request(&why),
+    let json: Result<Value, String> =
+        serde_json::from_slice(&body).map_err(|e| format!("could not parse the JSON body: {e}"));
+    let req = json.as_ref().map_err(Clone::clone).and_then(|v| wire.parse(model_path, headers, v));
+    let tag = req.as_ref().map(|r| prompt_tag(&r.prompt)).unwrap_or_default();
+    // Inline references are decoded and hashed once, here; the kept body holds their
+    // summaries instead of the payloads.
+    let (parts, kept) = match (&json, wire) {
+        (Ok(v), Wire::Gemini) => refs::gemini_parts(v),
+        (Ok(v), Wire::OpenAi) => (Vec::new(), v.clone()),
+        (Err(_), _) if too_large.is_some() => (Vec::new(), Value::String("(body over the size limit)".into())),
+        (Err(_), _) => (Vec::new(), Value::String(String::from_utf8_lossy(&body).into_owned())),
+    };
+    // The payloads are no longer needed: the checks below read the kept body (the same
+    // but for inline data).
+    drop(json);
+    let body_len = body.len() as u64;
+    let first_of_prompt = s.arrive(arrived, now, path, kept.clone(), &tag);
+    if let Some(refusal) = too_large {
+        return Wire::refusal(&refusal);
+    }
+    let req = match req {
+        Ok(r) => r,
+        Err(why) => return wire.bad_request(&why),
     };
     if !s.key_ok(&req.key) {
         s.stats.lock().expect("stats lock").auth_failures += 1;
@@ -413,12 +596,30 @@ async fn serve(
         return wire.unknown_model(&req.model, api_version(path));
     }
     let checked = match wire {
-        Wire::OpenAi => FIXTURES.check_openai(known, &json),
-        Wire::Gemini => FIXTURES.check_gemini(known, &json),
+        Wire::OpenAi => FIXTURES.check_openai(known, &kept),
+        Wire::Gemini => FIXTURES.check_gemini(known, &kept),
     };
     if let Err(refusal) = checked {
         return Wire::refusal(&refusal);
     }
+    let mut references = Vec::new();
+    if wire == Wire::Gemini {
+        if let Some(max) = known.and_then(|m| m.max_request_bytes).filter(|max| body_len > *max) {
+            return Wire::refusal(&FIXTURES.gemini_request_too_large(max));
+        }
+        match s.gemini_references(known, &parts) {
+            Ok(hashes) => references = hashes,
+            Err(refusal) => return Wire::refusal(&refusal),
+        }
+    }
+    let accepted = Accepted { wire, req: &req, tag, first_of_prompt, refs: references, mask: None };
+    answer(s, accepted, headers).await
+}
+
+/// The answer to an accepted request: the fault and latency draws, then the image (or
+/// the drawn fault).
+async fn answer(s: &Shared, a: Accepted<'_>, headers: &HeaderMap) -> Response {
+    let Accepted { wire, req, tag, first_of_prompt, refs, mask } = a;
     let resolution = latency_class(&req.size);
 
     let (fault, latency, fail_download, alternate) = {
@@ -498,7 +699,13 @@ async fn serve(
     }
 
     let n = s.next_image.fetch_add(1, Ordering::SeqCst);
-    let text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
+    let mut text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
+    if !refs.is_empty() {
+        text.push_str(&format!(";refs={}", refs.join(",")));
+    }
+    if let Some(mask) = &mask {
+        text.push_str(&format!(";mask={mask}"));
+    }
     let seed = u64::from_str_radix(&tag, 16).unwrap_or(n);
     let image = png::make(s.cfg.image_bytes, seed, &text);
     let url = req.url_mode.then(|| {

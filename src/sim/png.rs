@@ -77,6 +77,19 @@ pub fn read_tag(png: &[u8]) -> Option<HashMap<String, String>> {
     None
 }
 
+/// What a simulator image says it was made from: the sha256 (lower-case hex) of every
+/// reference received, in order (an edit's images, a Gemini request's `inlineData` and
+/// `fileData` parts, a file counting as its uploaded content), and of the edit's mask.
+/// Empty and `None` for an image made from a prompt alone, or not the simulator's.
+pub fn read_refs(png: &[u8]) -> (Vec<String>, Option<String>) {
+    let Some(tag) = read_tag(png) else { return (Vec::new(), None) };
+    let refs = tag
+        .get("refs")
+        .map(|r| r.split(',').filter(|h| !h.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    (refs, tag.get("mask").cloned())
+}
+
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
     out.extend_from_slice(&(data.len() as u32).to_be_bytes());
     let start = out.len();
@@ -133,6 +146,14 @@ mod tests {
         assert_eq!(tag["n"], "3");
         assert!(read_tag(b"\x89PNG\r\n\x1a\n").is_none());
         assert!(read_tag(b"GIF89a").is_none());
+    }
+
+    #[test]
+    fn references_and_mask_read_back_in_order() {
+        let png = make(100, 1, "prompt=abc;n=1;refs=aa,bb;mask=cc");
+        assert_eq!(read_refs(&png), (vec!["aa".to_owned(), "bb".to_owned()], Some("cc".to_owned())));
+        assert_eq!(read_refs(&make(100, 1, "prompt=abc")), (Vec::new(), None));
+        assert_eq!(read_refs(b"not a png"), (Vec::new(), None));
     }
 
     #[test]

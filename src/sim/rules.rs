@@ -71,6 +71,40 @@ pub struct Model {
     /// Gemini dialect: `imageConfig.aspectRatio` values taken.
     #[serde(default)]
     pub aspect_ratios: Option<Vec<String>>,
+    /// Takes `/v1/images/edits` (OpenAI dialect).
+    #[serde(default)]
+    pub edits: bool,
+    /// Reference images a request may carry (edit images, or Gemini image parts).
+    #[serde(default)]
+    pub max_reference_images: usize,
+    /// MIME types of the references taken.
+    #[serde(default)]
+    pub reference_formats: Vec<String>,
+    /// Bytes per reference file (OpenAI edit image; Gemini Files API upload).
+    #[serde(default)]
+    pub max_reference_bytes: Option<u64>,
+    /// Gemini: bytes of a whole request (inline references included).
+    #[serde(default)]
+    pub max_request_bytes: Option<u64>,
+    /// The edit mask taken, if any.
+    #[serde(default)]
+    pub mask: Option<MaskRule>,
+}
+
+/// What an edit's mask must be.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MaskRule {
+    pub formats: Vec<String>,
+    pub max_bytes: u64,
+}
+
+/// The Files API's limits (`hand_written.references`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileLimits {
+    pub max_bytes: u64,
+    pub ttl_hours: u64,
+    /// The largest inline request any Gemini model takes.
+    pub max_request_bytes: u64,
 }
 
 /// A refusal: the HTTP status and the provider's JSON error body.
@@ -90,6 +124,7 @@ pub struct Fixtures {
     pub openai_enums: Vec<(String, Vec<String>)>,
     /// The error-body templates (`hand_written.errors`).
     errors: Value,
+    pub files: FileLimits,
 }
 
 impl Fixtures {
@@ -118,12 +153,31 @@ impl Fixtures {
             "openai_model_not_found",
             "gemini_invalid_field",
             "gemini_not_found",
+            "gemini_file_gone",
+            "gemini_unsupported_mime",
+            "gemini_invalid_image",
+            "gemini_too_many_images",
+            "gemini_request_too_large",
+            "openai_unsupported_mimetype",
+            "openai_invalid_image_file",
+            "openai_too_many_images",
+            "openai_file_too_large",
+            "openai_invalid_mask",
+            "openai_missing_parameter",
+            "request_too_large",
         ] {
             if !errors[name]["body"].is_object() {
                 return Err(format!("hand_written.errors.{name} is missing"));
             }
         }
-        Ok(Fixtures { models, sdk_versions, openai_enums, errors })
+        let refs = &v["hand_written"]["references"];
+        let number = |name: &str| refs[name].as_u64().ok_or(format!("hand_written.references.{name} is missing"));
+        let files = FileLimits {
+            max_bytes: number("gemini_file_max_bytes")?,
+            ttl_hours: number("gemini_file_ttl_hours")?,
+            max_request_bytes: number("gemini_inline_request_max_bytes")?,
+        };
+        Ok(Fixtures { models, sdk_versions, openai_enums, errors, files })
     }
 
     pub fn model(&self, id: &str) -> Option<&Model> {
@@ -148,6 +202,69 @@ impl Fixtures {
 
     pub fn gemini_not_found(&self, model: &str, version: &str) -> Refusal {
         self.error("gemini_not_found", &[("model", model), ("version", version)])
+    }
+
+    /// 403: a `fileData` part or `files.get` naming a file that is gone (or never was).
+    pub fn gemini_file_gone(&self, id: &str) -> Refusal {
+        self.error("gemini_file_gone", &[("id", id)])
+    }
+
+    pub fn gemini_unsupported_mime(&self, mime: &str) -> Refusal {
+        self.error("gemini_unsupported_mime", &[("mime", mime)])
+    }
+
+    pub fn gemini_invalid_image(&self) -> Refusal {
+        self.error("gemini_invalid_image", &[])
+    }
+
+    pub fn gemini_too_many_images(&self) -> Refusal {
+        self.error("gemini_too_many_images", &[])
+    }
+
+    pub fn gemini_request_too_large(&self, limit: u64) -> Refusal {
+        self.error("gemini_request_too_large", &[("limit", &limit.to_string())])
+    }
+
+    /// A file part whose declared type is not taken; `allowed` as MIME types.
+    pub fn openai_unsupported_mimetype(&self, param: &str, mime: &str, allowed: &[String]) -> Refusal {
+        let list = quoted_list(allowed.iter().map(String::as_str), "and");
+        self.error("openai_unsupported_mimetype", &[("param", param), ("mime", mime), ("list", &list)])
+    }
+
+    /// Bytes that are not an image of a taken format; `index` counts from 1.
+    pub fn openai_invalid_image_file(&self, index: usize) -> Refusal {
+        self.error("openai_invalid_image_file", &[("index", &index.to_string())])
+    }
+
+    pub fn openai_too_many_images(&self, max: usize, got: usize) -> Refusal {
+        self.error("openai_too_many_images", &[("max", &max.to_string()), ("got", &got.to_string())])
+    }
+
+    pub fn openai_file_too_large(&self, param: &str, got: u64, max: u64) -> Refusal {
+        self.error("openai_file_too_large", &[("param", param), ("got", &got.to_string()), ("max", &max.to_string())])
+    }
+
+    pub fn openai_invalid_mask(&self) -> Refusal {
+        self.error("openai_invalid_mask", &[])
+    }
+
+    pub fn openai_missing_parameter(&self, param: &str) -> Refusal {
+        self.error("openai_missing_parameter", &[("param", param)])
+    }
+
+    pub fn openai_unknown_parameter(&self, param: &str) -> Refusal {
+        self.error("openai_unknown_parameter", &[("param", param)])
+    }
+
+    /// An edit on a model that takes none (a Gemini model behind an OpenAI-shaped root):
+    /// the invalid-value body naming the model (the reason's text is the simulator's).
+    pub fn openai_edits_unsupported(&self, model: &str) -> Refusal {
+        self.openai_invalid("model", model, "This model does not support image edits.")
+    }
+
+    /// The simulator's own bound on a request body (413).
+    pub fn request_too_large(&self, limit: u64) -> Refusal {
+        self.error("request_too_large", &[("limit", &limit.to_string())])
     }
 
     fn openai_invalid(&self, param: &str, value: &str, why: &str) -> Refusal {

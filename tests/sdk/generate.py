@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
+import hashlib
+import io
 import datetime as _dt
 import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import typing
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -139,6 +144,49 @@ HAND_WRITTEN = {
             "response_format": ["url", "b64_json"],
         },
     },
+    # Reference images. The SDKs carry OpenAI's edit limits (openai_facts: edits) and the
+    # Files API's resource shape; the rest is here.
+    "references": {
+        "gemini_models": {
+            # Sources: wire-formats.md models table ("up to 14 reference images" for both);
+            # Google Cloud "Image understanding" (docs.cloud.google.com/vertex-ai/
+            # generative-ai/docs/multimodal/image-understanding): "Gemini 3 Pro Image ...
+            # Maximum images per prompt: 14" and the same 14 for the model with the 4:1 and
+            # 8:1 ratios (3.1 Flash Image); third-party docs for 3.1 Flash Image: "Up to 14
+            # Reference Images: Up to 10 objects + 4 characters" (pypi ultimate-gemini-mcp 6.x).
+            "gemini-3-pro-image": {"max_reference_images": 14},
+            "gemini-3.1-flash-image": {"max_reference_images": 14},
+        },
+        # ai.google.dev image understanding, and the API's own error text: "MIME type must be
+        # image/png, image/jpeg, image/webp, image/heic, or image/heif."
+        # (EvanZhouDev/gemini-ai#3; discuss.ai.google.dev/t/71468 lists the same five).
+        "gemini_mime_types": ["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"],
+        # "Always use the Files API when the total request size (including the files, text
+        # prompt, system instructions, etc.) is larger than 100 MB" (ai.google.dev/gemini-api/
+        # docs/files, 2026; raised from 20 MB in January 2026 per wire-formats.md and
+        # blog.google "Increased file size limits ... in Gemini API"). "MB" is not defined
+        # there: 100 MiB is the simulator's bound; a client should keep under 100,000,000.
+        "gemini_inline_request_max_bytes": 100 * 1024 * 1024,
+        # "The File API lets you store up to 20 GB of files per project, with a per-file
+        # maximum size of 2 GB. Files are stored for 48 hours." (ai.google.dev/gemini-api/
+        # docs/files note, quoted on discuss.ai.google.dev/t/50428; ai.google.dev tutorials/
+        # prompting_with_media). GB taken as GiB.
+        "gemini_file_max_bytes": 2 * 1024 ** 3,
+        "gemini_project_max_bytes": 20 * 1024 ** 3,
+        "gemini_file_ttl_hours": 48,
+        # OpenAI "MB" in the SDK's "less than 50MB" / mask "less than 4MB": taken as MiB.
+        "openai_mb": 1024 * 1024,
+        # The seeds' aggregator (openai dialect): nothing public says what its
+        # /v1/images/edits takes. Aggregators that serve Gemini image models behind the
+        # OpenAI shape expose /v1/images/edits as multipart with `image` parts
+        # (lbjlaq/Antigravity-Manager#2226: model gemini-3.1-flash-image, fields prompt,
+        # image, mask) and ignore a mask ("the mask does not seem to constrain the edit
+        # area", same issue). Assumed here: edits taken, the Gemini model's 14 images,
+        # OpenAI's three formats and 50 MiB per file, no mask. Unverified.
+        "aggregator_models": {
+            "nano-banana-pro": {"edits": True, "max_reference_images": 14, "formats": ["image/png", "image/jpeg", "image/webp"], "mask": False, "note": "unverified: no public documentation of the seeds' aggregator's edits"},
+        },
+    },
     # Real error bodies. Sources: wire-formats.md ("Unknown parameter: 'response_format'."
     # code unknown_parameter; refused size: 400 invalid_value, param "size"); the fixed-list
     # size message as OpenAI sends it ("Invalid value: '1254x836'. Supported values are:
@@ -168,6 +216,98 @@ HAND_WRITTEN = {
         "gemini_not_found": {
             "status": 404,
             "body": {"error": {"code": 404, "message": "models/{model} is not found for API version {version}, or is not supported for generateContent.", "status": "NOT_FOUND"}},
+        },
+        # A fileData part (or files.get) naming a file that is missing, deleted or expired:
+        # googleapis/python-genai#1218 ("403 Forbidden error: You do not have permission to
+        # access the File xxxx or it may not exist"); discuss.ai.google.dev/t/50428 (files
+        # gone after 48 h: "HTTP 403: either you don't have permission or the file is
+        # missing"). {id} is the id without "files/".
+        "gemini_file_gone": {
+            "status": 403,
+            "body": {"error": {"code": 403, "message": "You do not have permission to access the File {id} or it may not exist.", "status": "PERMISSION_DENIED"}},
+        },
+        # An image part whose MIME type Gemini does not take: "Unsupported MIME type:
+        # image/jpg" (ogkalu2/comic-translate#399, the full body; charmbracelet/crush#995;
+        # google/adk-python#5693 for image/svg+xml).
+        "gemini_unsupported_mime": {
+            "status": 400,
+            "body": {"error": {"code": 400, "message": "Unsupported MIME type: {mime}", "status": "INVALID_ARGUMENT"}},
+        },
+        # Image bytes that do not decode as an image of the declared kind:
+        # AmberSahdev/Open-Interface#64 ({'error': {'code': 400, 'message': 'Provided image
+        # is not valid', 'status': 'INVALID_ARGUMENT'}}).
+        "gemini_invalid_image": {
+            "status": 400,
+            "body": {"error": {"code": 400, "message": "Provided image is not valid", "status": "INVALID_ARGUMENT"}},
+        },
+        # More reference images than the model takes: no public text of the real message
+        # was found. Google's generic INVALID_ARGUMENT body, as it answers unusable image
+        # inputs (googleapis/js-genai#862: "Request contains an invalid argument.").
+        "gemini_too_many_images": {
+            "status": 400,
+            "body": {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT"}},
+            "note": "real text unknown; generic INVALID_ARGUMENT body",
+        },
+        # A request larger than the inline limit: no public body found; generic shape.
+        "gemini_request_too_large": {
+            "status": 400,
+            "body": {"error": {"code": 400, "message": "Request payload size exceeds the limit: {limit} bytes.", "status": "INVALID_ARGUMENT"}},
+            "note": "real text unknown; Google's INVALID_ARGUMENT shape",
+        },
+        # A file part whose declared type is not taken: prism-php/prism#725 ("Invalid file
+        # 'image[0]': unsupported mimetype ('application/octet-stream'). Supported file
+        # formats are 'image/jpeg', 'image/png', and 'image/webp'." param image[0], code
+        # unsupported_file_mimetype); Comfy-Org/ComfyUI#9329 (type invalid_request_error).
+        # For a mask the same check names 'image/png' alone (openai/openai-node#1468 shows
+        # "Supported file formats are 'image/png'." for a PNG-only field).
+        "openai_unsupported_mimetype": {
+            "status": 400,
+            "body": {"error": {"message": "Invalid file '{param}': unsupported mimetype ('{mime}'). Supported file formats are {list}.", "type": "invalid_request_error", "param": "{param}", "code": "unsupported_file_mimetype"}},
+        },
+        # Bytes that are not an image of a taken format: lofcz/LLMTornado#105 ("Invalid
+        # image file or mode for image 1, please check your image file. ...", type
+        # image_generation_user_error, code invalid_image_file). The request-id sentence
+        # is left out.
+        "openai_invalid_image_file": {
+            "status": 400,
+            "body": {"error": {"message": "Invalid image file or mode for image {index}, please check your image file.", "type": "image_generation_user_error", "param": None, "code": "invalid_image_file"}},
+        },
+        # More than 16 images: no public text of OpenAI's answer was found. OpenAI's
+        # array-length validation shape ("Invalid '{param}': array too long. Expected an
+        # array with maximum length N, but got an array with length M instead.", code
+        # array_above_max_length), as it answers other over-long arrays.
+        "openai_too_many_images": {
+            "status": 400,
+            "body": {"error": {"message": "Invalid 'image': array too long. Expected an array with maximum length {max}, but got an array with length {got} instead.", "type": "invalid_request_error", "param": "image", "code": "array_above_max_length"}},
+            "note": "real text unknown; OpenAI's array-length shape",
+        },
+        # A file over the size limit (50 MB image, 4 MB mask): no public text found.
+        "openai_file_too_large": {
+            "status": 400,
+            "body": {"error": {"message": "Invalid file '{param}': file too large ({got} bytes). Maximum size is {max} bytes.", "type": "invalid_request_error", "param": "{param}", "code": "file_too_large"}},
+            "note": "real text unknown; OpenAI's invalid_request_error shape",
+        },
+        # A mask whose bytes are not a PNG (declared image/png): no public text found;
+        # the invalid-image shape above, naming the mask.
+        "openai_invalid_mask": {
+            "status": 400,
+            "body": {"error": {"message": "Invalid mask image: the mask must be a valid PNG file.", "type": "invalid_request_error", "param": "mask", "code": "invalid_image_file"}},
+            "note": "real text unknown",
+        },
+        # An edit without its images: OpenAI's missing-parameter body ("Missing required
+        # parameter: 'image'." with param image, as BerriAI/litellm#42189 reproduces
+        # OpenAI's shape; code missing_required_parameter as OpenAI sends for other fields).
+        # The edit endpoint keeps the generation rules: "Unknown parameter:
+        # 'response_format'." on /v1/images/edits with gpt-image-2 (nexu-io/open-design#5727).
+        "openai_missing_parameter": {
+            "status": 400,
+            "body": {"error": {"message": "Missing required parameter: '{param}'.", "type": "invalid_request_error", "param": "{param}", "code": "missing_required_parameter"}},
+        },
+        # A request body over the simulator's bound (not the provider's): 413 as proxies send.
+        "request_too_large": {
+            "status": 413,
+            "body": {"error": {"message": "Request body too large: more than {limit} bytes.", "type": "invalid_request_error", "param": None, "code": "request_too_large"}},
+            "note": "the simulator's own bound",
         },
     },
 }
@@ -292,7 +432,7 @@ def openai_facts() -> dict:
         hints = typing_extensions.get_type_hints(getattr(module, class_name), include_extras=False)
         docs = attribute_docs(module, class_name)
         out = {}
-        for name in ["model", "prompt", "size", "response_format", "quality", "output_format", "background", "moderation", "n", "output_compression", "style", "input_fidelity"]:
+        for name in ["model", "prompt", "size", "response_format", "quality", "output_format", "background", "moderation", "n", "output_compression", "style", "input_fidelity", "image", "mask"]:
             if name not in hints:
                 continue
             out[name] = {
@@ -345,6 +485,58 @@ def openai_facts() -> dict:
     n = must(r"Must be between (\d+) and (\d+)", gen["n"]["doc"], "n range")
     prompt_max = must(r"The maximum length is (\d+) characters", gen["prompt"]["doc"], "prompt length")
 
+    # --- edits: images, mask, models (image_edit_params.py docstrings) -------------------
+    img_doc = edit["image"]["doc"]
+    src_img = edit["image"]["source"] + " (docstring)"
+    img_models = backticked(must(r"For the GPT image models \((.+?)\), each image should be", img_doc, "edit image models").group(1))
+    img_formats = must(r"each image should be a `(\w+)`, `(\w+)`, or `(\w+)` file less than (\d+)MB", img_doc, "edit image formats and size")
+    img_max = int(must(r"You can provide up to (\d+) images", img_doc, "edit image count").group(1))
+    img_same = must(r"`([\w.-]+)` follows the same input constraints as GPT image models", img_doc, "edit image constraints for chatgpt-image-latest")
+    mask_doc = edit["mask"]["doc"]
+    src_mask = edit["mask"]["source"] + " (docstring)"
+    mask_png = must(r"Must be a valid (PNG) file, less than (\d+)MB, and have the same dimensions as `image`", mask_doc, "mask format and size")
+    mask_first = must(r"If there are multiple images provided, the mask will be applied on the first image", mask_doc, "mask applies to the first image")
+    mask_alpha = must(r"fully transparent areas \(e\.g\. where alpha is zero\) indicate where `image` should be edited", mask_doc, "mask transparency")
+    edit_model_doc = edit["model"]["doc"]
+    edit_models = backticked(must(r"The GPT image model to use for image editing \((.+?)\)\.", edit_model_doc, "edit models").group(1))
+    from openai._utils import _utils as oa_utils
+    from openai.resources import images as oa_images
+
+    edit_src = inspect.getsource(oa_images.Images.edit)
+    edit_paths = ast.literal_eval(must(r"paths=(\[\[.+?\]\])\s*\)", edit_src, "Images.edit extract_files paths").group(1))
+    array_format = inspect.signature(oa_utils.extract_files).parameters["array_format"].default
+    for m in img_models + edit_models:
+        if m not in models:
+            raise FixtureError(f"{src_edit}: edit model {m!r} is not in ImageModel")
+    # `jpg` in the text; the MIME type the API names is image/jpeg (its own error text:
+    # "Supported file formats are 'image/jpeg', 'image/png', and 'image/webp'.").
+    mime_of = {"png": "image/png", "webp": "image/webp", "jpg": "image/jpeg", "jpeg": "image/jpeg"}
+    formats = [img_formats.group(i) for i in (1, 2, 3)]
+    for f in formats:
+        if f not in mime_of:
+            raise FixtureError(f"{src_img}: unknown image format {f!r}")
+    edits = {
+        "image_models": {"values": img_models + [img_same.group(1)], "source": src_img + ", 'For the GPT image models (...)' and the chatgpt-image-latest sentence"},
+        "models": {"values": edit_models, "source": edit["model"]["source"] + " (docstring): 'The GPT image model to use for image editing (...)'"},
+        "max_images": {"value": img_max, "source": src_img},
+        "formats": {"values": formats, "mime_types": [mime_of[f] for f in formats], "source": src_img},
+        "max_mb": {"value": int(img_formats.group(4)), "text": img_formats.group(0), "source": src_img},
+        "mask": {
+            "format": mask_png.group(1),
+            "mime_types": ["image/png"],
+            "max_mb": int(mask_png.group(2)),
+            "applies_to_first_image": bool(mask_first),
+            "transparent_marks_edit": bool(mask_alpha),
+            "text": [mask_png.group(0), mask_first.group(0)],
+            "source": src_mask,
+        },
+        "file_paths": {
+            "values": edit_paths,
+            "array_format": array_format,
+            "source": "openai/resources/images.py Images.edit (extract_files paths) and openai/_utils/_utils.py extract_files (default array_format)",
+        },
+    }
+
     gpt_prefixes = ["gpt-image", "chatgpt-image"]
     for m in models:
         if not m.startswith("dall-e") and not any(m.startswith(p) for p in gpt_prefixes):
@@ -389,6 +581,7 @@ def openai_facts() -> dict:
             "source": gen["quality"]["source"] + " (docstring)",
         },
         "n": {"min": int(n.group(1)), "max": int(n.group(2)), "source": gen["n"]["source"] + " (docstring)"},
+        "edits": edits,
         "prompt_max_chars": {"value": int(prompt_max.group(1)), "source": gen["prompt"]["source"] + " (docstring)"},
         "enums": {
             name: {"values": gen[name]["literals"], "source": gen[name]["source"] + " (Literal)"}
@@ -448,6 +641,49 @@ def genai_facts() -> dict:
     for needle in ["gemini-3-pro-image", "gemini-3.1-flash-image"]:
         hits = [one_line(f.description or "") for f in types.ImageConfig.model_fields.values() if needle in (f.description or "")]
         notes[needle] = hits
+    # Files API: the File resource and its enums (reference images are uploaded once).
+    file_fields = {}
+    for name in ["name", "display_name", "mime_type", "size_bytes", "create_time", "update_time", "expiration_time", "sha256_hash", "uri", "state", "source", "error"]:
+        field = types.File.model_fields.get(name)
+        if field is None:
+            raise FixtureError(f"{src}: File.{name} is gone")
+        file_fields[name] = {"annotation": str(field.annotation), "doc": one_line(field.description or ""), "source": f"{src} File.{name} (pydantic Field description)"}
+    must(r"SHA-256 hash of the uploaded bytes\. The hash value is encoded in base64 format", file_fields["sha256_hash"]["doc"], "File.sha256_hash encoding")
+    must(r"Only set if the `File` is scheduled to expire", file_fields["expiration_time"]["doc"], "File.expiration_time")
+    name_rule = must(r"The ID \(name excluding the \"files/\" prefix\) can contain up to (\d+) characters that are lowercase alphanumeric or dashes", file_fields["name"]["doc"], "File.name id rule")
+    file_states = [m.value for m in types.FileState if not m.name.endswith("_UNSPECIFIED")]
+    file_sources = [m.value for m in types.FileSource if not m.name.endswith("_UNSPECIFIED")]
+    if "ACTIVE" not in file_states:
+        raise FixtureError(f"{src}: FileState.ACTIVE is gone")
+    from google.genai import _common, _extra_utils
+    from google.genai import _api_client as _client_mod
+
+    chunk = getattr(_client_mod, "CHUNK_SIZE", None)
+    if not isinstance(chunk, int):
+        raise FixtureError("google/genai/_api_client.py: CHUNK_SIZE is gone")
+    upload_headers_src = inspect.getsource(_extra_utils.prepare_resumable_upload)
+    start_headers = sorted(set(re.findall(r"'(X-Goog-Upload-[\w-]+)'", upload_headers_src)))
+    if not start_headers:
+        raise FixtureError("google/genai/_extra_utils.py prepare_resumable_upload: no X-Goog-Upload-* headers")
+    b64_src = inspect.getsource(_common.encode_unserializable_types)
+    b64 = must(r"base64\.(urlsafe_b64encode|b64encode)\(value\)", b64_src, "bytes encoding in requests").group(1)
+    files = {
+        "file_fields": file_fields,
+        "file_id_max_chars": {"value": int(name_rule.group(1)), "source": f"{src} File.name"},
+        "file_states": {"values": file_states, "source": f"{src} FileState (enum)"},
+        "file_sources": {"values": file_sources, "source": f"{src} FileSource (enum)"},
+        "sha256_hash_encoding": {"value": "base64", "source": f"{src} File.sha256_hash"},
+        "upload_start_headers": {"values": start_headers, "source": "google/genai/_extra_utils.py prepare_resumable_upload"},
+        "upload_chunk_bytes": {
+            "value": chunk,
+            "note": "files larger than this go in several POSTs: 'upload' with X-Goog-Upload-Offset at each chunk, 'upload, finalize' on the last; every answer must carry x-goog-upload-status (active, then final)",
+            "source": "google/genai/_api_client.py CHUNK_SIZE and BaseApiClient._upload_fd",
+        },
+        "request_bytes_base64": {
+            "value": "urlsafe" if b64 == "urlsafe_b64encode" else "standard",
+            "source": "google/genai/_common.py encode_unserializable_types (bytes in a request body, e.g. inlineData.data)",
+        },
+    }
     from google.genai import _api_client
 
     default_version = getattr(_api_client, "GOOGLE_AI_API_DEFAULT_VERSION", None)
@@ -464,6 +700,7 @@ def genai_facts() -> dict:
         "finish_reasons": {"values": finish, "source": f"{src} FinishReason"},
         "blocked_reasons": {"values": blocked, "source": f"{src} BlockedReason"},
         "per_model_notes": {"values": notes, "source": f"{src} ImageConfig field descriptions (searched for model ids)"},
+        "files": files,
     }
 
 
@@ -474,13 +711,90 @@ def genai_facts() -> dict:
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
+def png_bytes(width: int, height: int, extra: bytes = b"") -> bytes:
+    """A real RGBA PNG (fully transparent where x < width/2, for a mask), with an optional
+    private ancillary chunk carrying `extra` (bytes chosen so that standard and URL-safe
+    base64 differ, which shows the alphabet the SDK uses)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    rows = b""
+    for _y in range(height):
+        rows += b"\x00" + b"".join(bytes([200, 30, 30, 0 if x < width // 2 else 255]) for x in range(width))
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 6, 0, 0, 0])
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    if extra:
+        out += chunk(b"prVt", extra)
+    return out + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+# A JPEG's magic (SOI, APP0 "JFIF") and end marker; the recorder never decodes it.
+JPEG_BYTES = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + b"\xfb\xff\xbf" * 8 + bytes.fromhex("ffd9")
+# \xfb\xff\xbf encodes to "+/+/" in standard base64 and "-_-_" in URL-safe.
+PNG_REF = png_bytes(4, 4, b"\xfb\xff\xbf" * 8)
+PNG_MASK = png_bytes(4, 4)
+PNG_1PX_BYTES = base64.b64decode(PNG_1PX)
+
+
+def digest(data: bytes) -> dict:
+    return {"len": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def base64_alphabet(text: str) -> str:
+    if any(c in text for c in "-_"):
+        return "urlsafe"
+    if any(c in text for c in "+/"):
+        return "standard"
+    return "either"
+
+
+def multipart_parts(content_type: str, raw: bytes) -> list[dict]:
+    """Each part of a multipart/form-data body, as sent: name, filename, content type,
+    and for files their length and sha256, for text fields their value."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        raise FixtureError(f"multipart body without a boundary: {content_type!r}")
+    boundary = b"--" + m.group(1).encode()
+    parts = []
+    for piece in raw.split(boundary)[1:]:
+        if piece.startswith(b"--"):
+            break
+        head, _, body = piece.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        body = body[:-2] if body.endswith(b"\r\n") else body
+        headers = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        disp = headers.get("content-disposition", "")
+        name = re.search(r'\bname="([^"]*)"', disp)
+        filename = re.search(r'\bfilename="([^"]*)"', disp)
+        entry = {
+            "name": name.group(1) if name else None,
+            "filename": filename.group(1) if filename else None,
+            "content_type": headers.get("content-type"),
+            "content_disposition": re.sub(r'filename="[^"]*"', 'filename="{FILENAME}"', disp),
+        }
+        if filename:
+            entry.update(digest(body))
+        else:
+            entry["value"] = body.decode("utf-8", "replace")
+        parts.append(entry)
+    return parts
+
+
+# Headers worth recording besides the key's (which is recorded by shape only).
+RECORDED_HEADERS = ("x-goog-upload-", "content-length")
+FILE_ID = "abc"
+
+
 class Recorder(BaseHTTPRequestHandler):
     log: list = []
 
     def log_message(self, *args):  # quiet
         pass
 
-    def _record(self, body):
+    def _record(self, body, extra=None):
         parts = urlsplit(self.path)
         auth = {}
         for name in ["authorization", "x-goog-api-key"]:
@@ -488,24 +802,37 @@ class Recorder(BaseHTTPRequestHandler):
             if value is not None:
                 # Never a key in the fixture, not even the dummy one: only its shape.
                 auth[name] = value.replace(DUMMY_KEY, "{KEY}")
+        content_type = self.headers.get("content-type")
         entry = {
             "method": self.command,
             "path": parts.path,
             "query": dict(parse_qsl(parts.query)),
             "auth": auth,
-            "content_type": self.headers.get("content-type"),
+            # multipart/form-data carries a random boundary: recorded without it.
+            "content_type": content_type.split(";")[0] if content_type and content_type.startswith("multipart/") else content_type,
             "json": body,
         }
+        headers = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-goog-upload-")}
+        if headers:
+            headers["content-length"] = self.headers.get("content-length")
+            entry["headers"] = dict(sorted(headers.items()))
+        entry.update(extra or {})
         Recorder.log.append(entry)
         return parts
 
-    def _reply(self, obj, status=200):
-        data = json.dumps(obj).encode()
+    def _reply(self, obj, status=200, headers=None):
+        data = json.dumps(obj).encode() if obj is not None else b""
         self.send_response(status)
-        self.send_header("content-type", "application/json")
+        if obj is not None:
+            self.send_header("content-type", "application/json")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _root(self) -> str:
+        return f"http://{self.headers.get('host')}"
 
     def do_GET(self):
         parts = self._record(None)
@@ -515,7 +842,9 @@ class Recorder(BaseHTTPRequestHandler):
         # key's header, as the simulator does.
         gemini = self.headers.get("x-goog-api-key") is not None
         version, _, rest = path.lstrip("/").partition("/")
-        if gemini and rest.startswith("models/"):
+        if gemini and rest.startswith("files/"):
+            self._reply(gemini_file(self._root(), version, rest.split("/", 1)[1], PNG_REF))
+        elif gemini and rest.startswith("models/"):
             self._reply(gemini_model(rest))
         elif gemini and rest == "models":
             # Two pages, so the SDK's pager shows how it sends the page token.
@@ -534,12 +863,21 @@ class Recorder(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = {"_raw": raw.decode(errors="replace")}
-        parts = self._record(body)
-        if parts.path.endswith("/images/generations"):
+        content_type = self.headers.get("content-type") or ""
+        path = urlsplit(self.path).path
+        command = (self.headers.get("x-goog-upload-command") or "").lower()
+        if content_type.startswith("multipart/form-data"):
+            parts = self._record(None, {"multipart": multipart_parts(content_type, raw)})
+        elif path.startswith("/upload/") and command and command != "start":
+            # The bytes of an upload: their length and hash, never the bytes.
+            parts = self._record(None, {"body": digest(raw)})
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = {"_raw": raw.decode(errors="replace")}
+            parts = self._record(body)
+        if parts.path.endswith("/images/generations") or parts.path.endswith("/images/edits"):
             self._reply({"created": 1776729600, "data": [{"b64_json": PNG_1PX}], "usage": {"total_tokens": 1}})
         elif ":generateContent" in parts.path:
             self._reply({
@@ -547,8 +885,36 @@ class Recorder(BaseHTTPRequestHandler):
                 "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
                 "modelVersion": "gemini-3-pro-image",
             })
+        elif parts.path.startswith("/upload/") and command == "start":
+            # As Google answers a resumable start: 200, an empty body, the session URL.
+            version = parts.path.split("/")[2]
+            url = f"{self._root()}/upload/{version}/files?upload_id=recorded-1&upload_protocol=resumable"
+            self._reply(None, headers={"x-goog-upload-url": url, "x-goog-upload-status": "active", "x-goog-upload-chunk-granularity": "8388608"})
+        elif parts.path.startswith("/upload/") and "finalize" in command:
+            version = parts.path.split("/")[2]
+            self._reply({"file": gemini_file(self._root(), version, FILE_ID, raw)}, headers={"x-goog-upload-status": "final"})
+        elif parts.path.startswith("/upload/") and command == "upload":
+            self._reply(None, headers={"x-goog-upload-status": "active"})
         else:
             self._reply({"error": {"message": "not recorded"}}, 404)
+
+
+def gemini_file(root: str, version: str, file_id: str, data: bytes) -> dict:
+    """A File resource as the Files API returns it (camelCase, sizeBytes as a string,
+    sha256Hash in base64 per the SDK's File.sha256_hash)."""
+    return {
+        "name": f"files/{file_id}",
+        "displayName": "ref.png",
+        "mimeType": "image/png",
+        "sizeBytes": str(len(data)),
+        "createTime": "2026-11-24T10:00:00.000000Z",
+        "updateTime": "2026-11-24T10:00:00.000000Z",
+        "expirationTime": "2026-11-26T10:00:00.000000Z",
+        "sha256Hash": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        "uri": f"{root}/{version}/files/{file_id}",
+        "state": "ACTIVE",
+        "source": "UPLOADED",
+    }
 
 
 def gemini_model(name: str) -> dict:
@@ -585,6 +951,7 @@ def record_requests() -> dict:
             raise FixtureError(f"{name}: the SDK sent nothing")
         recorded[name] = {"call": call, "source": source, "requests": list(Recorder.log)}
 
+    tmp = Path(tempfile.mkdtemp(prefix="bulkgen-sdk-refs-"))
     try:
         oa = openai.OpenAI(api_key=DUMMY_KEY, base_url=root + "/v1", max_retries=0)
         take(
@@ -604,6 +971,45 @@ def record_requests() -> dict:
             "list(client.models.list())",
             f"openai {openai.__version__}",
             lambda: list(oa.models.list()),
+        )
+        # Edits: several images and a mask, as opened files (what users pass); one image
+        # as an opened file; one image as bare bytes (no name: what the SDK then sends).
+        (tmp / "ref1.png").write_bytes(PNG_REF)
+        (tmp / "ref2.jpg").write_bytes(JPEG_BYTES)
+        (tmp / "mask.png").write_bytes(PNG_MASK)
+        edit_prompt = "put the product from the first image on the table of the second"
+
+        def edit_many():
+            with open(tmp / "ref1.png", "rb") as a, open(tmp / "ref2.jpg", "rb") as b, open(tmp / "mask.png", "rb") as m:
+                oa.images.edit(model="gpt-image-2", image=[a, b], mask=m, prompt=edit_prompt, size="1024x1024")
+
+        def edit_one():
+            with open(tmp / "ref1.png", "rb") as a:
+                oa.images.edit(model="gpt-image-2", image=a, prompt=edit_prompt, size="1024x1024")
+
+        take(
+            "openai.images.edit",
+            'client.images.edit(model="gpt-image-2", image=[open("ref1.png", "rb"), open("ref2.jpg", "rb")], mask=open("mask.png", "rb"), prompt=PROMPT, size="1024x1024")',
+            f"openai {openai.__version__}, base_url={{base}}/v1; files: ref1.png {digest(PNG_REF)}, ref2.jpg {digest(JPEG_BYTES)}, mask.png {digest(PNG_MASK)}",
+            edit_many,
+        )
+        take(
+            "openai.images.edit@single",
+            'client.images.edit(model="gpt-image-2", image=open("ref1.png", "rb"), prompt=PROMPT, size="1024x1024")',
+            f"openai {openai.__version__}, base_url={{base}}/v1",
+            edit_one,
+        )
+        take(
+            "openai.images.edit@bytes",
+            'client.images.edit(model="gpt-image-2", image=PNG_BYTES, prompt=PROMPT)  # bare bytes, no file name',
+            f"openai {openai.__version__}, base_url={{base}}/v1",
+            lambda: oa.images.edit(model="gpt-image-2", image=PNG_REF, prompt=edit_prompt),
+        )
+        take(
+            "openai.images.edit@tuple",
+            'client.images.edit(model="gpt-image-2", image=[("ref1.png", PNG_BYTES, "image/png")], prompt=PROMPT)  # (name, bytes, type) tuples in a list of one',
+            f"openai {openai.__version__}, base_url={{base}}/v1",
+            lambda: oa.images.edit(model="gpt-image-2", image=[("ref1.png", PNG_REF, "image/png")], prompt=edit_prompt),
         )
         gen_config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
@@ -625,6 +1031,39 @@ def record_requests() -> dict:
                 lambda: gc.models.generate_content(model="gemini-3-pro-image", contents="p", config=gen_config),
             )
             take(
+                "genai.files.upload" + label,
+                'client.files.upload(file="ref1.png", config={"mime_type": "image/png", "display_name": "ref1.png"})',
+                where + f"; ref1.png {digest(PNG_REF)}",
+                lambda: gc.files.upload(file=str(tmp / "ref1.png"), config={"mime_type": "image/png", "display_name": "ref1.png"}),
+            )
+            take(
+                "genai.files.upload@bytesio" + label,
+                'client.files.upload(file=io.BytesIO(PNG_BYTES), config={"mime_type": "image/png", "display_name": "ref1.png"})',
+                where,
+                lambda: gc.files.upload(file=io.BytesIO(PNG_REF), config={"mime_type": "image/png", "display_name": "ref1.png"}),
+            )
+            take(
+                "genai.files.get" + label,
+                f'client.files.get(name="files/{FILE_ID}")',
+                where,
+                lambda: gc.files.get(name=f"files/{FILE_ID}"),
+            )
+            file_uri = f"https://generativelanguage.googleapis.com/v1beta/files/{FILE_ID}"
+            take(
+                "genai.models.generate_content@refs" + label,
+                f'client.models.generate_content(model="gemini-3-pro-image", contents=[Part.from_bytes(data=PNG_BYTES, mime_type="image/png"), Part.from_uri(file_uri="{file_uri}", mime_type="image/jpeg"), "PROMPT"], config=GenerateContentConfig(response_modalities=["IMAGE"], image_config=ImageConfig(aspect_ratio="16:9", image_size="2K")))',
+                where + f"; PNG_BYTES {digest(PNG_REF)}",
+                lambda: gc.models.generate_content(
+                    model="gemini-3-pro-image",
+                    contents=[
+                        types.Part.from_bytes(data=PNG_REF, mime_type="image/png"),
+                        types.Part.from_uri(file_uri=file_uri, mime_type="image/jpeg"),
+                        "a product shot in the style of the references",
+                    ],
+                    config=gen_config,
+                ),
+            )
+            take(
                 "genai.models.get" + label,
                 'client.models.get(model="gemini-3-pro-image")',
                 where,
@@ -638,7 +1077,38 @@ def record_requests() -> dict:
             )
     finally:
         server.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    observe(recorded)
     return recorded
+
+
+def observe(recorded: dict) -> None:
+    """Adds to some recordings what they show, in words a client author looks for."""
+    for name, rec in recorded.items():
+        reqs = rec["requests"]
+        if name.startswith("openai.images.edit"):
+            parts = reqs[0]["multipart"]
+            rec["observed"] = {
+                "file_fields": [p["name"] for p in parts if p["filename"] is not None],
+                "text_fields": [p["name"] for p in parts if p["filename"] is None],
+                "file_parts": [{k: p[k] for k in ("name", "filename", "content_type")} for p in parts if p["filename"] is not None],
+            }
+        elif name.startswith("genai.models.generate_content@refs"):
+            parts = reqs[0]["json"]["contents"][0]["parts"]
+            inline = [p["inlineData"]["data"] for p in parts if "inlineData" in p]
+            rec["observed"] = {
+                "part_kinds_in_order": [next(iter(p)) for p in parts],
+                "inline_data_base64": sorted({base64_alphabet(d) for d in inline}),
+                "inline_data_padded": all(d.endswith("=") or len(d) % 4 == 0 for d in inline),
+                "inline_data_decodes_to": [digest(base64.urlsafe_b64decode(d + "=" * (-len(d) % 4))) for d in inline],
+            }
+        elif name.startswith("genai.files.upload"):
+            start, *rest = reqs
+            rec["observed"] = {
+                "requests": len(reqs),
+                "start": {"path": start["path"], "query": start["query"], "headers": start.get("headers"), "json": start["json"]},
+                "then": [{"path": r["path"], "query": r["query"], "headers": r.get("headers"), "body": r.get("body")} for r in rest],
+            }
 
 
 # --------------------------------------------------------------------------------------
@@ -696,6 +1166,7 @@ def compile_models(oa: dict, gm: dict) -> list[dict]:
             "quality": quality,
             "sources": sources + ([m["sizes_note"]] if "sizes_note" in m else []),
         }
+        entry.update(openai_references(name, m, oa))
         out.append(entry)
     all_ratios = gm["aspect_ratio_enum"]["values"]
     all_sizes = gm["image_size_enum"]["values"]
@@ -720,6 +1191,7 @@ def compile_models(oa: dict, gm: dict) -> list[dict]:
             entry["image_sizes"] = m["image_sizes"]
             entry["aspect_ratios"] = ratios
             entry["sources"].append(gm["aspect_ratio_enum"]["source"] + "; per-model subsets hand-written")
+        entry.update(gemini_references(name, m))
         out.append(entry)
     for name, m in hw["aggregator_models"].items():
         out.append({
@@ -734,8 +1206,84 @@ def compile_models(oa: dict, gm: dict) -> list[dict]:
             "response_format": m["response_format"],
             "quality": None,
             "sources": ["wire-formats.md models table (the seeds' aggregator)"],
+            **aggregator_references(name, oa),
         })
     return out
+
+
+NO_REFERENCES = {"edits": False, "max_reference_images": 0, "reference_formats": [], "max_reference_bytes": None, "mask": None}
+
+
+def openai_references(name: str, m: dict, oa: dict) -> dict:
+    """What an OpenAI model takes on /v1/images/edits, from the SDK's edit docstrings."""
+    e = oa["edits"]
+    mb = HAND_WRITTEN["references"]["openai_mb"]
+    in_model_doc = name in e["models"]["values"]
+    in_image_doc = name in e["image_models"]["values"]
+    if m["status"] == "shutdown":
+        if in_model_doc:
+            raise FixtureError(f"{name}: shut down by the hand-written table, but the SDK's edit model list names it")
+        return {**NO_REFERENCES, "references_source": "shut down"}
+    if not in_model_doc and not in_image_doc:
+        snapshot_of = next((b for b in e["models"]["values"] if name.startswith(b + "-")), None)
+        if snapshot_of is None:
+            return {**NO_REFERENCES, "references_source": f"not in {e['models']['source']}"}
+    note = "" if in_image_doc else "; not in the image docstring's list of GPT image models, which predates it: the GPT image models' constraints assumed"
+    return {
+        "edits": True,
+        "max_reference_images": e["max_images"]["value"],
+        "reference_formats": e["formats"]["mime_types"],
+        "max_reference_bytes": e["max_mb"]["value"] * mb,
+        "mask": {
+            "formats": e["mask"]["mime_types"],
+            "max_bytes": e["mask"]["max_mb"] * mb,
+            "applies_to_first_image": e["mask"]["applies_to_first_image"],
+        },
+        "references_source": f"{e['max_images']['source']}; {e['mask']['source']}; MB taken as MiB (hand-written){note}",
+    }
+
+
+def gemini_references(name: str, m: dict) -> dict:
+    r = HAND_WRITTEN["references"]
+    if m["status"] == "shutdown":
+        return {**NO_REFERENCES, "references_source": "shut down"}
+    limits = r["gemini_models"].get(name)
+    if limits is None:
+        raise FixtureError(f"{name}: served, but HAND_WRITTEN references.gemini_models gives no reference limit")
+    for mime in ["image/png", "image/jpeg"]:
+        if mime not in r["gemini_mime_types"]:
+            raise FixtureError(f"references.gemini_mime_types lacks {mime}")
+    return {
+        "edits": False,
+        "max_reference_images": limits["max_reference_images"],
+        "reference_formats": r["gemini_mime_types"],
+        # Per reference through the Files API; inline references share the request bound.
+        "max_reference_bytes": r["gemini_file_max_bytes"],
+        "max_request_bytes": r["gemini_inline_request_max_bytes"],
+        "file_ttl_hours": r["gemini_file_ttl_hours"],
+        "mask": None,
+        "references_source": "hand-written references (ai.google.dev image understanding and files docs; docs.cloud.google.com image understanding: 14 images per prompt)",
+    }
+
+
+def aggregator_references(name: str, oa: dict) -> dict:
+    a = HAND_WRITTEN["references"]["aggregator_models"].get(name)
+    if a is None or not a["edits"]:
+        return {**NO_REFERENCES, "references_source": "hand-written: no edits known"}
+    e = oa["edits"]
+    for mime in a["formats"]:
+        if mime not in e["formats"]["mime_types"]:
+            raise FixtureError(f"{name}: hand-written edit format {mime} is not one the OpenAI edit endpoint takes")
+    if a["max_reference_images"] > e["max_images"]["value"]:
+        raise FixtureError(f"{name}: hand-written {a['max_reference_images']} images, above the OpenAI edit endpoint's {e['max_images']['value']}")
+    return {
+        "edits": True,
+        "max_reference_images": a["max_reference_images"],
+        "reference_formats": a["formats"],
+        "max_reference_bytes": e["max_mb"]["value"] * HAND_WRITTEN["references"]["openai_mb"],
+        "mask": None if not a["mask"] else {"formats": e["mask"]["mime_types"], "max_bytes": e["mask"]["max_mb"] * HAND_WRITTEN["references"]["openai_mb"], "applies_to_first_image": True},
+        "references_source": "hand-written references.aggregator_models: " + a["note"],
+    }
 
 
 def main() -> None:
