@@ -455,12 +455,12 @@ async fn the_simulator_records_what_was_sent() {
     let openai_body = json!({"model": "gpt-image-2", "prompt": "a red fox", "size": "1536x1024", "quality": "high"});
     openai(&sim, openai_body.clone()).await;
     // Reference images come first; the prompt is the last text part.
-    let png = base64::engine::general_purpose::STANDARD.encode(bulkgen::sim::png::make(64, 1, "ref"));
+    let reference = bulkgen::sim::png::make(64, 1, "ref");
+    let png = base64::engine::general_purpose::STANDARD.encode(&reference);
     let gemini_body = json!({
         "contents": [{"role": "user", "parts": [
             {"inlineData": {"mimeType": "image/png", "data": png}},
             {"text": "a note that is not the prompt"},
-            {"fileData": {"mimeType": "image/png", "fileUri": "https://example.invalid/files/abc"}},
             {"text": "a blue heron"}]}],
         "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"}},
     });
@@ -476,12 +476,16 @@ async fn the_simulator_records_what_was_sent() {
     let refused = json!({"model": "gpt-image-2", "prompt": "p", "response_format": "url"});
     openai_at(&sim, "/v1beta/openai/images/generations", refused.clone()).await;
 
+    // Kept bodies hold a summary of each inline image, not its base64.
+    let mut kept = gemini_body.clone();
+    kept["contents"][0]["parts"][0]["inlineData"]["data"] =
+        json!({"sha256": bulkgen::sim::refs::sha256_hex(&reference), "len": reference.len()});
     let st = sim.stats();
     assert_eq!(
         st.bodies,
         vec![
             ("/v1/images/generations".to_owned(), openai_body),
-            ("/v1beta/models/gemini-3-pro-image:generateContent".to_owned(), gemini_body),
+            ("/v1beta/models/gemini-3-pro-image:generateContent".to_owned(), kept),
             ("/v1beta/openai/images/generations".to_owned(), refused),
         ]
     );
