@@ -230,7 +230,7 @@ impl Attach {
         let mut current = slot.lock().await;
         let now = now_unix();
         if let Some(u) = current.as_ref()
-            && u.expires_at - now > deadline.as_secs_f64()
+            && u.expires_at - now > renew_margin(u, deadline)
         {
             return Ok(u.clone());
         }
@@ -307,4 +307,13 @@ impl Attach {
         loaded.insert(file.hash.clone(), Arc::downgrade(&bytes));
         Ok(bytes)
     }
+}
+
+/// How much life an upload must have left to be named by a call: the call's deadline (the
+/// provider reads the file while it works), but never more than a tenth of the file's
+/// lifetime, so a provider that keeps files briefly (or a simulator that compresses 48 h)
+/// does not have every call upload again.
+fn renew_margin(u: &Upload, deadline: Duration) -> f64 {
+    let lifetime = (u.expires_at - u.uploaded_at).max(0.0);
+    deadline.as_secs_f64().min(lifetime / 10.0)
 }

@@ -298,6 +298,9 @@ async fn chunk(s: &Shared, upload_id: &str, headers: &HeaderMap, body: Body) -> 
             session.received, session.announced
         ));
     }
+    if !s.cfg.upload_latency.is_zero() {
+        tokio::time::sleep(s.cfg.upload_latency).await;
+    }
     let ttl = real_ttl(s);
     let now = SystemTime::now();
     let file = StoredFile {

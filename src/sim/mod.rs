@@ -188,6 +188,9 @@ pub struct SimConfig {
     /// the fixtures allow (100 MB). A Gemini body over it gets Google's 400, an OpenAI one
     /// a 413.
     pub max_json_body: usize,
+    /// How long the Files API takes to answer a finalized upload (real time), so tests can
+    /// kill a run while an upload is in flight.
+    pub upload_latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -208,6 +211,7 @@ impl Default for SimConfig {
             forget_files_after: None,
             max_reference_bytes: None,
             max_json_body: usize::try_from(FIXTURES.files.max_request_bytes).unwrap_or(usize::MAX),
+            upload_latency: Duration::ZERO,
         }
     }
 }
