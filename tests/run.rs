@@ -21,7 +21,14 @@ async fn readme_quick_start_finishes_fast_and_a_rerun_skips_every_row() {
     for r in &rows {
         let bytes = std::fs::read(out.join(&r["file"])).unwrap();
         assert!(read_tag(&bytes).is_some(), "{} is not an image", r["file"]);
+        // Rows with reference images (one an edit with a mask) reached the provider
+        // with exactly those references.
+        let (refs, mask) = bulkgen::sim::read_refs(&bytes);
+        assert_eq!(refs.join(";"), r["reference_hashes"], "{}", r["id"]);
+        assert_eq!(mask.unwrap_or_default(), r["mask_hash"], "{}", r["id"]);
     }
+    assert!(rows.iter().filter(|r| !r["reference_hashes"].is_empty()).count() >= 3, "the example has references");
+    assert!(rows.iter().any(|r| !r["mask_hash"].is_empty()), "the example has an edit with a mask");
     let stdout = String::from_utf8_lossy(&first.stdout);
     for class in ["1K", "2K", "4K"] {
         assert!(stdout.lines().any(|l| l.trim_start().starts_with(class)), "no {class} line in\n{stdout}");
