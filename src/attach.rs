@@ -1,10 +1,11 @@
 //! How a row's reference images reach the provider.
 //!
 //! - **Bytes are shared, not copied.** A reference is read from disk (and its SHA-256
-//!   checked against the hash the manifest check recorded) when a call needs it and no
-//!   call in flight holds it already; every call in flight shares that one buffer. So
-//!   10,000 rows sharing three 5 MB references hold 15 MB, not 10,000 × 15 MB, and memory
-//!   is bounded by the distinct references in flight.
+//!   checked against the hash the manifest check recorded) when a call needs it and it is
+//!   not loaded; every call shares that one buffer, and reading is single-flight per
+//!   hash. The most recently read 64 MiB stay loaded between calls. So 10,000 rows
+//!   sharing three 5 MB references hold 15 MB and read each file once, and memory is
+//!   bounded by the distinct references in flight plus 64 MiB.
 //! - **Gemini: upload once.** A reference several rows share, or a large one
 //!   ([`RefFile::upload_once`]), is uploaded once with the Files API and sent as
 //!   `fileData`; its `files/...` name and expiry are committed to the checkpoint (keyed by
@@ -35,6 +36,9 @@ use crate::http::Caller;
 use crate::provider::RefPart;
 use crate::refs::{RefFile, References, RowRefs};
 
+/// How many bytes of references stay loaded after their calls end (the most recent).
+const KEEP_RECENT_BYTES: usize = 64 << 20;
+
 /// A row's references, ready for one call. Holding it keeps their bytes loaded.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -62,8 +66,12 @@ pub struct Attach {
     dialect: Dialect,
     base: Url,
     ckpt: Arc<Checkpoint>,
-    /// Buffers of references some call in flight holds.
-    loaded: Mutex<HashMap<String, Weak<Bytes>>>,
+    /// Buffers of references some call in flight holds, per hash behind a lock that makes
+    /// reading it single-flight (64 calls starting at once read a file once, not 64 times).
+    loaded: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Weak<Bytes>>>>>,
+    /// The buffers read most recently, kept up to [`KEEP_RECENT_BYTES`] after their calls
+    /// end, so that rows sharing references read them once even at `-c 1`.
+    recent: Mutex<std::collections::VecDeque<Arc<Bytes>>>,
     /// The upload in force per content hash; its lock makes uploads single-flight.
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Upload>>>>>,
     /// Hashes a call reported gone after this run uploaded them: a second notice stops.
@@ -76,6 +84,22 @@ pub struct Attach {
     upload_bytes: AtomicU64,
     reuploads: AtomicU64,
     loads: AtomicU64,
+}
+
+/// Why a row's references could not be made ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// A call failed (an upload, a read): the row's error, retried or failed by its class.
+    Call(CallError),
+    /// The checkpoint could not record an upload: the run stops (every row would upload
+    /// again and fail the same way).
+    Local(String),
+}
+
+impl From<CallError> for NotReady {
+    fn from(e: CallError) -> NotReady {
+        NotReady::Call(e)
+    }
 }
 
 /// What a `file_gone` answer means for the run.
@@ -107,6 +131,7 @@ impl Attach {
             base,
             ckpt,
             loaded: Mutex::new(HashMap::new()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
             uploads: Mutex::new(uploads),
             gone_after_upload: Mutex::new(HashSet::new()),
             uploaded_here: Mutex::new(HashSet::new()),
@@ -116,6 +141,10 @@ impl Attach {
             reuploads: AtomicU64::new(0),
             loads: AtomicU64::new(0),
         })
+    }
+
+    pub fn references(&self) -> &References {
+        &self.references
     }
 
     pub fn stats(&self) -> AttachStats {
@@ -129,7 +158,7 @@ impl Attach {
 
     /// The row's references as one call carries them: uploads made (or reused) first.
     /// `deadline` is the call's: an upload that would expire before it ends is renewed.
-    pub async fn prepare(&self, caller: &Caller, refs: &RowRefs, deadline: Duration) -> Result<Prepared, CallError> {
+    pub async fn prepare(&self, caller: &Caller, refs: &RowRefs, deadline: Duration) -> Result<Prepared, NotReady> {
         let mut prepared = Prepared::default();
         if refs.is_empty() {
             return Ok(prepared);
@@ -150,6 +179,18 @@ impl Attach {
             prepared.mask = Some(self.inline(&file, &mut prepared).await?);
         }
         Ok(prepared)
+    }
+
+    /// A call that named `prepared`'s uploads succeeded: they are readable, so a later
+    /// notice that one is gone is expiry again, not the project refusing its files.
+    pub fn succeeded(&self, prepared: &Prepared) {
+        if prepared.files.is_empty() {
+            return;
+        }
+        let mut gone = self.gone_after_upload.lock().expect("gone lock");
+        for (hash, _) in &prepared.files {
+            gone.remove(hash);
+        }
     }
 
     /// A call answered that a file it named is gone. Forgets the upload of every file of
@@ -225,7 +266,7 @@ impl Attach {
         file: &RefFile,
         deadline: Duration,
         prepared: &mut Prepared,
-    ) -> Result<Upload, CallError> {
+    ) -> Result<Upload, NotReady> {
         let slot = self.slot(&file.hash);
         let mut current = slot.lock().await;
         let now = now_unix();
@@ -247,7 +288,8 @@ impl Attach {
                     file.origin,
                     info.state.unwrap_or_default()
                 ),
-            ));
+            )
+            .into());
         }
         // Google's files live 48 h; an answer without an expiry is taken to last 47.
         let expires_at = info.expires_at.unwrap_or(now + 47.0 * 3600.0);
@@ -259,10 +301,10 @@ impl Attach {
             expires_at,
             uploaded_at: now,
         };
-        self.ckpt.save_upload(self.base.to_string(), upload.clone()).await.map_err(|e| {
-            CallError::new(ErrorClass::InvalidRequest, format!("cannot record the upload of {}: {e}", file.origin))
-                .with_should_retry(Some(false))
-        })?;
+        self.ckpt
+            .save_upload(self.base.to_string(), upload.clone())
+            .await
+            .map_err(|e| NotReady::Local(format!("cannot record the upload of reference {}: {e}", file.origin)))?;
         self.uploaded_here.lock().expect("uploaded lock").insert(upload.name.clone());
         self.uploads_done.fetch_add(1, Ordering::Relaxed);
         self.upload_bytes.fetch_add(file.len, Ordering::Relaxed);
@@ -276,7 +318,17 @@ impl Attach {
     /// The reference's bytes: the buffer a call in flight holds, or read from disk now
     /// (and checked against its hash: a file changed since the run started is refused).
     async fn load(&self, file: &RefFile) -> Result<Arc<Bytes>, CallError> {
-        if let Some(bytes) = self.loaded.lock().expect("loaded lock").get(&file.hash).and_then(Weak::upgrade) {
+        let slot = {
+            let mut loaded = self.loaded.lock().expect("loaded lock");
+            if loaded.len() > 64 {
+                loaded.retain(|_, slot| {
+                    Arc::strong_count(slot) > 1 || slot.try_lock().is_ok_and(|w| w.strong_count() > 0)
+                });
+            }
+            loaded.entry(file.hash.clone()).or_default().clone()
+        };
+        let mut held = slot.lock().await;
+        if let Some(bytes) = held.upgrade() {
             return Ok(bytes);
         }
         let read = tokio::fs::read(&file.path).await.map_err(|e| {
@@ -298,13 +350,13 @@ impl Attach {
             ));
         }
         let bytes = Arc::new(Bytes::from(read));
-        let mut loaded = self.loaded.lock().expect("loaded lock");
-        // Another call may have loaded it meanwhile: keep one buffer.
-        if let Some(existing) = loaded.get(&file.hash).and_then(Weak::upgrade) {
-            return Ok(existing);
+        *held = Arc::downgrade(&bytes);
+        let mut recent = self.recent.lock().expect("recent lock");
+        recent.push_back(bytes.clone());
+        let mut kept: usize = recent.iter().map(|b| b.len()).sum();
+        while kept > KEEP_RECENT_BYTES && recent.len() > 1 {
+            kept -= recent.pop_front().map_or(0, |b| b.len());
         }
-        loaded.retain(|_, w| w.strong_count() > 0);
-        loaded.insert(file.hash.clone(), Arc::downgrade(&bytes));
         Ok(bytes)
     }
 }

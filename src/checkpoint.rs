@@ -228,7 +228,7 @@ pub struct SyncReport {
     pub failed_kept: u64,
     pub retried_failed: u64,
     pub regenerated: u64,
-    /// Done rows whose prompt, size, aspect ratio or model changed, kept as they are.
+    /// Done rows whose prompt, size, aspect ratio, model, params or reference images changed, kept as they are.
     pub changed_kept: u64,
     /// The first few of those ids, to show the user.
     pub changed_kept_ids: Vec<String>,
@@ -615,7 +615,7 @@ impl Checkpoint {
     }
 
     /// Takes the manifest in: new rows become pending, known rows keep their state. A done
-    /// row whose prompt, size, aspect ratio or model changed is listed and kept unless
+    /// row whose prompt, size, aspect ratio, model, params or reference images changed is listed and kept unless
     /// `regenerate_changed`; a failed row is retried when `retry_failed` or when it changed.
     /// The manifest must have been validated.
     pub async fn sync_manifest(
@@ -1636,10 +1636,11 @@ fn manifest_digest(
     for h in [&mut a, &mut b] {
         let params = serde_json::to_string(&defaults.params).expect("params serialize");
         (defaults.size.to_string(), &defaults.model, params, opts.retry_failed, opts.regenerate_changed).hash(h);
-        // A reference file changed under an unchanged manifest changes rows too.
-        let mut hashes: Vec<&str> = references.iter().map(|r| r.hash.as_str()).collect();
-        hashes.sort_unstable();
-        hashes.hash(h);
+        // A reference file changed under an unchanged manifest changes rows too, and so
+        // do two files that swapped contents: what each spelling names is hashed.
+        let mut named: Vec<(&str, &str)> = references.spellings().collect();
+        named.sort_unstable();
+        named.hash(h);
     }
     Ok(format!("{:016x}{:016x}", a.finish(), b.finish()))
 }

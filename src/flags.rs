@@ -116,7 +116,7 @@ pub struct RunArgs {
     /// Put rows that failed for good in an earlier run back in the queue.
     #[arg(long)]
     pub retry_failed: bool,
-    /// Generate again the done rows whose prompt, size, aspect ratio or model changed.
+    /// Generate again the done rows whose prompt, size, aspect ratio, model, params or reference images changed.
     #[arg(long)]
     pub regenerate_changed: bool,
     /// Generate again (and pay again for) the rows whose result URL could not be

@@ -116,6 +116,27 @@ impl References {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<RefFile>> {
         self.by_hash.values()
     }
+
+    /// Every spelling rows use, with the hash of what it names.
+    pub fn spellings(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_spec.iter().map(|(spec, hash)| (spec.as_str(), hash.as_str()))
+    }
+
+    /// Whether `rules` (another model's, a fallback's) take a row's references as they
+    /// are: their number, formats, sizes and the mask. The manifest check said why for
+    /// the row's own model; this only answers yes or no.
+    pub fn fit(&self, rules: &ReferenceRules, refs: &RowRefs) -> bool {
+        if rules.max_images.is_some_and(|max| refs.images.len() > max as usize) || (refs.mask.is_some() && !rules.mask)
+        {
+            return false;
+        }
+        refs.images.iter().chain(&refs.mask).all(|hash| {
+            self.get(hash).is_some_and(|f| {
+                rules.takes_format(f.mime.trim_start_matches("image/"))
+                    && rules.max_bytes.is_none_or(|max| f.len <= max)
+            })
+        })
+    }
 }
 
 /// A row's references, by content hash, in manifest order: part of its identity.

@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::attach::{Attach, Gone, Prepared};
+use crate::attach::{Attach, Gone, NotReady, Prepared};
 use crate::catalog::{ResponseFormat, WireSize};
 use crate::checkpoint::{
     self, AttemptKind, AttemptRecord, Checkpoint, CheckpointError, Counts, Made as MadeBy, PendingRow, Recovered,
@@ -531,7 +531,7 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
     if sync.changed_kept > 0 {
         let more = if sync.changed_kept > sync.changed_kept_ids.len() as u64 { ", ..." } else { "" };
         progress.note(&format!(
-            "{} done row(s) changed in the manifest since their image was made (prompt, size, aspect ratio or model): \
+            "{} done row(s) changed in the manifest since their image was made (prompt, size, aspect ratio, model, params or reference images): \
              {}{more}. Their old images are kept; pass --regenerate-changed to make them again",
             sync.changed_kept,
             sync.changed_kept_ids.join(", ")
@@ -777,11 +777,17 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         let (prepared, e) = match prepared {
             Ok(prepared) => match call(ctx, row, &mut admission, &prepared, model, &size, deadline).await? {
                 Ok((generated, latency_s, made)) => {
+                    ctx.attach.succeeded(&prepared);
                     return Some(Made { generated, latency_s, made, slot: admission.permit });
                 }
                 Err(e) => (prepared, e),
             },
-            Err(e) => (Prepared::default(), e),
+            Err(NotReady::Call(e)) => (Prepared::default(), e),
+            Err(NotReady::Local(why)) => {
+                ctx.ckpt.mark_pending(row.rid);
+                ctx.stop_run(StopReason::Local(why));
+                return None;
+            }
         };
         if e.class == ErrorClass::Unreachable {
             // The call reached nobody: not paid, and not one of the row's attempts. Every
@@ -811,11 +817,19 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                 }
             }
         }
+        // No reference buffer is held through a wait: memory stays bounded by the calls
+        // in flight.
+        drop(prepared);
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
-            // The fallback takes over only a row it can render as asked.
+            // The fallback takes over only a row it can render as asked, references included.
             if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model)
                 && overloaded >= ctx.cfg.fallback_after
+                && (row.refs.is_empty()
+                    || ctx
+                        .attach
+                        .references()
+                        .fit(&ctx.cfg.catalog.reference_rules(ctx.cfg.dialect, fallback), &row.refs))
                 && let Ok(fallback_size) =
                     ctx.cfg.catalog.resolve(ctx.cfg.dialect, fallback, row.size, row.aspect_ratio, ctx.cfg.size_policy)
             {
