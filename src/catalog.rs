@@ -558,8 +558,8 @@ pub fn today() -> String {
     civil_date(days as i64)
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_date(days: i64) -> String {
+/// Days since 1970-01-01 to a civil date, `YYYY-MM-DD` (Howard Hinnant's algorithm).
+pub fn civil_date(days: i64) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
