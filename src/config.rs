@@ -257,6 +257,9 @@ impl RunConfig {
         let base_url = parse_base_url(base_url, args.allow_plain_http).map_err(err)?;
         let api_key = if simulate.is_some() {
             None
+        } else if args.dry_run {
+            // A dry run sends nothing: it needs no key (product.md).
+            ApiKey::from_env(&args.api_key_env)
         } else {
             Some(ApiKey::from_env(&args.api_key_env).ok_or_else(|| {
                 err(format!(

@@ -259,3 +259,19 @@ async fn settings_can_come_from_bulkgen_environment_variables() {
     assert_images_match(&out, &prompts);
     assert_eq!(sim.stats().max_in_flight, 2, "BULKGEN_CONCURRENCY=2 was the cap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_needs_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/prompts.csv");
+    let o = bin()
+        .env_remove("BULKGEN_API_KEY")
+        .args(["run", manifest, "--dry-run", "-o"])
+        .arg(dir.path().join("out"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("reference images: 3 distinct"), "{said}");
+}
