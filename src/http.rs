@@ -123,16 +123,8 @@ impl Caller {
     /// of the body received.
     pub async fn generate(&self, job: &Job<'_>, deadline: Duration) -> Result<Generated, CallError> {
         let result = async {
-            let req = self.provider.request(&self.client, self.key.as_ref(), job).timeout(deadline);
-            let resp = req.send().await.map_err(|e| transport(e, deadline))?;
-            let status = resp.status();
-            if let Some(e) = refused_redirect(&resp) {
-                return Err(e);
-            }
-            let headers = resp.headers().clone();
-            let body = read_body(resp, self.limits.max_response_bytes).await.map_err(|e| {
-                e.into_call_error("the answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
-            })?;
+            let req = self.provider.request(&self.client, self.key.as_ref(), job);
+            let (status, headers, body) = exchange(req, deadline, self.limits.max_response_bytes, "the answer").await?;
             self.provider.parse(status, &headers, &body)
         }
         .await;
@@ -153,14 +145,7 @@ impl Caller {
         let result = async {
             let key = self.key.as_ref();
             let start = gemini::upload_start(base, &self.client, key, display_name, mime, bytes.len() as u64);
-            let resp = start.timeout(deadline).send().await.map_err(|e| transport(e, deadline))?;
-            let (status, headers) = (resp.status(), resp.headers().clone());
-            if let Some(e) = refused_redirect(&resp) {
-                return Err(e);
-            }
-            let body = read_body(resp, SMALL_ANSWER_BYTES).await.map_err(|e| {
-                e.into_call_error("the upload's answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
-            })?;
+            let (status, headers, body) = exchange(start, deadline, SMALL_ANSWER_BYTES, "the upload's answer").await?;
             let url = gemini::upload_url(status, &headers, &body)?;
             if url.origin() != base.origin() {
                 return Err(CallError::new(
@@ -173,19 +158,9 @@ impl Caller {
                 )
                 .with_should_retry(Some(false)));
             }
-            let resp = gemini::upload_bytes(url, &self.client, mime, bytes)
-                .timeout(deadline)
-                .send()
-                .await
-                .map_err(|e| transport(e, deadline))?;
-            let status = resp.status();
-            if let Some(e) = refused_redirect(&resp) {
-                return Err(e);
-            }
-            let headers = resp.headers().clone();
-            let body = read_body(resp, SMALL_ANSWER_BYTES).await.map_err(|e| {
-                e.into_call_error("the upload's answer", ErrorClass::BadResponse, deadline).with_status(status.as_u16())
-            })?;
+            let finalize = gemini::upload_bytes(url, &self.client, mime, bytes);
+            let (status, headers, body) =
+                exchange(finalize, deadline, SMALL_ANSWER_BYTES, "the upload's answer").await?;
             gemini::parse_file(status, &headers, &body)
         }
         .await;
@@ -242,6 +217,26 @@ impl Caller {
         }
         e
     }
+}
+
+/// One API request, bounded by `deadline` from the first byte sent to the last byte of
+/// the body received: a redirect is refused (never followed), the body read up to `cap`.
+async fn exchange(
+    req: reqwest::RequestBuilder,
+    deadline: Duration,
+    cap: u64,
+    what: &str,
+) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), CallError> {
+    let resp = req.timeout(deadline).send().await.map_err(|e| transport(e, deadline))?;
+    let status = resp.status();
+    if let Some(e) = refused_redirect(&resp) {
+        return Err(e);
+    }
+    let headers = resp.headers().clone();
+    let body = read_body(resp, cap)
+        .await
+        .map_err(|e| e.into_call_error(what, ErrorClass::BadResponse, deadline).with_status(status.as_u16()))?;
+    Ok((status, headers, body))
 }
 
 /// What to do about an API redirect.

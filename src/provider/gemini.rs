@@ -861,8 +861,7 @@ mod tests {
     #[test]
     fn requests_carry_the_resolved_size_and_the_params() {
         let p = Gemini::new(&"https://generativelanguage.googleapis.com".parse().unwrap());
-        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
-        let client = crate::http::client(policy).unwrap();
+        let client = test_client();
         let key = ApiKey::new("k-123456");
         let size = WireSize::Gemini { image_size: "2K".into(), ratio: crate::size::AspectRatio::parse("16:9") };
         let mut params = crate::params::Params::new();
@@ -896,8 +895,7 @@ mod tests {
     #[test]
     fn references_go_as_parts_before_the_text() {
         let p = Gemini::new(&"https://generativelanguage.googleapis.com".parse().unwrap());
-        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
-        let client = crate::http::client(policy).unwrap();
+        let client = test_client();
         let size = WireSize::Gemini { image_size: "1K".into(), ratio: None };
         let params = crate::params::Params::new();
         let refs = [
@@ -943,8 +941,7 @@ mod tests {
     #[test]
     fn uploads_announce_the_file_and_their_answers_are_read() {
         let base: Url = "https://generativelanguage.googleapis.com".parse().unwrap();
-        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
-        let client = crate::http::client(policy).unwrap();
+        let client = test_client();
         let key = ApiKey::new("k-uploads-1");
         let req = upload_start(&base, &client, Some(&key), "bulkgen-ab", "image/png", 1234).build().unwrap();
         assert_eq!(req.url().as_str(), "https://generativelanguage.googleapis.com/upload/v1beta/files");
@@ -979,5 +976,10 @@ mod tests {
         for bad in ["", "2026-13-01T00:00:00Z", "tomorrow", "2026-11-26T25:00:00Z"] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    fn test_client() -> Client {
+        let policy = crate::http::HttpPolicy { connect_timeout: Duration::from_secs(1), http2: false, concurrency: 1 };
+        crate::http::client(policy).unwrap()
     }
 }
