@@ -273,3 +273,30 @@ async fn two_references_that_swap_contents_change_both_rows() {
     assert_eq!(sim.stats().successes, 5, "both rows naming a swapped file are made again, the third is not");
     assert_rows_got_their_references(&out, &rows, &hashes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_model_takes_over_only_rows_whose_references_it_takes() {
+    // gpt-image-2 is overloaded for good; nano-banana-pro (the catalogue: no edit mask)
+    // may take the text row and the plain edit, never the masked one.
+    let overloaded = FaultSpec { fault: Fault::Overloaded, rate: 1.0, model: Some("gpt-image-2".into()) };
+    let sim = sim(SimConfig { time_scale: 0.0005, faults: vec![overloaded], ..SimConfig::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut hashes = HashMap::new();
+    hashes.insert("a.png", reference(dir.path(), "a.png", 20_000, 1));
+    hashes.insert("mask.png", reference(dir.path(), "mask.png", 3_000, 2));
+    let rows = vec![row("text", &[], None), row("edit", &["a.png"], None), row("masked", &["a.png"], Some("mask.png"))];
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let args = ["--model", "gpt-image-2", "--fallback-model", "nano-banana-pro", "--fallback-after", "1"];
+    let o = run(&sim, &manifest, &out, &[&args[..], &["--max-attempts", "3", "-c", "1"]].concat()).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o)); // rows failed
+    let results: HashMap<String, HashMap<String, String>> =
+        results(&out).into_iter().map(|r| (r["id"].clone(), r)).collect();
+    for id in ["text", "edit"] {
+        assert_eq!(results[id]["status"], "done", "{id}");
+        assert_eq!(results[id]["model"], "nano-banana-pro", "{id}");
+    }
+    assert_eq!(results["masked"]["status"], "failed");
+    assert_eq!(results["masked"]["error_class"], "overloaded");
+    assert_eq!(sim.stats().per_model.get("nano-banana-pro"), Some(&2), "the masked row never went to the fallback");
+}
