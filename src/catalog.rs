@@ -40,6 +40,33 @@ impl Dialect {
     }
 }
 
+/// How a run gets its images: one call per image, or the provider's Batch API (a file of
+/// requests, answered within 24 h at half price).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Online,
+    Batch,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Online => "online",
+            Engine::Batch => "batch",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s {
+            "online" => Some(Engine::Online),
+            "batch" => Some(Engine::Batch),
+            _ => None,
+        }
+    }
+}
+
 /// How an OpenAI-dialect image comes back; only sent to models that take it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 pub enum ResponseFormat {
@@ -149,9 +176,43 @@ pub struct ModelEntry {
     pub mask: bool,
     #[serde(default)]
     pub params: Vec<String>,
+    /// Offered through its dialect's Batch API (`--engine batch`).
+    #[serde(default)]
+    pub batch: bool,
     pub price: Option<Price>,
     pub source: String,
     pub as_of: String,
+}
+
+/// What one dialect's Batch API takes, and what bulkgen expects it to give back: the
+/// limits a job is cut to (`--engine batch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchLimits {
+    pub dialect: Dialect,
+    /// Most request lines in one input file (None: no published limit).
+    pub max_lines: Option<u64>,
+    /// Most bytes of one input file.
+    pub max_input_bytes: u64,
+    /// Most jobs open at once (None: no published limit).
+    pub max_open_jobs: Option<u64>,
+    /// Bytes one image takes in the result file (base64 inside its JSON line), by class:
+    /// jobs are cut so that their expected result file stays under
+    /// `batch::MAX_RESULT_BYTES`.
+    pub result_bytes: BTreeMap<String, u64>,
+    pub source: String,
+    pub as_of: String,
+}
+
+impl BatchLimits {
+    /// The expected bytes of one `class` image in a result file (the largest class known
+    /// when this one is not).
+    pub fn result_bytes(&self, class: Resolution) -> u64 {
+        self.result_bytes
+            .get(class.as_str())
+            .copied()
+            .unwrap_or_else(|| self.result_bytes.values().copied().max().unwrap_or(0))
+    }
 }
 
 #[derive(Deserialize)]
@@ -159,12 +220,16 @@ pub struct ModelEntry {
 struct CatalogFile {
     #[serde(default)]
     model: Vec<ModelEntry>,
+    #[serde(default)]
+    batch: Vec<BatchLimits>,
 }
 
 /// The catalogue in force: the built-in entries with `--models-file` applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Catalog {
     pub models: Vec<ModelEntry>,
+    /// Batch API limits, one entry per dialect.
+    pub batch: Vec<BatchLimits>,
 }
 
 /// What a model is sent for a row's size.
@@ -210,13 +275,19 @@ impl Catalog {
                 None => catalog.models.push(entry),
             }
         }
+        for entry in extra.batch {
+            match catalog.batch.iter_mut().find(|b| b.dialect == entry.dialect) {
+                Some(old) => *old = entry,
+                None => catalog.batch.push(entry),
+            }
+        }
         catalog.check().map_err(|e| format!("--models-file {}: {e}", path.display()))?;
         Ok(catalog)
     }
 
     fn parse(text: &str, what: &str) -> Result<Catalog, String> {
         let file: CatalogFile = toml::from_str(text).map_err(|e| format!("{what}: {e}"))?;
-        let catalog = Catalog { models: file.model };
+        let catalog = Catalog { models: file.model, batch: file.batch };
         catalog.check().map_err(|e| format!("{what}: {e}"))?;
         Ok(catalog)
     }
@@ -254,6 +325,25 @@ impl Catalog {
                 }
             }
         }
+        for b in &self.batch {
+            let at = |e: String| format!("batch limits of {}: {e}", b.dialect.as_str());
+            if self.batch.iter().filter(|o| o.dialect == b.dialect).count() > 1 {
+                return Err(at("given twice".into()));
+            }
+            if b.max_input_bytes == 0 || b.max_lines == Some(0) || b.max_open_jobs == Some(0) {
+                return Err(at("max_lines, max_input_bytes and max_open_jobs must be above 0".into()));
+            }
+            if b.result_bytes.is_empty() {
+                return Err(at("result_bytes needs at least one class".into()));
+            }
+            for (class, bytes) in &b.result_bytes {
+                if Resolution::parse(class).is_none() || *bytes == 0 {
+                    return Err(at(format!(
+                        "result_bytes {class:?} = {bytes}: classes are 512, 1K, 2K, 4K; bytes > 0"
+                    )));
+                }
+            }
+        }
         for dialect in [Dialect::Openai, Dialect::Gemini] {
             let defaults: Vec<&str> =
                 self.models.iter().filter(|m| m.dialect == dialect && m.default).map(|m| m.name.as_str()).collect();
@@ -270,6 +360,11 @@ impl Catalog {
         let model = model.trim().trim_start_matches("models/");
         let find = |n: &str| self.models.iter().find(|m| m.name == n || m.aliases.iter().any(|a| a == n));
         find(model).or_else(|| model.rsplit_once('/').and_then(|(_, last)| find(last)))
+    }
+
+    /// The Batch API limits of `dialect`, if the catalogue has them.
+    pub fn batch_limits(&self, dialect: Dialect) -> Option<&BatchLimits> {
+        self.batch.iter().find(|b| b.dialect == dialect)
     }
 
     /// The model a run of `dialect` uses when none is named.
@@ -379,6 +474,11 @@ impl ModelEntry {
     /// The published price of one image of `class`, online.
     pub fn online_price(&self, class: Resolution) -> Option<f64> {
         self.price.as_ref()?.online.get(class.as_str()).copied()
+    }
+
+    /// The published price of one image of `class` made through the Batch API.
+    pub fn batch_price(&self, class: Resolution) -> Option<f64> {
+        self.price.as_ref()?.batch.get(class.as_str()).copied()
     }
 }
 

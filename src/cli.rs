@@ -396,6 +396,7 @@ async fn models_command(args: ModelsArgs) -> i32 {
     let Some(base) = &args.base_url else {
         let shown = Catalog {
             models: catalog.models.into_iter().filter(|m| args.provider.is_none_or(|p| p == m.dialect)).collect(),
+            batch: catalog.batch.into_iter().filter(|b| args.provider.is_none_or(|p| p == b.dialect)).collect(),
         };
         return emit(
             "bulkgen models",

@@ -11,8 +11,8 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Dialect, ResponseFormat, SizePolicy};
-use crate::flags::RunArgs;
+use crate::catalog::{Catalog, Dialect, Engine, ResponseFormat, SizePolicy};
+use crate::flags::{BatchFallback, RunArgs};
 use crate::params::{self, Params};
 use crate::retry::Backoff;
 use crate::secret::ApiKey;
@@ -137,6 +137,14 @@ pub struct RunConfig {
     /// Stop starting calls before this run's estimated spend would pass this.
     pub max_cost: Option<f64>,
     pub dry_run: bool,
+    /// Online calls, or the provider's Batch API.
+    pub engine: Engine,
+    /// With the batch engine: how often open jobs are polled.
+    pub poll_interval: Duration,
+    /// With the batch engine: how long after a row's first submission it may stay in
+    /// batch before `batch_fallback` takes it.
+    pub batch_deadline: Duration,
+    pub batch_fallback: BatchFallback,
     pub simulate: Option<SimSettings>,
     pub origin: Option<Origin>,
 }
@@ -225,6 +233,14 @@ impl RunConfig {
             ProgressMode::Auto { interval: dur("--progress-interval", &args.progress_interval)? }
         };
         let mut rate_window = Duration::from_secs(60);
+        let mut poll_interval = dur("--poll-interval", &args.poll_interval)?;
+        let mut batch_deadline = dur("--batch-deadline", &args.batch_deadline)?;
+        if poll_interval.is_zero() {
+            return Err(err("--poll-interval must be longer than zero, e.g. 30s".into()));
+        }
+        if args.engine == Engine::Batch {
+            batch_check(&catalog, args.provider, args.response_format).map_err(err)?;
+        }
 
         let simulate = if args.simulate {
             let time_scale = args.time_scale.unwrap_or(0.01);
@@ -245,6 +261,8 @@ impl RunConfig {
             backoff = Backoff { base: scale(backoff.base), max: scale(backoff.max) };
             max_wait = scale(max_wait);
             rate_window = scale(rate_window);
+            poll_interval = scale(poll_interval).max(Duration::from_millis(10));
+            batch_deadline = scale(batch_deadline);
             Some(SimSettings { time_scale, faults, seed: args.seed.unwrap_or(1) })
         } else {
             if args.time_scale.is_some() || !args.sim_faults.is_empty() {
@@ -320,10 +338,32 @@ impl RunConfig {
             prices,
             max_cost: args.max_cost,
             dry_run: args.dry_run,
+            engine: args.engine,
+            poll_interval,
+            batch_deadline,
+            batch_fallback: args.batch_fallback,
             simulate,
             origin: None,
         })
     }
+}
+
+/// `--engine batch` needs the catalogue's Batch API limits for the dialect, and images
+/// that come back inline (a Batch API's result file carries them).
+fn batch_check(catalog: &Catalog, dialect: Dialect, response_format: Option<ResponseFormat>) -> Result<(), String> {
+    if catalog.batch_limits(dialect).is_none() {
+        return Err(format!(
+            "--engine batch: the catalogue has no Batch API limits for the {} dialect; add a [[batch]] entry with \
+             --models-file, or use --engine online",
+            dialect.as_str()
+        ));
+    }
+    if response_format == Some(ResponseFormat::Url) {
+        return Err("--engine batch --response-format url: a batch result file carries the images themselves; leave \
+                    --response-format out"
+            .into());
+    }
+    Ok(())
 }
 
 /// Checks the API root; plain `http://` is only for loopback unless the user opts in,

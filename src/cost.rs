@@ -1,37 +1,52 @@
 //! Prices per model and resolution class, for spend estimates and `--max-cost`.
 //!
-//! The prices are the catalogue's (`catalog.toml`, online prices); `--price
-//! MODEL:RES=USD` adds or overrides. A model is matched by its exact name, an alias, or
+//! The prices are the catalogue's (`catalog.toml`, online and batch); `--price
+//! MODEL:RES=USD` adds or overrides an online price, `--price MODEL:RES:batch=USD` a batch
+//! one. A model is matched by its exact name, an alias, or
 //! as the last `/` segment of an aggregator's name (`google/gemini-3-pro-image`). Failed
 //! calls are not counted: providers do not bill them.
 
 use std::fmt;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Engine};
 use crate::size::Resolution;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Prices {
-    /// (model names, class, USD): the catalogue's first, overrides after; later entries win.
-    entries: Vec<(Vec<String>, Resolution, f64)>,
+    /// (model names, engine, class, USD): the catalogue's first, overrides after; later
+    /// entries win.
+    entries: Vec<(Vec<String>, Engine, Resolution, f64)>,
 }
 
 impl Prices {
-    /// The catalogue's online prices plus `MODEL:RES=USD` overrides (RES may be `*` for
-    /// every class).
+    /// The catalogue's prices plus `MODEL:RES=USD` (online) and `MODEL:RES:batch=USD`
+    /// overrides (RES may be `*` for every class).
     pub fn with_overrides(catalog: &Catalog, overrides: &[String]) -> Result<Prices, String> {
         let mut entries = Vec::new();
         for m in &catalog.models {
             for class in Resolution::ALL {
+                let names: Vec<String> = std::iter::once(&m.name).chain(&m.aliases).cloned().collect();
                 if let Some(usd) = m.online_price(class) {
-                    let names = std::iter::once(&m.name).chain(&m.aliases).cloned().collect();
-                    entries.push((names, class, usd));
+                    entries.push((names.clone(), Engine::Online, class, usd));
+                }
+                if let Some(usd) = m.batch_price(class) {
+                    entries.push((names, Engine::Batch, class, usd));
                 }
             }
         }
         for spec in overrides {
-            let bad = || format!("--price {spec:?}: write MODEL:RES=USD, e.g. gpt-image-2:1K=0.04 (RES may be *)");
+            let bad = || {
+                format!(
+                    "--price {spec:?}: write MODEL:RES=USD, e.g. gpt-image-2:1K=0.04 (RES may be *), or \
+                     MODEL:RES:batch=USD for the Batch API's price"
+                )
+            };
             let (key, usd) = spec.rsplit_once('=').ok_or_else(bad)?;
+            let (key, engine) = match key.rsplit_once(':') {
+                Some((rest, "batch")) => (rest, Engine::Batch),
+                Some((rest, "online")) => (rest, Engine::Online),
+                _ => (key, Engine::Online),
+            };
             let (model, res) = key.rsplit_once(':').ok_or_else(bad)?;
             let usd: f64 = usd.trim().parse().map_err(|_| bad())?;
             if !(usd.is_finite() && usd >= 0.0) || model.trim().is_empty() {
@@ -41,20 +56,25 @@ impl Prices {
                 "*" => Resolution::ALL.to_vec(),
                 r => vec![Resolution::parse(r).ok_or_else(bad)?],
             };
-            entries.extend(classes.into_iter().map(|r| (vec![model.trim().to_owned()], r, usd)));
+            entries.extend(classes.into_iter().map(|r| (vec![model.trim().to_owned()], engine, r, usd)));
         }
         Ok(Prices { entries })
     }
 
-    /// The price of one image, if known.
+    /// The price of one image made online, if known.
     pub fn get(&self, model: &str, res: Resolution) -> Option<f64> {
+        self.price(Engine::Online, model, res)
+    }
+
+    /// The price of one image made by `engine`, if known.
+    pub fn price(&self, engine: Engine, model: &str, res: Resolution) -> Option<f64> {
         let model = model.trim_start_matches("models/");
         let base = model.rsplit('/').next().unwrap_or(model);
         self.entries
             .iter()
             .rev()
-            .find(|(names, r, _)| *r == res && names.iter().any(|m| m == model || m == base))
-            .map(|(_, _, p)| *p)
+            .find(|(names, e, r, _)| *e == engine && *r == res && names.iter().any(|m| m == model || m == base))
+            .map(|(_, _, _, p)| *p)
     }
 }
 
@@ -86,6 +106,20 @@ mod tests {
         assert_eq!(p.get("my-model", Resolution::K1), Some(0.04));
         assert_eq!(p.get("my-model", Resolution::K2), None);
         assert_eq!(p.get(gemini, Resolution::K4), Some(0.067));
+    }
+
+    #[test]
+    fn batch_prices_are_their_own() {
+        let catalog = Catalog::built_in();
+        let gemini = catalog.default_model(crate::catalog::Dialect::Gemini).unwrap();
+        let entry = catalog.lookup(gemini).unwrap();
+        let p = Prices::with_overrides(&catalog, &[]).unwrap();
+        assert_eq!(p.price(Engine::Batch, gemini, Resolution::K1), entry.batch_price(Resolution::K1));
+        assert!(p.price(Engine::Batch, gemini, Resolution::K1) < p.get(gemini, Resolution::K1));
+        let p = Prices::with_overrides(&catalog, &["m:1K:batch=0.02".into(), "m:1K=0.04".into()]).unwrap();
+        assert_eq!(p.price(Engine::Batch, "m", Resolution::K1), Some(0.02));
+        assert_eq!(p.get("m", Resolution::K1), Some(0.04));
+        assert_eq!(p.price(Engine::Batch, "m", Resolution::K2), None);
     }
 
     #[test]

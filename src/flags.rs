@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::catalog::{Dialect, ResponseFormat, SizePolicy};
+use crate::catalog::{Dialect, Engine, ResponseFormat, SizePolicy};
 
 #[derive(Debug, Clone, Args)]
 #[command(args_override_self = true)]
@@ -144,4 +144,29 @@ pub struct RunArgs {
     /// Validate and print the plan (rows per class, already done, cost and time estimate); send nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How images are made: online (one call each) or batch (the provider's Batch API: half
+    /// price, results within 24 h; resumable like an online run).
+    #[arg(long, value_enum, env = "BULKGEN_ENGINE", default_value = "online")]
+    pub engine: Engine,
+    /// With --engine batch: how often open batch jobs are polled.
+    #[arg(long, env = "BULKGEN_POLL_INTERVAL", default_value = "30s")]
+    pub poll_interval: String,
+    /// With --engine batch: rows not done this long after they were first submitted (the
+    /// clock does not restart when a row is submitted again) go to --batch-fallback.
+    #[arg(long, env = "BULKGEN_BATCH_DEADLINE", default_value = "24h")]
+    pub batch_deadline: String,
+    /// With --engine batch: what happens to rows past --batch-deadline: sent online (at the
+    /// online price), or failed.
+    #[arg(long, value_enum, env = "BULKGEN_BATCH_FALLBACK", default_value = "online")]
+    pub batch_fallback: BatchFallback,
+}
+
+/// What happens to rows a batch job did not finish by `--batch-deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFallback {
+    /// Sent online, one call each, at the online price.
+    Online,
+    /// Failed (class timeout); a later run with --batch-fallback online sends them.
+    None,
 }

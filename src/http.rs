@@ -23,6 +23,7 @@ use reqwest::{Client, Url};
 
 use crate::error::{CallError, ErrorClass};
 use crate::output::check_image;
+use crate::provider::batch::BatchWire;
 use crate::provider::{Generated, Job, Provider, gemini};
 use crate::secret::ApiKey;
 
@@ -208,6 +209,112 @@ impl Caller {
         result.map_err(|e| self.masked(e))
     }
 
+    /// One Batch API or Files API request (`build` makes it with the client and the key),
+    /// bounded by `deadline`; the answer's body when it is a success (at most 16 MiB: a
+    /// page of jobs), else the error as `wire` classifies it.
+    pub async fn batch_call(
+        &self,
+        wire: &BatchWire,
+        build: impl FnOnce(&Client, Option<&ApiKey>) -> reqwest::RequestBuilder,
+        deadline: Duration,
+        what: &str,
+    ) -> Result<Vec<u8>, CallError> {
+        let result = async {
+            let req = build(&self.client, self.key.as_ref());
+            let (status, headers, body) = exchange(req, deadline, BATCH_ANSWER_BYTES, what).await?;
+            if !status.is_success() {
+                return Err(wire.classify(status, &headers, &body));
+            }
+            Ok(body)
+        }
+        .await;
+        result.map_err(|e| self.masked(e))
+    }
+
+    /// Uploads a Batch API input file (JSONL): Gemini's Files API, or OpenAI's `/v1/files`
+    /// with purpose `batch`. Returns the file's name (`files/...`) or id.
+    pub async fn upload_batch_input(
+        &self,
+        wire: &BatchWire,
+        base: &Url,
+        display_name: &str,
+        bytes: bytes::Bytes,
+        deadline: Duration,
+    ) -> Result<String, CallError> {
+        const JSONL: &str = "application/jsonl";
+        match wire.dialect {
+            crate::catalog::Dialect::Gemini => {
+                Ok(self.upload_gemini(base, display_name, JSONL, bytes, deadline).await?.name)
+            }
+            crate::catalog::Dialect::Openai => {
+                let name = format!("{display_name}.jsonl");
+                let body = self
+                    .batch_call(
+                        wire,
+                        |c, k| wire.upload_openai(c, k, "batch", &name, JSONL, bytes),
+                        deadline,
+                        "the upload's answer",
+                    )
+                    .await?;
+                wire.parse_openai_file(&body)
+            }
+        }
+    }
+
+    /// Uploads a reference image to OpenAI's Files API for batch edits (purpose `vision`).
+    pub async fn upload_openai_image(
+        &self,
+        wire: &BatchWire,
+        name: &str,
+        mime: &str,
+        bytes: bytes::Bytes,
+        deadline: Duration,
+    ) -> Result<String, CallError> {
+        let body = self
+            .batch_call(
+                wire,
+                |c, k| wire.upload_openai(c, k, "vision", name, mime, bytes),
+                deadline,
+                "the upload's answer",
+            )
+            .await?;
+        wire.parse_openai_file(&body)
+    }
+
+    /// Opens a result file for streaming: its lines are read with [`Lines`], each at most
+    /// `--max-response-bytes`, no chunk waited for longer than `idle`.
+    pub async fn open_result_file(&self, wire: &BatchWire, file: &str, idle: Duration) -> Result<Lines, CallError> {
+        let result = async {
+            let req = wire.download(&self.client, self.key.as_ref(), file);
+            let resp = tokio::time::timeout(idle, req.send())
+                .await
+                .map_err(|_| {
+                    CallError::new(ErrorClass::Timeout, format!("the result file {file} did not start within {idle:?}"))
+                })?
+                .map_err(|e| transport(e, idle))?;
+            if let Some(e) = refused_redirect(&resp) {
+                return Err(e);
+            }
+            let status = resp.status();
+            if !status.is_success() {
+                let headers = resp.headers().clone();
+                let body = read_body(resp, SMALL_ANSWER_BYTES).await.unwrap_or_default();
+                return Err(wire.classify(status, &headers, &body));
+            }
+            Ok(Lines {
+                resp,
+                buf: Vec::new(),
+                start: 0,
+                cap: self.limits.max_response_bytes,
+                idle,
+                ended: false,
+                read: 0,
+            })
+        }
+        .await;
+        result.map_err(|e| self.masked(e))
+    }
+
     /// Belt and braces: `CallError::new` masked every key already; text appended to a
     /// message afterwards is masked here.
     fn masked(&self, mut e: CallError) -> CallError {
@@ -216,6 +323,71 @@ impl Caller {
             e.message = key.mask(&e.message);
         }
         e
+    }
+}
+
+/// The most a Batch API answer (a job, a page of jobs) may be.
+const BATCH_ANSWER_BYTES: u64 = 16 << 20;
+
+/// A result file as a stream of lines, read chunk by chunk: only the line being read is
+/// held (and the rest of its chunk), never the file.
+pub struct Lines {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+    /// Where the unread part of `buf` starts.
+    start: usize,
+    cap: u64,
+    idle: Duration,
+    ended: bool,
+    /// Bytes received so far.
+    pub read: u64,
+}
+
+impl Lines {
+    /// The next non-empty line (without its newline), None at the end of the file.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, CallError> {
+        loop {
+            if let Some(at) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
+                let line = self.buf[self.start..self.start + at].to_vec();
+                self.start += at + 1;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(Some(line));
+            }
+            if self.ended {
+                let rest = self.buf[self.start..].to_vec();
+                self.start = self.buf.len();
+                return Ok((!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest));
+            }
+            // Keep only the unfinished line before reading more.
+            self.buf.drain(..self.start);
+            self.start = 0;
+            if self.buf.len() as u64 > self.cap {
+                return Err(CallError::new(
+                    ErrorClass::BadResponse,
+                    format!(
+                        "a line of the result file passed --max-response-bytes {} (raise it if images this large \
+                         are expected)",
+                        bytes_text(self.cap)
+                    ),
+                ));
+            }
+            match tokio::time::timeout(self.idle, self.resp.chunk()).await {
+                Err(_) => {
+                    return Err(CallError::new(
+                        ErrorClass::Timeout,
+                        format!("the result file stalled: nothing received for {:?}", self.idle),
+                    ));
+                }
+                Ok(Err(e)) => return Err(transport(e, self.idle)),
+                Ok(Ok(None)) => self.ended = true,
+                Ok(Ok(Some(chunk))) => {
+                    self.read += chunk.len() as u64;
+                    self.buf.extend_from_slice(&chunk);
+                }
+            }
+        }
     }
 }
 

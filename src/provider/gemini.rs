@@ -99,40 +99,45 @@ impl Provider for Gemini {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder {
         let model = job.model.trim_start_matches("models/");
         let url = super::endpoint(&self.base, &format!("/v1beta/models/{model}:generateContent"));
-        let mut image_config = serde_json::Map::new();
-        match job.size {
-            WireSize::Gemini { image_size, ratio } => {
-                if let Some(r) = ratio {
-                    image_config.insert("aspectRatio".into(), r.to_string().into());
-                }
-                image_config.insert("imageSize".into(), image_size.as_str().into());
-            }
-            // The catalogue resolves gemini-dialect rows to a class and a ratio; pixels
-            // here mean a models-file entry of another kind: send them as Gemini would
-            // read a size, the class of their pixel count and their ratio.
-            WireSize::Pixels { width, height } => {
-                image_config.insert("imageSize".into(), Resolution::from_pixels(*width, *height).as_str().into());
-            }
-        }
-        // Reference images go as parts before the text (wire-formats.md; google-genai
-        // `types.Part.from_bytes` / `Part.from_uri` serialize as `inlineData` /
-        // `fileData` with camelCase keys: tests/sdk/fixtures.json, requests).
-        let mut parts: Vec<Value> = job.refs.iter().map(ref_part).collect();
-        parts.push(serde_json::json!({"text": job.prompt}));
-        let mut body = serde_json::json!({
-            "contents": [{"role": "user", "parts": parts}],
-            "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": image_config},
-        })
-        .as_object()
-        .cloned()
-        .expect("an object");
-        crate::params::merge_into(&mut body, job.params);
-        with_key(client.post(url).json(&body), key)
+        with_key(client.post(url).json(&body(job)), key)
     }
 
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
         parse_answer(status, headers, body)
     }
+}
+
+/// The body of a generation: `generateContent`'s, and a Batch API line's `request`.
+pub fn body(job: &Job<'_>) -> serde_json::Map<String, Value> {
+    let mut image_config = serde_json::Map::new();
+    match job.size {
+        WireSize::Gemini { image_size, ratio } => {
+            if let Some(r) = ratio {
+                image_config.insert("aspectRatio".into(), r.to_string().into());
+            }
+            image_config.insert("imageSize".into(), image_size.as_str().into());
+        }
+        // The catalogue resolves gemini-dialect rows to a class and a ratio; pixels
+        // here mean a models-file entry of another kind: send them as Gemini would
+        // read a size, the class of their pixel count and their ratio.
+        WireSize::Pixels { width, height } => {
+            image_config.insert("imageSize".into(), Resolution::from_pixels(*width, *height).as_str().into());
+        }
+    }
+    // Reference images go as parts before the text (wire-formats.md; google-genai
+    // `types.Part.from_bytes` / `Part.from_uri` serialize as `inlineData` /
+    // `fileData` with camelCase keys: tests/sdk/fixtures.json, requests).
+    let mut parts: Vec<Value> = job.refs.iter().map(ref_part).collect();
+    parts.push(serde_json::json!({"text": job.prompt}));
+    let mut body = serde_json::json!({
+        "contents": [{"role": "user", "parts": parts}],
+        "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": image_config},
+    })
+    .as_object()
+    .cloned()
+    .expect("an object");
+    crate::params::merge_into(&mut body, job.params);
+    body
 }
 
 /// One reference as a request part.
@@ -271,7 +276,7 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     Some((days * 86_400 + h * 3600 + mi * 60 - offset_s) as f64 + sec)
 }
 
-fn with_key(mut req: RequestBuilder, key: Option<&ApiKey>) -> RequestBuilder {
+pub fn with_key(mut req: RequestBuilder, key: Option<&ApiKey>) -> RequestBuilder {
     if let Some(key) = key {
         let mut value =
             HeaderValue::try_from(key.expose()).unwrap_or_else(|_| HeaderValue::from_static("invalid-key-characters"));

@@ -12,6 +12,7 @@ use crate::output::check_image;
 use crate::params::Params;
 use crate::secret::ApiKey;
 
+pub mod batch;
 pub mod gemini;
 pub mod openai;
 

@@ -37,7 +37,7 @@ impl OpenAi {
     fn edit(&self, client: &Client, job: &Job<'_>) -> RequestBuilder {
         use reqwest::multipart::{Form, Part};
         let mut fields = serde_json::Map::new();
-        self.fields(&mut fields, job);
+        fields_of(&mut fields, job);
         let mut form = Form::new();
         for (name, value) in fields {
             let text = match value {
@@ -68,21 +68,56 @@ impl OpenAi {
         }
         client.post(self.edits.clone()).multipart(form)
     }
+}
 
-    /// The fields of a generation, bulkgen's own first, then the params.
-    fn fields(&self, body: &mut serde_json::Map<String, Value>, job: &Job<'_>) {
-        // Fields as openai-python 3.54.0 sends them (types/image_generate_params.py):
-        // `response_format` only when the job carries one (never to GPT image models,
-        // which answer 400 unknown_parameter), the size as the catalogue resolved it.
-        body.insert("model".into(), job.model.into());
-        body.insert("prompt".into(), job.prompt.into());
-        body.insert("n".into(), 1.into());
-        body.insert("size".into(), job.size.to_string().into());
-        if let Some(format) = job.response_format {
-            body.insert("response_format".into(), format.as_str().into());
-        }
-        crate::params::merge_into(body, job.params);
+/// The fields of a generation, bulkgen's own first, then the params.
+fn fields_of(body: &mut serde_json::Map<String, Value>, job: &Job<'_>) {
+    // Fields as openai-python 3.54.0 sends them (types/image_generate_params.py):
+    // `response_format` only when the job carries one (never to GPT image models,
+    // which answer 400 unknown_parameter), the size as the catalogue resolved it.
+    body.insert("model".into(), job.model.into());
+    body.insert("prompt".into(), job.prompt.into());
+    body.insert("n".into(), 1.into());
+    body.insert("size".into(), job.size.to_string().into());
+    if let Some(format) = job.response_format {
+        body.insert("response_format".into(), format.as_str().into());
     }
+    crate::params::merge_into(body, job.params);
+}
+
+/// The JSON body of a Batch API line: a generation's fields, or for a row with references
+/// the edits endpoint's JSON form, each reference an uploaded file named by id
+/// (`images: [{"file_id": ...}]`, `mask: {"file_id": ...}`; wire-formats.md "Edits": the
+/// Batch API needs this form, multipart cannot go in a JSONL line).
+pub fn batch_body(job: &Job<'_>) -> serde_json::Map<String, Value> {
+    let mut body = serde_json::Map::new();
+    fields_of(&mut body, job);
+    let file = |part: &RefPart| match part {
+        RefPart::File { uri, .. } => serde_json::json!({"file_id": uri}),
+        // The batch engine uploads every reference first; bytes inline would not fit the
+        // JSON form: send a data URL, which the JSON form takes as `image_url`.
+        RefPart::Inline { mime, bytes, .. } => {
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+            serde_json::json!({"image_url": format!("data:{mime};base64,{data}")})
+        }
+    };
+    if !job.refs.is_empty() {
+        body.insert("images".into(), Value::Array(job.refs.iter().map(file).collect()));
+    }
+    if let Some(mask) = job.mask {
+        body.insert("mask".into(), file(mask));
+    }
+    body
+}
+
+/// The `Authorization` header, marked sensitive.
+pub fn with_key(req: RequestBuilder, key: Option<&ApiKey>) -> RequestBuilder {
+    let Some(key) = key else { return req };
+    let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+        .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters"));
+    value.set_sensitive(true);
+    req.header(reqwest::header::AUTHORIZATION, value)
 }
 
 // The base64 is borrowed from the body when it has no JSON escapes (the usual case), so
@@ -102,20 +137,14 @@ struct Datum<'a> {
 
 impl Provider for OpenAi {
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder {
-        let mut req = if job.refs.is_empty() && job.mask.is_none() {
+        let req = if job.refs.is_empty() && job.mask.is_none() {
             let mut body = serde_json::Map::new();
-            self.fields(&mut body, job);
+            fields_of(&mut body, job);
             client.post(self.url.clone()).json(&body)
         } else {
             self.edit(client, job)
         };
-        if let Some(key) = key {
-            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("Bearer invalid-key-characters"));
-            value.set_sensitive(true);
-            req = req.header(reqwest::header::AUTHORIZATION, value);
-        }
-        req
+        with_key(req, key)
     }
 
     fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {

@@ -36,7 +36,10 @@ pub const DB_FILE: &str = "bulkgen.db";
 /// left in place (see [`file_fingerprint`]): recovery never takes that file for the new one.
 /// 4: rows gained `refs`, the content hashes of their reference images (part of a row's
 /// identity); the `uploads` table records Gemini Files API uploads by content hash.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
+
+mod jobs;
+pub use jobs::{JobCounts, JobRecord, JobStep, NewJob};
 /// The image extensions bulkgen writes (`output::write_image`), in the order they are looked for.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
 /// Most writes folded into one transaction.
@@ -200,6 +203,46 @@ pub struct PendingRow {
     pub stashed: bool,
 }
 
+/// Which pending rows a page holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pending {
+    All,
+    /// Never submitted to a batch job, or first submitted at `cutoff` or later (unix s):
+    /// rows the batch engine may still submit.
+    BatchSince {
+        cutoff: f64,
+    },
+    /// First submitted to a batch job before `cutoff`: past `--batch-deadline`.
+    BatchBefore {
+        cutoff: f64,
+    },
+}
+
+/// The columns [`pending_row`] reads, in its order.
+const PENDING_COLUMNS: &str = "rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
+     EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params, refs";
+
+fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRow> {
+    let size: String = r.get(4)?;
+    let aspect: Option<String> = r.get(5)?;
+    Ok(PendingRow {
+        rid: r.get(0)?,
+        seq: r.get(1)?,
+        id: r.get(2)?,
+        prompt: r.get(3)?,
+        size: size.parse().unwrap_or(Size::Class(crate::size::Resolution::K1)),
+        aspect_ratio: aspect.as_deref().and_then(AspectRatio::parse),
+        model: r.get(6)?,
+        params: serde_json::from_str(r.get_ref(10)?.as_str()?).unwrap_or_default(),
+        // A row is never sent without the references it names.
+        refs: RowRefs::from_column(r.get_ref(11)?.as_str()?)
+            .map_err(|why| rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, why.into()))?,
+        result_url: r.get(7)?,
+        old_file: r.get(8)?,
+        stashed: r.get(9)?,
+    })
+}
+
 /// Defaults for rows that name no size or model, and the `--param` fields every row gets
 /// (a row's own `param.KEY` columns win).
 #[derive(Debug, Clone)]
@@ -240,6 +283,10 @@ pub struct SyncReport {
     /// nothing paid again.
     #[serde(default)]
     pub retried_download: u64,
+    /// Rows changed in the manifest while in an open batch job: kept as sent until the
+    /// job ends.
+    #[serde(default)]
+    pub changed_in_batch: u64,
 }
 
 /// What recovery found among rows a dead process left `running`.
@@ -256,11 +303,13 @@ pub struct Counts {
     pub running: u64,
     pub done: u64,
     pub failed: u64,
+    /// In an open batch job.
+    pub batch: u64,
 }
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.pending + self.running + self.done + self.failed
+        self.pending + self.running + self.done + self.failed + self.batch
     }
 }
 
@@ -655,35 +704,29 @@ impl Checkpoint {
 
     /// The next pending rows of the manifest after position `after_seq`.
     pub async fn pending_page(&self, after_seq: i64, limit: usize) -> Result<Vec<PendingRow>, CheckpointError> {
+        self.pending_page_where(after_seq, limit, Pending::All).await
+    }
+
+    /// The next pending rows after `after_seq` that `which` selects.
+    pub async fn pending_page_where(
+        &self,
+        after_seq: i64,
+        limit: usize,
+        which: Pending,
+    ) -> Result<Vec<PendingRow>, CheckpointError> {
         self.call(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
-                 EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params, refs \
-                 FROM rows WHERE state='pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = st
-                .query_map(params![after_seq, limit as i64], |r| {
-                    let size: String = r.get(4)?;
-                    let aspect: Option<String> = r.get(5)?;
-                    Ok(PendingRow {
-                        rid: r.get(0)?,
-                        seq: r.get(1)?,
-                        id: r.get(2)?,
-                        prompt: r.get(3)?,
-                        size: size.parse().unwrap_or(Size::Class(crate::size::Resolution::K1)),
-                        aspect_ratio: aspect.as_deref().and_then(AspectRatio::parse),
-                        model: r.get(6)?,
-                        params: serde_json::from_str(r.get_ref(10)?.as_str()?).unwrap_or_default(),
-                        // A row is never sent without the references it names.
-                        refs: RowRefs::from_column(r.get_ref(11)?.as_str()?).map_err(|why| {
-                            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, why.into())
-                        })?,
-                        result_url: r.get(7)?,
-                        old_file: r.get(8)?,
-                        stashed: r.get(9)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
+            let (filter, cutoff) = match which {
+                Pending::All => ("1", 0.0),
+                Pending::BatchSince { cutoff } => ("(batch_since IS NULL OR batch_since >= ?3)", cutoff),
+                Pending::BatchBefore { cutoff } => ("batch_since < ?3", cutoff),
+            };
+            let sql = format!(
+                "SELECT {PENDING_COLUMNS} FROM rows WHERE state='pending' AND seq > ?1 AND ({filter}) \
+                 AND ?3 = ?3 ORDER BY seq LIMIT ?2"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows =
+                st.query_map(params![after_seq, limit as i64, cutoff], pending_row)?.collect::<Result<_, _>>()?;
             Ok(rows)
         })
         .await
@@ -790,7 +833,8 @@ impl Checkpoint {
             c.prepare_cached(
                 "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
                  made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
-                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL WHERE rid=?6",
+                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
+                 engine='online' WHERE rid=?6",
             )?
             .execute(params![file, latency_s, model, size_sent, done_at, rid])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
@@ -857,6 +901,7 @@ impl Checkpoint {
                     "running" => counts.running = n as u64,
                     "done" => counts.done = n as u64,
                     "failed" => counts.failed = n as u64,
+                    "batch" => counts.batch = n as u64,
                     _ => {}
                 }
             }
@@ -1826,6 +1871,12 @@ fn sync(
             || old_params != params_text
             || old_refs != refs_text;
         match (state.as_str(), changed) {
+            ("batch", true) => {
+                // Sent as it was to a batch job still open: its result (paid for) is taken
+                // when the job ends, and the change is met then like a done row's.
+                keep.execute(params![seq, extra, rid])?;
+                report.changed_in_batch += 1;
+            }
             ("done", false) => {
                 keep.execute(params![seq, extra, rid])?;
                 report.already_done += 1;
@@ -1924,6 +1975,9 @@ fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointEr
         ("size_sent", "TEXT"),
         ("stale_sig", "TEXT"),
         ("refs", "TEXT NOT NULL DEFAULT ''"),
+        ("job", "INTEGER"),
+        ("batch_since", "REAL"),
+        ("engine", "TEXT"),
     ] {
         if !columns.iter().any(|c| c == name) {
             c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
@@ -1978,7 +2032,12 @@ CREATE TABLE IF NOT EXISTS rows (
     latency_s REAL,
     first_dispatch REAL,
     done_at REAL,
-    e2e_s REAL
+    e2e_s REAL,
+    -- The open batch job holding the row (state 'batch'), its first submission to any
+    -- batch job (the --batch-deadline clock), and the engine that made its image.
+    job INTEGER,
+    batch_since REAL,
+    engine TEXT
 );
 CREATE INDEX IF NOT EXISTS rows_seq ON rows(seq);
 CREATE INDEX IF NOT EXISTS rows_pending ON rows(seq) WHERE state = 'pending';
@@ -2012,6 +2071,34 @@ CREATE TABLE IF NOT EXISTS uploads (
     PRIMARY KEY (hash, endpoint)
 );
 CREATE TABLE IF NOT EXISTS stash (rid INTEGER PRIMARY KEY REFERENCES rows(rid), bytes BLOB NOT NULL);
+-- Batch API jobs (jobs.rs). `step` is how far bulkgen got, each step committed before the
+-- next is taken: assigned (rows set aside, token chosen) -> uploaded (input_file) ->
+-- creating (the create request may have been sent: find the job by its token before
+-- creating anything) -> open (name known) -> closed (results taken, rows not done back
+-- in the queue).
+CREATE TABLE IF NOT EXISTS jobs (
+    jid INTEGER PRIMARY KEY,
+    token TEXT NOT NULL UNIQUE,
+    dialect TEXT NOT NULL,
+    model TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    step TEXT NOT NULL,
+    input_file TEXT,
+    name TEXT,
+    state TEXT,
+    result_file TEXT,
+    error_file TEXT,
+    lines INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    price_micro INTEGER NOT NULL DEFAULT 0,
+    assigned_at REAL NOT NULL,
+    created_at REAL,
+    polled_at REAL,
+    cancel_sent_at REAL,
+    closed_at REAL,
+    note TEXT
+);
 ";
 
 #[cfg(test)]
