@@ -38,6 +38,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// One screen: rows by state and class, failures by class, recent errors, spend, whether a run is active.
     Status(OutArgs),
+    /// Cancel the folder's open provider batch jobs (--engine batch), and say what was already paid for.
+    Cancel(OutArgs),
     /// The latency report, from the checkpoint alone (works during a run and after a crash).
     Report(ReportArgs),
     /// The model catalogue; with --base-url (and a key), what that endpoint serves beside it.
@@ -179,10 +181,38 @@ pub fn main() -> i32 {
             }
         },
         Command::Status(args) => emit("bulkgen status", inspect::status(&args.out)),
+        Command::Cancel(args) => runtime.block_on(cancel_command(args)),
         Command::Report(args) => emit("bulkgen report", inspect::report(&args.folder.out, args.format)),
         Command::Models(args) => runtime.block_on(models_command(args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
         Command::Repair(args) => runtime.block_on(repair_command(*args)),
+    }
+}
+
+/// `bulkgen cancel`: the last run's flags give the endpoint and the key's variable.
+async fn cancel_command(args: OutArgs) -> i32 {
+    let resume = ResumeArgs { folder: args, overrides: Vec::new() };
+    let cfg = match resume_args(&resume).and_then(|(run, _)| RunConfig::from_args(&run).map_err(|e| e.to_string())) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("bulkgen cancel: {e}");
+            return exit::USAGE;
+        }
+    };
+    if cfg.simulate.is_some() {
+        eprintln!(
+            "bulkgen cancel: {} was run against the built-in simulator (--simulate), whose jobs ended with that run: \
+             nothing to cancel",
+            resume.folder.out.display()
+        );
+        return exit::USAGE;
+    }
+    match crate::runner::cancel(cfg).await {
+        Ok(text) => print_stdout(&text).err().unwrap_or(exit::OK),
+        Err(e) => {
+            eprintln!("bulkgen cancel: {e}");
+            e.exit_code()
+        }
     }
 }
 

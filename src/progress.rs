@@ -25,6 +25,8 @@ pub struct Counters {
     pub failed: AtomicU64,
     pub in_flight: AtomicU64,
     pub retry_waiting: AtomicU64,
+    /// Rows in open batch jobs.
+    pub in_batch: AtomicU64,
     /// Estimated spend of this run's done rows, in micro-USD.
     pub spend_micro_usd: AtomicU64,
 }
@@ -144,8 +146,10 @@ impl Progress {
         let spend = c.spend_micro_usd.load(Ordering::Relaxed);
         let spend = if spend > 0 { format!("; spent {}", Usd(spend as f64 / 1e6)) } else { String::new() };
         let live = self.live_latency();
+        let in_batch = c.in_batch.load(Ordering::Relaxed);
+        let in_batch = if in_batch > 0 { format!("{in_batch} in batch jobs, ") } else { String::new() };
         format!(
-            "{done} done, {failed} failed, {left} left; {} in flight, {} waiting to retry{}; {per_min:.1} \
+            "{done} done, {failed} failed, {left} left; {in_batch}{} in flight, {} waiting to retry{}; {per_min:.1} \
              images/min{eta}{spend}{}",
             c.in_flight.load(Ordering::Relaxed),
             c.retry_waiting.load(Ordering::Relaxed),

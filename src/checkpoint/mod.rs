@@ -317,6 +317,8 @@ impl Counts {
 pub enum AttemptKind {
     Generate,
     Download,
+    /// A line of a batch job's results: its duration is the job's, from creation.
+    Batch,
 }
 
 impl AttemptKind {
@@ -324,6 +326,7 @@ impl AttemptKind {
         match self {
             AttemptKind::Generate => "generate",
             AttemptKind::Download => "download",
+            AttemptKind::Batch => "batch",
         }
     }
 }

@@ -45,6 +45,7 @@ use crate::size::Resolution;
 
 mod batch;
 mod online;
+pub use batch::cancel;
 mod rows;
 
 /// Rows fetched from the checkpoint at a time.
@@ -327,6 +328,14 @@ pub async fn check_manifest(cfg: &RunConfig) -> Result<CheckedManifest, RunError
         let cfg = checked;
         let check = |model: &str, size, ratio| -> Result<(), String> {
             cfg.catalog.resolve(cfg.dialect, model, size, ratio, cfg.size_policy)?;
+            if cfg.engine == Engine::Batch && !cfg.catalog.lookup(model).is_some_and(|m| m.batch) {
+                return Err(format!(
+                    "--engine batch: the catalogue does not list model {model} as offered through the {} Batch API \
+                     (`bulkgen models`); use --engine online, another model, or a --models-file entry with \
+                     batch = true if the provider takes it",
+                    cfg.dialect.as_str()
+                ));
+            }
             if let (Some(format), Some(entry)) = (cfg.response_format, cfg.catalog.lookup(model))
                 && !entry.response_format
             {
@@ -412,18 +421,32 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     if cfg.max_cost.is_some() {
         let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
         let needed = ckpt.pending_models().await?.into_iter().chain(fallback);
-        let unpriced: Vec<String> =
-            needed.filter(|(m, r)| cfg.prices.get(m, *r).is_none()).map(|(m, r)| format!("{m}:{r}")).collect();
+        let needed: Vec<(String, Resolution)> = needed.collect();
+        let mut unpriced: Vec<String> = Vec::new();
+        if cfg.engine == Engine::Online || cfg.batch_fallback == crate::flags::BatchFallback::Online {
+            unpriced.extend(
+                needed.iter().filter(|(m, r)| cfg.prices.get(m, *r).is_none()).map(|(m, r)| format!("{m}:{r}")),
+            );
+        }
+        if cfg.engine == Engine::Batch {
+            unpriced.extend(
+                needed
+                    .iter()
+                    .filter(|(m, r)| cfg.prices.price(Engine::Batch, m, *r).is_none())
+                    .map(|(m, r)| format!("{m}:{r}:batch")),
+            );
+        }
         if !unpriced.is_empty() {
             return Err(RunError::Settings(format!(
                 "--max-cost needs a price for every model and class the run may use; missing: {} (give --price \
-                 MODEL:RES=USD)",
+                 MODEL:RES=USD, or MODEL:RES:batch=USD for a batch price)",
                 unpriced.join(", ")
             )));
         }
     }
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
+    Progress::add(&progress.counters.in_batch, before.batch);
     for note in notes.iter().chain(&fd_note) {
         progress.note(note);
     }
@@ -467,7 +490,19 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
-    online::dispatch(ctx.clone(), checkpoint::Pending::All).await;
+    match ctx.cfg.engine {
+        Engine::Online => {
+            if before.batch > 0 {
+                ctx.progress.note(&format!(
+                    "{} row(s) are in batch jobs still open at the provider: this online run leaves them (they are \
+                     paid for there); `--engine batch` collects them, `bulkgen cancel` cancels the jobs",
+                    before.batch
+                ));
+            }
+            online::dispatch(ctx.clone(), checkpoint::Pending::All).await;
+        }
+        Engine::Batch => batch::run(ctx.clone()).await,
+    }
     watcher.abort();
     display.finish();
 
@@ -482,7 +517,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         exit::ROWS_FAILED
     } else if stopped.is_some() {
         exit::STOPPED
-    } else if counts.failed > 0 || counts.pending > 0 || counts.running > 0 {
+    } else if counts.failed > 0 || counts.pending > 0 || counts.running > 0 || counts.batch > 0 {
         exit::ROWS_FAILED
     } else {
         exit::OK

@@ -141,7 +141,7 @@ fn expired(row: &PendingRow, e: &CallError, tries: u32) -> CallError {
 }
 
 /// Sleeps `wait` (counted as a retry waiting); false when the run stopped meanwhile.
-async fn wait_or_stop(ctx: &Ctx, wait: Duration) -> bool {
+pub(super) async fn wait_or_stop(ctx: &Ctx, wait: Duration) -> bool {
     let counters = &ctx.progress.counters;
     Progress::add(&counters.retry_waiting, 1);
     let stopped = tokio::select! {
@@ -417,7 +417,7 @@ fn resolve(ctx: &Ctx, row: &PendingRow, model: &str) -> Option<WireSize> {
 
 /// `response_format` goes only to a model the catalogue says takes it (the user's choice,
 /// else base64); a model it does not know gets it only when the user asked for it.
-fn response_format(ctx: &Ctx, model: &str) -> Option<ResponseFormat> {
+pub(super) fn response_format(ctx: &Ctx, model: &str) -> Option<ResponseFormat> {
     match ctx.cfg.catalog.lookup(model) {
         Some(entry) if entry.response_format => Some(ctx.cfg.response_format.unwrap_or(ResponseFormat::B64Json)),
         Some(_) => None,
