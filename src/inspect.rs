@@ -13,6 +13,7 @@ use crate::config::Origin;
 use crate::cost::Prices;
 use crate::exit;
 use crate::output;
+use crate::progress;
 use crate::report;
 use crate::report::ReportFormat;
 
@@ -173,6 +174,36 @@ fn status_text(out: &Path) -> Result<String, Failed> {
     let _ = writeln!(text, "  class   pending  running     done   failed");
     for (class, n) in &by_class {
         let _ = writeln!(text, "  {class:<6}{:>9}{:>9}{:>9}{:>9}", n[0], n[1], n[2], n[3]);
+    }
+    let in_batch: u64 = c
+        .query_row("SELECT COUNT(*) FROM rows WHERE seq IS NOT NULL AND state = 'batch'", [], |r| r.get(0))
+        .map_err(sql)?;
+    if in_batch > 0 {
+        let _ =
+            writeln!(text, "{in_batch} of the pending rows are in open batch jobs (paid for there, not sent online)");
+    }
+    // A checkpoint from before batch jobs has no jobs table: no jobs.
+    let jobs = checkpoint::list_jobs(&c, true).unwrap_or_default();
+    if !jobs.is_empty() {
+        let open = jobs.iter().filter(|j| j.step != checkpoint::JobStep::Closed).count();
+        let _ = writeln!(text, "batch jobs: {open} open, {} closed", jobs.len() - open);
+        let now = checkpoint::now_unix();
+        for j in jobs.iter().take(20) {
+            let age = now - j.created_at.unwrap_or(j.assigned_at);
+            let ended = j.closed_at.map_or(String::new(), |t| format!(", closed {} ago", progress::human(now - t)));
+            let _ = writeln!(
+                text,
+                "  {:<28} {:<10} {:<22} {:>6} rows {:>6} done {:>5} failed  age {}{ended}{}",
+                j.name.as_deref().unwrap_or("(not created yet)"),
+                j.step.as_str(),
+                j.state.as_deref().unwrap_or("-"),
+                j.lines,
+                j.succeeded,
+                j.failed,
+                progress::human(age.max(0.0)),
+                j.note.as_deref().map_or(String::new(), |n| format!(" ({n})"))
+            );
+        }
     }
     let failed: Vec<String> = c
         .prepare(

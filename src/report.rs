@@ -118,6 +118,8 @@ pub struct Report {
     pub concurrency_rule: &'static str,
     pub classes: Vec<Group>,
     pub models: Vec<Group>,
+    /// By the engine that made the images (`online`, `batch`): spend at each engine's price.
+    pub engines: Vec<Group>,
     pub overall: Group,
     pub runs: usize,
     /// Wall time of all runs on this folder added up.
@@ -192,7 +194,8 @@ impl Acc {
 fn grouped(inputs: &ReportInputs, prices: &Prices, key: impl Fn(&Cell) -> String) -> Vec<Group> {
     let mut accs: BTreeMap<String, Acc> = BTreeMap::new();
     for cell in &inputs.cells {
-        let price = Resolution::parse(&cell.resolution).and_then(|r| prices.get(&cell.model, r));
+        let engine = crate::catalog::Engine::parse(&cell.engine).unwrap_or_default();
+        let price = Resolution::parse(&cell.resolution).and_then(|r| prices.price(engine, &cell.model, r));
         accs.entry(key(cell)).or_default().add(cell, price);
     }
     accs.into_iter().map(|(name, acc)| acc.finish(name, inputs.rate_per_s)).collect()
@@ -201,6 +204,7 @@ fn grouped(inputs: &ReportInputs, prices: &Prices, key: impl Fn(&Cell) -> String
 pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
     let classes = grouped(inputs, prices, |c| c.resolution.clone());
     let models = grouped(inputs, prices, |c| c.model.clone());
+    let engines = grouped(inputs, prices, |c| c.engine.clone());
     let overall = grouped(inputs, prices, |_| "all".into())
         .pop()
         .unwrap_or_else(|| Acc::default().finish("all".into(), inputs.rate_per_s));
@@ -213,6 +217,7 @@ pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
         concurrency_rule: CONCURRENCY_RULE,
         classes,
         models,
+        engines,
         overall,
         runs: inputs.runs.len(),
         wall_time_s,
@@ -298,6 +303,11 @@ pub fn render(r: &Report, md: bool) -> String {
         let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "spend: {}", spend_text(o));
+    if r.engines.iter().any(|g| g.name == "batch" && g.done > 0) {
+        for g in &r.engines {
+            let _ = writeln!(out, "  made {}: {}", g.name, spend_text(g));
+        }
+    }
     let mut groups: Vec<&Group> = r.classes.iter().collect();
     if r.models.len() > 1 {
         groups.extend(&r.models);

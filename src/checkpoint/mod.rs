@@ -39,7 +39,7 @@ pub const DB_FILE: &str = "bulkgen.db";
 const SCHEMA_VERSION: i64 = 5;
 
 mod jobs;
-pub use jobs::{JobCounts, JobRecord, JobStep, NewJob};
+pub use jobs::{JobCounts, JobRecord, JobStep, NewJob, jobs as list_jobs};
 /// The image extensions bulkgen writes (`output::write_image`), in the order they are looked for.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
 /// Most writes folded into one transaction.
@@ -361,6 +361,9 @@ pub struct AttemptRecord {
 pub struct Cell {
     pub resolution: String,
     pub model: String,
+    /// The engine that made the done rows' images and made the calls: `online` or `batch`
+    /// (rows not done are counted with `online`).
+    pub engine: String,
     pub done: u64,
     pub failed: u64,
     pub pending: u64,
@@ -1703,11 +1706,16 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     let mut cells: Vec<Cell> = Vec::new();
     // There are a handful of cells (classes x models): a scan by &str beats sorting a
     // million rows or allocating a key per row.
-    let cell_of = |cells: &mut Vec<Cell>, res: &str, model: &str| -> usize {
-        match cells.iter().rposition(|c| c.resolution == res && c.model == model) {
+    let cell_of = |cells: &mut Vec<Cell>, res: &str, model: &str, engine: &str| -> usize {
+        match cells.iter().rposition(|c| c.resolution == res && c.model == model && c.engine == engine) {
             Some(i) => i,
             None => {
-                cells.push(Cell { resolution: res.to_owned(), model: model.to_owned(), ..Cell::default() });
+                cells.push(Cell {
+                    resolution: res.to_owned(),
+                    model: model.to_owned(),
+                    engine: engine.to_owned(),
+                    ..Cell::default()
+                });
                 cells.len() - 1
             }
         }
@@ -1715,10 +1723,13 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     // Counted here rather than by GROUP BY, which sorts every row first (a fifth of a
     // million-row resume's time).
     let mut st =
-        c.prepare("SELECT resolution, COALESCE(made_by, model), state, attempts FROM rows WHERE seq IS NOT NULL")?;
+        c.prepare(
+            "SELECT resolution, COALESCE(made_by, model), state, attempts, \
+             CASE WHEN state = 'done' AND engine = 'batch' THEN 'batch' ELSE 'online' END FROM rows WHERE seq IS NOT NULL",
+        )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?, r.get_ref(4)?.as_str()?);
         let attempts: u32 = r.get(3)?;
         let cell = &mut cells[i];
         match r.get_ref(2)?.as_str()? {
@@ -1733,20 +1744,21 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     }
     let mut st = c.prepare(
         "SELECT resolution, COALESCE(made_by, model), e2e_s FROM rows \
-         WHERE seq IS NOT NULL AND state = 'done' AND e2e_s IS NOT NULL",
+         WHERE seq IS NOT NULL AND state = 'done' AND e2e_s IS NOT NULL AND COALESCE(engine, 'online') != 'batch'",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?, "online");
         cells[i].e2e.push(r.get(2)?);
     }
     let mut st = c.prepare(
         "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class, \
-         a.outcome = 'unknown' FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
+         a.outcome = 'unknown', CASE WHEN a.kind = 'batch' THEN 'batch' ELSE 'online' END \
+         FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?, r.get_ref(8)?.as_str()?);
         let cell = &mut cells[i];
         let (generate, ok): (bool, bool) = (r.get(2)?, r.get(3)?);
         cell.calls += 1;
