@@ -51,6 +51,9 @@ struct ClassPlan {
     done: u64,
     cost: f64,
     unpriced: u64,
+    /// At Batch API prices (`--engine batch`).
+    batch_cost: f64,
+    batch_unpriced: u64,
 }
 
 /// The bytes the reference images of the rows to run send (see the module's text).
@@ -147,6 +150,10 @@ fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
             Some(p) => plan.cost += p,
             None => plan.unpriced += 1,
         }
+        match prices.price(crate::catalog::Engine::Batch, model, class) {
+            Some(p) => plan.batch_cost += p,
+            None => plan.batch_unpriced += 1,
+        }
         if !(row.images.is_empty() && row.mask.is_none()) {
             let named = references
                 .row_refs(&row.images, row.mask.as_deref())
@@ -207,10 +214,30 @@ fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
             String::new()
         }
     );
+    if cfg.engine == crate::catalog::Engine::Batch {
+        let (batch, batch_unpriced): (f64, u64) =
+            classes.values().fold((0.0, 0), |(c, u), p| (c + p.batch_cost, u + p.batch_unpriced));
+        let _ = writeln!(
+            out,
+            "estimated cost with --engine batch: {}{} (online: {}); results within 24 h, rows not done \
+             --batch-deadline after submission go {}",
+            Usd(batch),
+            if batch_unpriced > 0 {
+                format!(" plus {batch_unpriced} row(s) with no known batch price (give --price MODEL:RES:batch=USD)")
+            } else {
+                String::new()
+            },
+            Usd(cost),
+            match cfg.batch_fallback {
+                crate::flags::BatchFallback::Online => "online",
+                crate::flags::BatchFallback::None => "failed (--batch-fallback none)",
+            }
+        );
+    }
     if !references.is_empty() {
         let _ = writeln!(out, "{}", refs.text(cfg.dialect));
     }
-    if to_run > 0 {
+    if to_run > 0 && cfg.engine == crate::catalog::Engine::Online {
         let _ = writeln!(
             out,
             "expected wall time: about {} at --concurrency {} and {}; {bound} is the bound{}",
