@@ -294,3 +294,68 @@ impl Checkpoint {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorClass;
+
+    fn job(token: &str, rids: Vec<i64>) -> NewJob {
+        NewJob {
+            token: token.into(),
+            dialect: "gemini".into(),
+            model: "m".into(),
+            endpoint: "m".into(),
+            rids,
+            price_micro: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_holds_its_rows_until_it_closes_and_each_result_is_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(crate::output::IMAGES_DIR)).unwrap();
+        let ck = Checkpoint::open(dir.path()).unwrap();
+        ck.call(|c| {
+            for (i, id) in ["a", "b", "c"].iter().enumerate() {
+                c.execute(
+                    "INSERT INTO rows(seq, id, prompt, size, resolution, model) VALUES (?1, ?2, 'p', '1K', '1K', 'm')",
+                    params![i as i64 + 1, id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (jid, n) = ck.assign_job(job("t1", vec![1, 2, 3])).await.unwrap();
+        assert_eq!(n, 3);
+        // Rows already in a job are never put in a second one.
+        let (other, n) = ck.assign_job(job("t2", vec![1, 2, 3])).await.unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(ck.counts().await.unwrap().batch, 3);
+        assert!(ck.pending_page(0, 10).await.unwrap().is_empty(), "rows in a job are not pending");
+        let made = || super::super::Made { model: "m".into(), size_sent: "1K".into() };
+        ck.mark_done_batch(1, jid, "a.png".into(), made());
+        // The same line read again (a result file downloaded twice) changes nothing.
+        ck.mark_done_batch(1, jid, "again.png".into(), made());
+        // A line for a row of another job is not taken.
+        ck.mark_done_batch(2, other, "b.png".into(), made());
+        ck.job_row_failed(2, ErrorClass::Refused, "refused".into(), true);
+        let back = ck.close_job(jid, Some("done".into())).await.unwrap();
+        assert_eq!(back, vec![("m".to_owned(), "1K".to_owned())], "row c goes back to the queue");
+        let counts = ck.counts().await.unwrap();
+        assert_eq!((counts.done, counts.failed, counts.pending, counts.batch), (1, 1, 1, 0));
+        let (file, engine): (String, String) = ck
+            .call(|c| {
+                Ok(c.query_row("SELECT file, engine FROM rows WHERE rid = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!((file.as_str(), engine.as_str()), ("a.png", "batch"));
+        // Its first submission is kept: the deadline clock does not restart.
+        let back_in_queue = ck.pending_page_where(0, 10, crate::checkpoint::Pending::BatchBefore { cutoff: f64::MAX });
+        assert_eq!(back_in_queue.await.unwrap().len(), 1);
+        let open: Vec<String> = ck.open_jobs().await.unwrap().into_iter().map(|j| j.token).collect();
+        assert_eq!(open, vec!["t2"]);
+    }
+}

@@ -101,7 +101,8 @@ impl BatchEngine {
             let online_busy = online.as_ref().is_some_and(|t| !t.is_finished());
             let late =
                 !ctx.ckpt.pending_page_where(0, 1, Pending::BatchBefore { cutoff }).await.map_err(local)?.is_empty();
-            if open.is_empty() && !submittable && !online_busy && !(late && self.fallback_online()) {
+            let work_left = !open.is_empty() || submittable || online_busy || (late && self.fallback_online());
+            if !work_left {
                 break;
             }
             if ctx.stop.is_cancelled() {
