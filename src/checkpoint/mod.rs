@@ -726,6 +726,8 @@ impl Checkpoint {
                 Pending::BatchSince { cutoff } => ("(batch_since IS NULL OR batch_since >= ?3)", cutoff),
                 Pending::BatchBefore { cutoff } => ("batch_since < ?3", cutoff),
             };
+            // `?3 = ?3` names the cutoff in every form of the statement, so one parameter
+            // list binds them all.
             let sql = format!(
                 "SELECT {PENDING_COLUMNS} FROM rows WHERE state='pending' AND seq > ?1 AND ({filter}) \
                  AND ?3 = ?3 ORDER BY seq LIMIT ?2"

@@ -110,7 +110,7 @@ impl BatchEngine {
             }
             // Poll again after --poll-interval, or at once when there is work that waits on
             // nothing (rows to submit right after a job closed).
-            let wait = if open.iter().all(|j| j.step != JobStep::Open) && submittable && budget_left(ctx) {
+            let wait = if open.iter().all(|j| j.step != JobStep::Open) && submittable {
                 Duration::ZERO
             } else {
                 ctx.cfg.poll_interval
@@ -238,7 +238,7 @@ impl BatchEngine {
                     }
                 }
                 let price = ctx.cfg.prices.price(crate::catalog::Engine::Batch, &row.model, res).map_or(0, micro_usd);
-                if !reserve_micro(ctx, price) {
+                if !ctx.reserve_micro(price) {
                     over_budget = true;
                     break 'pages;
                 }
@@ -716,16 +716,6 @@ impl BatchEngine {
             ctx.ckpt.job_row_failed(row.rid, e.class, e.detail(), false);
         }
     }
-}
-
-/// Holds `price` against `--max-cost`; false when it would pass the cap.
-fn reserve_micro(ctx: &Ctx, price: u64) -> bool {
-    let Some((cap, committed)) = &ctx.budget else { return true };
-    committed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price)).is_ok()
-}
-
-fn budget_left(ctx: &Ctx) -> bool {
-    !ctx.stop.is_cancelled()
 }
 
 /// `bulkgen cancel`: cancels the folder's open batch jobs at the provider and says what

@@ -173,12 +173,17 @@ impl Ctx {
 
     /// Holds the price of one call against `--max-cost`; false when it would pass the cap.
     fn reserve(&self, model: &str, res: Resolution) -> Option<u64> {
-        let Some((cap, committed)) = &self.budget else { return Some(0) };
+        if self.budget.is_none() {
+            return Some(0);
+        }
         let price = micro_usd(self.cfg.prices.get(model, res).unwrap_or(0.0));
-        committed
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price))
-            .ok()?;
-        Some(price)
+        self.reserve_micro(price).then_some(price)
+    }
+
+    /// Holds `price` (micro-USD) against `--max-cost`; false when it would pass the cap.
+    fn reserve_micro(&self, price: u64) -> bool {
+        let Some((cap, committed)) = &self.budget else { return true };
+        committed.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| (c + price <= *cap).then_some(c + price)).is_ok()
     }
 
     /// A call could not connect: how long every call now pauses, or None when the
