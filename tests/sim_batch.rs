@@ -578,7 +578,8 @@ fn openai_image(line: &Value) -> Vec<u8> {
 
 #[tokio::test]
 async fn openai_batch_runs_with_per_line_errors_in_the_error_file() {
-    let sim = start(SimConfig { line_faults: vec![("FAIL500".into(), Fault::Server)], ..scaled(100.0) }).await;
+    let faults = vec![("FAIL500".into(), Fault::Server), ("REFUSE".into(), Fault::Refuse)];
+    let sim = start(SimConfig { line_faults: faults, ..scaled(100.0) }).await;
     let prompts: HashMap<String, String> =
         (0..25).map(|i| (format!("o{i:03}"), format!("a red bicycle, take {i}"))).collect();
     let mut lines: Vec<Value> =
@@ -587,6 +588,7 @@ async fn openai_batch_runs_with_per_line_errors_in_the_error_file() {
     refused["response_format"] = json!("url");
     lines.push(openai_line("bad-param", "/v1/images/generations", refused));
     lines.push(openai_line("server", "/v1/images/generations", generation("FAIL500 please")));
+    lines.push(openai_line("policy", "/v1/images/generations", generation("REFUSE this")));
     let (status, file) = openai_upload(&sim, jsonl(&lines), "batch.jsonl", "application/octet-stream", "batch").await;
     assert_eq!(status, 200, "{file}");
     assert_eq!(file["object"], "file");
@@ -616,13 +618,13 @@ async fn openai_batch_runs_with_per_line_errors_in_the_error_file() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     assert!(seen.contains("validating") && seen.contains("in_progress"), "{seen:?}");
-    assert_eq!(done["request_counts"], json!({"total": 27, "completed": 25, "failed": 2}));
+    assert_eq!(done["request_counts"], json!({"total": 28, "completed": 25, "failed": 3}));
     for field in ["in_progress_at", "finalizing_at", "completed_at"] {
         assert!(done[field].is_u64(), "{field}: {done}");
     }
     let output = openai_content(&sim, done["output_file_id"].as_str().unwrap()).await;
     let errors = openai_content(&sim, done["error_file_id"].as_str().unwrap()).await;
-    assert_eq!((output.len(), errors.len()), (25, 2));
+    assert_eq!((output.len(), errors.len()), (25, 3));
     let mut ids = HashSet::new();
     for line in &output {
         let key = line["custom_id"].as_str().unwrap();
@@ -641,6 +643,8 @@ async fn openai_batch_runs_with_per_line_errors_in_the_error_file() {
     assert_eq!(param["body"]["error"]["code"], "unknown_parameter");
     assert_eq!(by_key["server"]["response"]["status_code"], 500);
     assert_eq!(by_key["server"]["response"]["body"]["error"]["type"], "server_error");
+    assert_eq!(by_key["policy"]["response"]["status_code"], 400);
+    assert_eq!(by_key["policy"]["response"]["body"]["error"]["code"], "content_policy_violation");
 
     // The output file is a FileObject too.
     let resp = client().get(format!("{}/v1/files/{}", sim.base_url(), done["output_file_id"].as_str().unwrap()));

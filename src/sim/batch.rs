@@ -763,6 +763,7 @@ pub(super) fn ok(v: &Value) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::super::prompt_tag;
     use super::*;
 
     fn lines(input: &[&[u8]], max: usize) -> Vec<(u64, Option<Vec<u8>>)> {
@@ -788,6 +789,84 @@ mod tests {
             ]
         );
         assert_eq!(lines(&[b"{}\n"], 10), vec![(1, Some(b"{}".to_vec()))]);
+    }
+
+    fn job(wire: Wire, plan: Plan, lines: usize) -> Job {
+        let s = |secs: u64| Duration::from_secs(secs);
+        let plan_line = LinePlan {
+            key: "k".into(),
+            tag: prompt_tag("p"),
+            model: Arc::from("m"),
+            size: "1K".into(),
+            refs: Vec::new(),
+            mask: None,
+            outcome: Outcome::Image,
+        };
+        Job {
+            wire,
+            id: "j".into(),
+            order: 0,
+            ordinal: 0,
+            display_name: None,
+            metadata: None,
+            model: "m".into(),
+            endpoint: None,
+            completion_window: None,
+            input_file: "f".into(),
+            created: Instant::now(),
+            created_wall: SystemTime::now(),
+            timeline: Timeline {
+                pending: s(10),
+                running: s(100),
+                finalizing: s(10),
+                expiry: s(1000),
+                cancelling: s(5),
+            },
+            plan,
+            lines: Arc::new(vec![plan_line; lines]),
+            finish_order: Arc::new((0..lines as u32).collect()),
+            ok_before: (0..=lines as u32).collect(),
+            image_base: 0,
+            cancelled: None,
+            settled: false,
+            results: None,
+            files: ResultFiles::default(),
+        }
+    }
+
+    #[test]
+    fn a_job_runs_its_timeline() {
+        let j = job(Wire::OpenAi, Plan::Run, 10);
+        let at = |secs: u64| j.phase(j.created + Duration::from_secs(secs));
+        assert_eq!(at(0), Phase::Pending);
+        assert_eq!(at(10), Phase::Running(0));
+        assert_eq!(at(65), Phase::Running(5), "lines finish evenly");
+        assert_eq!(at(110), Phase::Finalizing);
+        assert_eq!(at(120), Phase::Succeeded);
+        assert_eq!(job(Wire::Gemini, Plan::Run, 10).phase_uncancelled(Duration::from_secs(110)), Phase::Succeeded);
+    }
+
+    #[test]
+    fn jobs_stuck_failed_cancelled_or_too_slow_end_otherwise() {
+        let stuck = job(Wire::Gemini, Plan::Stuck, 3);
+        assert_eq!(stuck.phase_uncancelled(Duration::from_secs(999)), Phase::Pending);
+        assert_eq!(stuck.phase_uncancelled(Duration::from_secs(1000)), Phase::Expired(0));
+        let failed = job(Wire::Gemini, Plan::Fail(Value::Null), 3);
+        assert_eq!(failed.phase_uncancelled(Duration::from_secs(10)), Phase::Failed);
+        let mut slow = job(Wire::OpenAi, Plan::Run, 10);
+        slow.timeline.expiry = Duration::from_secs(60);
+        assert_eq!(slow.phase_uncancelled(Duration::from_secs(60)), Phase::Expired(5));
+        let mut cancelled = job(Wire::OpenAi, Plan::Run, 10);
+        cancelled.cancelled = Some(Duration::from_secs(30));
+        let at = |secs: u64| cancelled.phase(cancelled.created + Duration::from_secs(secs));
+        assert_eq!(at(32), Phase::Cancelling(2));
+        assert_eq!(at(35), Phase::Cancelled(2));
+        cancelled.wire = Wire::Gemini;
+        assert_eq!(
+            cancelled.phase(cancelled.created + Duration::from_secs(31)),
+            Phase::Cancelled(2),
+            "Gemini: at once"
+        );
     }
 
     #[test]

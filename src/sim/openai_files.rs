@@ -122,11 +122,17 @@ pub(super) async fn upload(State(s): State<Arc<Shared>>, headers: HeaderMap, req
             filename.to_ascii_lowercase().ends_with(".jsonl") || field.content_type().is_some_and(batch::is_jsonl_mime);
         let max_line = usize::try_from(FIXTURES.files.max_request_bytes).unwrap_or(usize::MAX);
         let mut reader = jsonl.then(|| (LineReader::new(max_line), Vec::new()));
+        // Past what a batch file may hold its lines are of no use (the upload is refused,
+        // or is not a batch's): they are not kept.
+        let batch_limit = s.cfg.batch_max_bytes.unwrap_or(FIXTURES.batch.openai_max_input_bytes);
         let (mut hasher, mut head, mut len) = (Sha256::new(), Vec::new(), 0u64);
         loop {
             match field.chunk().await {
                 Ok(Some(bytes)) => {
                     len += bytes.len() as u64;
+                    if len > batch_limit {
+                        reader = None;
+                    }
                     match reader.as_mut() {
                         Some((r, lines)) => r.push(&bytes, |l| lines.push(openai::parse_line(l))),
                         None => {

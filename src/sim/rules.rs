@@ -680,6 +680,24 @@ mod tests {
     }
 
     #[test]
+    fn batch_rules_come_from_the_sdks() {
+        let b = &f().batch;
+        assert!(b.openai_endpoints.contains(&"/v1/images/edits".to_owned()));
+        assert_eq!(b.openai_windows, ["24h"]);
+        assert_eq!((b.metadata_max_pairs, b.metadata_max_key_chars, b.metadata_max_value_chars), (16, 64, 512));
+        assert_eq!((b.openai_max_requests, b.openai_max_input_bytes), (50_000, 200 * 1024 * 1024));
+        assert_eq!(b.openai_list_limit, (1, 100, 20));
+        assert_eq!(b.gemini_state("SUCCEEDED", true), "BATCH_STATE_SUCCEEDED");
+        assert_eq!(b.gemini_state("SUCCEEDED", false), "JOB_STATE_SUCCEEDED");
+        assert_eq!((b.gemini_expiry_hours, b.gemini_max_concurrent_jobs), (48, 100));
+        assert!(b.file_purposes.contains(&"vision".to_owned()));
+        assert_eq!(b.validation_message("invalid_json_line", &[]), "This line is not parseable as valid JSON.");
+        let r = b.error("openai_metadata_too_many", &[("max", "16"), ("got", "17")]);
+        assert_eq!((r.status, &r.body["error"]["param"]), (400, &json!("metadata")));
+        assert_eq!(b.job_error("gemini_job_cancelled", &[])["code"], 1);
+    }
+
+    #[test]
     fn unknown_models_are_let_through() {
         assert_eq!(f().check_openai(None, &json!({"size": "7x7", "response_format": "url"})), Ok(()));
         assert_eq!(f().check_gemini(None, &json!({"generationConfig": {"imageConfig": {"imageSize": "9K"}}})), Ok(()));

@@ -105,7 +105,7 @@ fn plan_lines(s: &Shared, model: &str, file: &str, lines: Option<&[InputLine]>) 
     let mut plans = Vec::with_capacity(lines.len());
     for line in lines {
         let InputLine::Request { key, kept, refs, bytes } = line else { continue };
-        let req = Wire::Gemini.parse(Some(&path), &HeaderMap::new(), kept).unwrap_or_else(|_| unreachable!());
+        let req = Wire::Gemini.parse(Some(&path), &HeaderMap::new(), kept).expect("a :generateContent path parses");
         let mut plan = LinePlan {
             key: key.clone(),
             tag: prompt_tag(&req.prompt),

@@ -518,7 +518,7 @@ pub fn job_json(job: &Job, now: Instant) -> Value {
         "created_at": at(Duration::ZERO),
         "in_progress_at": when(runs && reached >= t.pending, t.pending),
         "expires_at": at(t.expiry),
-        "finalizing_at": when(runs && reached >= run_end && phase != Phase::Expired(done), run_end),
+        "finalizing_at": when(runs && reached >= run_end, run_end),
         "completed_at": when(phase == Phase::Succeeded, run_end + t.finalizing),
         "failed_at": when(phase == Phase::Failed, t.pending),
         "expired_at": when(matches!(phase, Phase::Expired(_)), t.expiry),
