@@ -945,6 +945,31 @@ async fn random_faults_hit_batch_lines_with_the_seed() {
     assert_eq!(runs[0], runs[1], "the same seed, the same lines");
 }
 
+#[tokio::test]
+async fn result_lines_come_one_at_a_time_so_a_client_can_die_mid_download() {
+    let sim =
+        start(SimConfig { time_scale: 0.0, result_latency: Duration::from_millis(150), ..SimConfig::default() }).await;
+    let (lines, _) = gemini_rows(6);
+    let input = gemini_upload(&sim, &jsonl(&lines), "application/jsonl").await;
+    let op = gemini_get(&sim, gemini_create(&sim, "v1beta", &input, "slow").await.1["name"].as_str().unwrap()).await;
+    let file = gemini_results(&op).unwrap();
+    let resp = client()
+        .get(format!("{}/v1beta/{file}:download?alt=media", sim.base_url()))
+        .header("x-goog-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    let line: Value = serde_json::from_slice(&first).expect("a chunk is a whole line");
+    assert!(line["key"].is_string());
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stats = sim.stats();
+    assert_eq!(stats.result_downloads, 1);
+    assert!(stats.result_bytes < 3 * first.len() as u64, "the rest was never made: {} bytes", stats.result_bytes);
+}
+
 /// Resident memory of this process, in bytes (Linux).
 fn rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -551,7 +551,8 @@ impl Shared {
         for i in 0..jobs.jobs.len() {
             let phase = jobs.jobs[i].phase(now);
             let state = jobs.jobs[i].state_name(phase);
-            if let Some(entry) = st.batch_jobs.iter_mut().find(|e| e.order == jobs.jobs[i].order) {
+            // Entries are pushed in creation order: a job's is at its order.
+            if let Some(entry) = st.batch_jobs.get_mut(i).filter(|e| e.order == jobs.jobs[i].order) {
                 entry.state = state;
             }
             if !phase.is_final() || jobs.jobs[i].settled {

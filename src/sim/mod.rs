@@ -11,7 +11,7 @@
 //! endpoints a preflight asks ([`listing`]).
 //!
 //! Reference images: the Gemini Files API ([`files`]: resumable upload, get, delete;
-//! only hashes are kept), `inlineData`/`fileData` parts in `generateContent`, and OpenAI's
+//! only hashes are kept, and the lines of JSONL batch inputs), `inlineData`/`fileData` parts in `generateContent`, and OpenAI's
 //! multipart `/v1/images/edits` ([`edits`]). Every image handed out names, in its PNG tag,
 //! the sha256 of each reference and of the mask it was made from ([`read_refs`]).
 //!
