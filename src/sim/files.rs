@@ -6,7 +6,13 @@
 //! delete. Limits come from the fixtures (2 GB a file, 48 h).
 //!
 //! Only a file's sha256, MIME type, size, image kind and expiry are kept, never its
-//! bytes: an upload is hashed as it streams in.
+//! bytes: an upload is hashed as it streams in. A JSONL upload (a batch's input) also
+//! keeps its lines, parsed as they stream in, in the compact form of
+//! [`super::batch::gemini::InputLine`] (inline image payloads replaced by their hashes).
+//!
+//! `GET {version}/files/{id}:download` (where google-genai's `files.download` asks) serves
+//! a batch's results file; on `/v1/files/{id}`, a request with OpenAI's key goes to
+//! OpenAI's Files API ([`super::openai_files`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,15 +21,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::batch::{self, LineReader, gemini::InputLine};
 use super::rules::FIXTURES;
 use super::wire::{self, Wire};
-use super::{Shared, refs};
+use super::{Shared, openai_files, refs};
 
 /// The upload granularity google-genai uses (fixtures: gemini.files.upload_chunk_bytes).
 const CHUNK_GRANULARITY: u64 = 8 * 1024 * 1024;
@@ -41,6 +48,8 @@ pub struct StoredFile {
     pub created: SystemTime,
     pub expires: Instant,
     pub expires_wall: SystemTime,
+    /// The lines of a JSONL upload.
+    pub content: Option<Arc<Vec<InputLine>>>,
 }
 
 impl StoredFile {
@@ -78,6 +87,8 @@ struct Session {
     hasher: Sha256,
     head: Vec<u8>,
     version: String,
+    /// A JSONL upload's lines so far.
+    jsonl: Option<(LineReader, Vec<InputLine>)>,
 }
 
 #[derive(Default)]
@@ -180,7 +191,10 @@ async fn start(s: &Shared, version: &str, headers: &HeaderMap, body: Body) -> Re
     let Some(mime) = header_text(headers, "x-goog-upload-header-content-type").filter(|m| !m.is_empty()) else {
         return bad("X-Goog-Upload-Header-Content-Type is missing.".into());
     };
-    let limit = max_file_bytes(s);
+    // A batch's input (JSONL) may be as large as the Batch API takes; a reference as
+    // large as the Files API (and the test's override) allows.
+    let jsonl = batch::is_jsonl_mime(mime);
+    let limit = if jsonl { FIXTURES.batch.gemini_input_max_bytes } else { max_file_bytes(s) };
     if announced > limit {
         return Wire::refusal(&FIXTURES.gemini_request_too_large(limit));
     }
@@ -211,6 +225,10 @@ async fn start(s: &Shared, version: &str, headers: &HeaderMap, body: Body) -> Re
                 hasher: Sha256::new(),
                 head: Vec::new(),
                 version: version.to_owned(),
+                jsonl: jsonl.then(|| {
+                    let max_line = usize::try_from(FIXTURES.files.max_request_bytes).unwrap_or(usize::MAX);
+                    (LineReader::new(max_line), Vec::new())
+                }),
             },
         );
         id
@@ -286,6 +304,9 @@ async fn chunk(s: &Shared, upload_id: &str, headers: &HeaderMap, body: Body) -> 
             session.head.extend_from_slice(&bytes[..take]);
         }
         session.hasher.update(&bytes);
+        if let Some((reader, lines)) = session.jsonl.as_mut() {
+            reader.push(&bytes, |l| lines.push(batch::gemini::parse_line(l)));
+        }
     }
     if !finalize {
         let received = session.received;
@@ -303,6 +324,10 @@ async fn chunk(s: &Shared, upload_id: &str, headers: &HeaderMap, body: Body) -> 
     }
     let ttl = real_ttl(s);
     let now = SystemTime::now();
+    let content = session.jsonl.take().map(|(mut reader, mut lines)| {
+        reader.finish(|l| lines.push(batch::gemini::parse_line(l)));
+        Arc::new(lines)
+    });
     let file = StoredFile {
         sha256: session.hasher.finalize().into(),
         kind: refs::sniff(&session.head),
@@ -313,6 +338,7 @@ async fn chunk(s: &Shared, upload_id: &str, headers: &HeaderMap, body: Body) -> 
         created: now,
         expires: Instant::now().checked_add(ttl).unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 40)),
         expires_wall: now.checked_add(ttl).unwrap_or(now + Duration::from_secs(1 << 40)),
+        content,
     };
     let file_id = format!("sim-{id}");
     let answer = json!({"file": file.json(&file_id, &host(headers))});
@@ -327,8 +353,12 @@ async fn chunk(s: &Shared, upload_id: &str, headers: &HeaderMap, body: Body) -> 
     resp
 }
 
-/// `GET /{version}/files/{id}`: the file, or the 403 of a file that is gone.
+/// `GET /{version}/files/{id}`: the file, or the 403 of a file that is gone; with
+/// `:download`, a batch's results file.
 pub async fn get(State(s): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(id) = id.strip_suffix(":download") {
+        return batch::gemini::download_file(&s, id, &headers).await;
+    }
     lookup(&s, &id, &headers, false)
 }
 
@@ -337,18 +367,18 @@ pub async fn delete(State(s): State<Arc<Shared>>, Path(id): Path<String>, header
     lookup(&s, &id, &headers, true)
 }
 
-/// `/v1/files/{id}` is OpenAI's too: a request with OpenAI's key gets a plain 404 there,
-/// as from an endpoint the simulator does not have.
-pub async fn get_v1(State(s): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+/// `/v1/files/{id}` is OpenAI's too: a request without Google's key header is OpenAI's
+/// files.retrieve.
+pub async fn get_v1(state: State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if headers.get("x-goog-api-key").is_none() {
-        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+        return openai_files::retrieve(&state.0, &id, &headers).await;
     }
-    lookup(&s, &id, &headers, false)
+    get(state, Path(id), headers).await
 }
 
 pub async fn delete_v1(State(s): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if headers.get("x-goog-api-key").is_none() {
-        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+        return openai_files::delete(&s, &id, &headers).await;
     }
     lookup(&s, &id, &headers, true)
 }
@@ -422,6 +452,7 @@ mod tests {
             created: SystemTime::now(),
             expires: Instant::now() + Duration::from_secs(60),
             expires_wall: SystemTime::now(),
+            content: None,
         };
         store.files.insert("a".into(), file());
         store.note_file_request(Some(2));

@@ -11,9 +11,14 @@
 //! endpoints a preflight asks ([`listing`]).
 //!
 //! Reference images: the Gemini Files API ([`files`]: resumable upload, get, delete;
-//! only hashes are kept), `inlineData`/`fileData` parts in `generateContent`, and OpenAI's
+//! only hashes are kept, and the lines of JSONL batch inputs), `inlineData`/`fileData` parts in `generateContent`, and OpenAI's
 //! multipart `/v1/images/edits` ([`edits`]). Every image handed out names, in its PNG tag,
 //! the sha256 of each reference and of the mask it was made from ([`read_refs`]).
+//!
+//! Batch APIs ([`batch`]): Gemini's `batchGenerateContent` jobs (input uploaded through
+//! the Files API above, results downloaded as JSONL) and OpenAI's `/v1/batches` with its
+//! Files API ([`openai_files`]), on a compressed timeline (`batch_*` knobs, scaled by the
+//! time scale), each line checked and answered like an online request.
 //!
 //! `bulkgen sim` serves it on its own; `bulkgen run --simulate` starts one in-process.
 
@@ -38,10 +43,12 @@ use tokio::task::JoinHandle;
 
 use crate::size::Resolution;
 
+mod batch;
 mod edits;
 mod files;
 pub mod latency;
 mod listing;
+mod openai_files;
 pub mod png;
 pub mod refs;
 pub mod rules;
@@ -50,6 +57,7 @@ mod wire;
 use rules::{Dialect, FIXTURES, Model};
 use wire::Wire;
 
+pub use batch::SimBatchJob;
 pub use png::{prompt_tag, read_refs, read_tag};
 
 /// A fault the simulator injects at a given rate.
@@ -191,6 +199,47 @@ pub struct SimConfig {
     /// How long the Files API takes to answer a finalized upload (real time), so tests can
     /// kill a run while an upload is in flight.
     pub upload_latency: Duration,
+    /// How long a batch job waits in PENDING (`validating`), in simulated time. Default
+    /// 2 min.
+    pub batch_pending: Duration,
+    /// How long it runs (RUNNING, `in_progress`), in simulated time; its lines finish
+    /// evenly over it, in a seeded random order. OpenAI's `finalizing` then lasts a tenth
+    /// of it. Default 5 min. At time scale 0 a job finishes as it is created.
+    pub batch_running: Duration,
+    /// How long OpenAI's `cancelling` lasts, in simulated time. Default 1 min (the SDK
+    /// says "up to 10 minutes").
+    pub batch_cancelling: Duration,
+    /// When a job not yet finished expires, in simulated time after its creation. `None`
+    /// (default): each dialect's own, Gemini's 48 h (tests/sdk/fixtures.json) and OpenAI's
+    /// completion window (`24h`). An expired Gemini job has no results; an expired OpenAI
+    /// batch has its finished lines in its output and error files and the rest as
+    /// `batch_expired` lines in its error file.
+    pub batch_expiry: Option<Duration>,
+    /// The first N jobs created (both dialects, in creation order) stay PENDING
+    /// (`validating`) until they expire. Default 0.
+    pub stuck_jobs: u64,
+    /// The N jobs created after the stuck ones fail when PENDING ends, with a job error.
+    /// Default 0.
+    pub fail_jobs: u64,
+    /// Real time a batch create waits after the job exists and is listed, before it
+    /// answers (a client killed then never hears of its job). Default 0.
+    pub create_latency: Duration,
+    /// Real time before each line of a result file is sent. Default 0.
+    pub result_latency: Duration,
+    /// Jobs in flight (not ended) per dialect. Over it, Gemini answers 429
+    /// RESOURCE_EXHAUSTED and makes no job; OpenAI makes the batch, which fails with
+    /// `token_limit_exceeded`. Default: Gemini's 100 (tests/sdk/fixtures.json).
+    pub max_batch_jobs: u64,
+    /// The most jobs a list page holds, below each dialect's own maximum (OpenAI 100,
+    /// Gemini 100), so tests can make paging happen. `None` (default): the dialect's.
+    pub batch_page_max: Option<usize>,
+    /// A batch line whose prompt contains the string gets the fault, every time (faults
+    /// that make sense for a line: refuse, 500, 503, 429, noimage, badbase64).
+    pub line_faults: Vec<(String, Fault)>,
+    /// Overrides the requests an OpenAI batch file may hold (50,000), for tests.
+    pub batch_max_lines: Option<u64>,
+    /// Overrides the bytes an OpenAI batch file may hold (200 MB), for tests.
+    pub batch_max_bytes: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -212,6 +261,19 @@ impl Default for SimConfig {
             max_reference_bytes: None,
             max_json_body: usize::try_from(FIXTURES.files.max_request_bytes).unwrap_or(usize::MAX),
             upload_latency: Duration::ZERO,
+            batch_pending: Duration::from_secs(120),
+            batch_running: Duration::from_secs(300),
+            batch_cancelling: Duration::from_secs(60),
+            batch_expiry: None,
+            stuck_jobs: 0,
+            fail_jobs: 0,
+            create_latency: Duration::ZERO,
+            result_latency: Duration::ZERO,
+            max_batch_jobs: FIXTURES.batch.gemini_max_concurrent_jobs,
+            batch_page_max: None,
+            line_faults: Vec::new(),
+            batch_max_lines: None,
+            batch_max_bytes: None,
         }
     }
 }
@@ -267,6 +329,25 @@ pub struct SimStats {
     pub references: u64,
     /// `fileData` uses per file name (`files/<id>`).
     pub file_uses: HashMap<String, u64>,
+    /// Batch create requests that made a job (either dialect).
+    pub batch_creates: u64,
+    /// Every batch job made, in creation order, with its state now. Lines of a job that
+    /// ran count, once the job has ended, in `per_prompt` (requests; successes when its
+    /// images are delivered), `successes`, `per_model` and `faults`; never in `requests`
+    /// or `arrivals`, which are about HTTP requests.
+    pub batch_jobs: Vec<SimBatchJob>,
+    /// Batch get calls (whatever their answer).
+    pub batch_gets: u64,
+    /// Batch list calls (pages).
+    pub batch_lists: u64,
+    /// Batch cancel calls.
+    pub batch_cancels: u64,
+    /// Downloads of result files started.
+    pub result_downloads: u64,
+    /// Bytes of result files sent.
+    pub result_bytes: u64,
+    /// Files uploaded to OpenAI's Files API.
+    pub file_uploads_openai: u64,
 }
 
 /// How many generation bodies [`SimStats::bodies`] keeps.
@@ -284,8 +365,12 @@ struct Shared {
     stats: Mutex<SimStats>,
     /// Images waiting to be downloaded (url mode), with "fail the first fetch" marks.
     files: Mutex<HashMap<String, (Vec<u8>, bool)>>,
-    /// Files uploaded through the Files API (hashes only).
+    /// Files uploaded through the Files API (hashes only; the lines of JSONL files).
     file_store: Mutex<files::FileStore>,
+    /// Batch jobs of both dialects, and their result files.
+    batches: Mutex<batch::Jobs>,
+    /// Files uploaded through OpenAI's Files API.
+    openai_files: Mutex<openai_files::Store>,
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -311,6 +396,8 @@ impl SimServer {
             stats: Mutex::new(SimStats::default()),
             files: Mutex::new(HashMap::new()),
             file_store: Mutex::new(files::FileStore::default()),
+            batches: Mutex::new(batch::Jobs::default()),
+            openai_files: Mutex::new(openai_files::Store::default()),
         });
         let app = Router::new()
             .route("/v1/images/generations", post(generate_openai))
@@ -334,6 +421,18 @@ impl SimServer {
             .route("/upload/v1/files", post(files::upload))
             .route("/v1beta/files/{id}", get(files::get).delete(files::delete))
             .route("/v1/files/{id}", get(files::get_v1).delete(files::delete_v1))
+            // Batch APIs. Gemini's create is `models/{model}:batchGenerateContent` (above);
+            // under /v1, Gemini's batches (the SDK's default version) share OpenAI's paths
+            // and are told apart by the key's header.
+            .route("/v1beta/batches", get(batch::gemini::list))
+            .route("/v1beta/batches/{id}", get(batch::gemini::get).post(batch::gemini::cancel))
+            .route("/v1/batches", get(batch::list_v1).post(batch::openai::create))
+            .route("/v1/batches/{id}", get(batch::get_v1).post(batch::gemini::cancel))
+            .route("/v1/batches/{id}/cancel", post(batch::openai::cancel))
+            .route("/download/v1beta/files/{id}", get(batch::gemini::download))
+            .route("/download/v1/files/{id}", get(batch::gemini::download))
+            .route("/v1/files", post(openai_files::upload).layer(DefaultBodyLimit::max(openai_files::body_limit())))
+            .route("/v1/files/{id}/content", get(openai_files::content))
             .route("/_sim/stats", get(stats))
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -347,7 +446,9 @@ impl SimServer {
         format!("http://{}", self.addr)
     }
 
+    /// What the simulator saw so far (batch jobs brought up to now first).
     pub fn stats(&self) -> SimStats {
+        self.shared.advance_batches();
         self.shared.stats.lock().expect("stats lock").clone()
     }
 }
@@ -418,6 +519,9 @@ async fn generate_gemini(
     body: Body,
 ) -> Response {
     let body = read_body(&s, Wire::Gemini, body).await;
+    if model_action.ends_with(":batchGenerateContent") {
+        return batch::gemini::create(&s, uri.path(), &model_action, &headers, body).await;
+    }
     serve(&s, Wire::Gemini, uri.path(), Some(&model_action), &headers, body).await
 }
 
@@ -777,6 +881,7 @@ async fn download(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Res
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    s.advance_batches();
     let st = s.stats.lock().expect("stats lock").clone();
     axum::Json(st).into_response()
 }

@@ -114,6 +114,190 @@ pub struct Refusal {
     pub body: Value,
 }
 
+/// The Batch APIs' rules and OpenAI's Files API limits (fixtures `batch`): extracted from
+/// the SDKs, plus the sourced hand-written facts in `batch.hand_written`.
+#[derive(Debug)]
+pub struct BatchRules {
+    /// `BatchCreateParams.endpoint` literals.
+    pub openai_endpoints: Vec<String>,
+    /// `BatchCreateParams.completion_window` literals (`24h`).
+    pub openai_windows: Vec<String>,
+    /// Metadata: pairs, key characters, value characters (the docstring).
+    pub metadata_max_pairs: usize,
+    pub metadata_max_key_chars: usize,
+    pub metadata_max_value_chars: usize,
+    /// Requests and bytes an input file may hold (50,000; 200 MB).
+    pub openai_max_requests: u64,
+    pub openai_max_input_bytes: u64,
+    /// `Batch.status` literals.
+    pub openai_statuses: Vec<String>,
+    /// `batches.list` limit: least, most, default.
+    pub openai_list_limit: (usize, usize, usize),
+    /// How long `cancelling` lasts at most (the cancel docstring).
+    pub openai_cancelling_max_minutes: u64,
+    /// `FilePurpose` literals (what an upload may say).
+    pub file_purposes: Vec<String>,
+    /// The largest file `files.create` takes (512 MB).
+    pub openai_file_max_bytes: u64,
+    /// Batch input files expire after this many days.
+    pub openai_batch_file_ttl_days: u64,
+    /// `t_job_state`: the REST names (`BATCH_STATE_*`) and the SDK's (`JOB_STATE_*`).
+    pub gemini_state_names: Vec<(String, String)>,
+    pub gemini_expiry_hours: u64,
+    pub gemini_max_concurrent_jobs: u64,
+    pub gemini_input_max_bytes: u64,
+    /// ListBatches page size when none is asked, and the most (invented, marked so).
+    pub gemini_list_page: (usize, usize),
+    /// The per-line errors of an expired or cancelled OpenAI batch (`{code, message}`).
+    pub openai_expired_line_error: Value,
+    pub openai_cancelled_line_error: Value,
+    /// Input-file validation messages by code, with `{var}`s.
+    openai_validation: Value,
+    /// Error bodies and job errors (`batch.hand_written.errors`).
+    errors: Value,
+}
+
+impl BatchRules {
+    fn parse(v: &Value) -> Result<BatchRules, String> {
+        let oa = &v["openai"];
+        let gm = &v["gemini"];
+        let hw = &v["hand_written"];
+        let list = |x: &Value, what: &str| {
+            x["values"]
+                .as_array()
+                .map(|a| strings(a))
+                .filter(|l| !l.is_empty())
+                .ok_or(format!("batch.{what} is missing"))
+        };
+        let num = |x: &Value, what: &str| x.as_u64().ok_or(format!("batch.{what} is missing"));
+        let openai_endpoints = list(&oa["endpoints"], "openai.endpoints")?;
+        for needed in ["/v1/images/generations", "/v1/images/edits"] {
+            if !openai_endpoints.iter().any(|e| e == needed) {
+                return Err(format!("batch.openai.endpoints lacks {needed}"));
+            }
+        }
+        let states = gm["state_names"]["rest_to_sdk"]
+            .as_array()
+            .ok_or("batch.gemini.state_names is missing")?
+            .iter()
+            .filter_map(|p| Some((p[0].as_str()?.to_owned(), p[1].as_str()?.to_owned())))
+            .collect::<Vec<_>>();
+        let limit = &oa["list_limit"];
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let rules = BatchRules {
+            openai_windows: list(&oa["completion_windows"], "openai.completion_windows")?,
+            metadata_max_pairs: as_usize(num(&oa["metadata"]["max_pairs"], "openai.metadata.max_pairs")?),
+            metadata_max_key_chars: as_usize(num(&oa["metadata"]["max_key_chars"], "openai.metadata.max_key_chars")?),
+            metadata_max_value_chars: as_usize(num(
+                &oa["metadata"]["max_value_chars"],
+                "openai.metadata.max_value_chars",
+            )?),
+            openai_max_requests: num(&oa["input_file"]["max_requests"], "openai.input_file.max_requests")?,
+            openai_max_input_bytes: num(&oa["input_file"]["max_bytes"], "openai.input_file.max_bytes")?,
+            openai_statuses: list(&oa["statuses"], "openai.statuses")?,
+            openai_list_limit: (
+                as_usize(num(&limit["min"], "openai.list_limit.min")?),
+                as_usize(num(&limit["max"], "openai.list_limit.max")?),
+                as_usize(num(&limit["default"], "openai.list_limit.default")?),
+            ),
+            openai_cancelling_max_minutes: num(
+                &oa["cancelling_max_minutes"]["value"],
+                "openai.cancelling_max_minutes",
+            )?,
+            file_purposes: list(&oa["file_purposes"], "openai.file_purposes")?,
+            openai_file_max_bytes: num(&oa["file_max_bytes"]["value"], "openai.file_max_bytes")?,
+            openai_batch_file_ttl_days: num(&oa["batch_file_ttl_days"]["value"], "openai.batch_file_ttl_days")?,
+            gemini_state_names: states,
+            gemini_expiry_hours: num(&hw["gemini_expiry_hours"], "hand_written.gemini_expiry_hours")?,
+            gemini_max_concurrent_jobs: num(
+                &hw["gemini_max_concurrent_jobs"],
+                "hand_written.gemini_max_concurrent_jobs",
+            )?,
+            gemini_input_max_bytes: num(&hw["gemini_input_max_bytes"], "hand_written.gemini_input_max_bytes")?,
+            gemini_list_page: (
+                as_usize(num(&hw["gemini_list_page_default"], "hand_written.gemini_list_page_default")?),
+                as_usize(num(&hw["gemini_list_page_max"], "hand_written.gemini_list_page_max")?),
+            ),
+            openai_expired_line_error: hw["openai_expired_line_error"].clone(),
+            openai_cancelled_line_error: hw["openai_cancelled_line_error"].clone(),
+            openai_validation: hw["openai_validation_errors"].clone(),
+            errors: hw["errors"].clone(),
+            openai_endpoints,
+        };
+        for state in ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"] {
+            rules.gemini_state(state, true);
+        }
+        for status in
+            ["validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"]
+        {
+            if !rules.openai_statuses.iter().any(|s| s == status) {
+                return Err(format!("batch.openai.statuses lacks {status}"));
+            }
+        }
+        for name in [
+            "openai_file_too_large",
+            "openai_batch_not_jsonl",
+            "openai_metadata_too_many",
+            "openai_metadata_too_long",
+            "openai_no_such_file",
+            "openai_no_such_batch",
+            "openai_batch_wrong_purpose",
+            "openai_cannot_cancel",
+            "gemini_batch_quota",
+            "gemini_download_uploaded",
+            "gemini_no_such_batch",
+        ] {
+            if !rules.errors[name]["body"].is_object() {
+                return Err(format!("batch.hand_written.errors.{name} is missing"));
+            }
+        }
+        for name in [
+            "openai_queue_full",
+            "openai_job_failed",
+            "gemini_job_bad_input",
+            "gemini_job_failed",
+            "gemini_job_cancelled",
+        ] {
+            if rules.errors[name]["message"].as_str().is_none() {
+                return Err(format!("batch.hand_written.errors.{name} is missing"));
+            }
+        }
+        Ok(rules)
+    }
+
+    /// A Gemini batch state (`PENDING`, `RUNNING`, ...) as the REST API spells it
+    /// (`BATCH_STATE_PENDING`) or as the SDK and docs do (`JOB_STATE_PENDING`).
+    pub fn gemini_state(&self, state: &str, rest: bool) -> &str {
+        let (r, sdk) = self
+            .gemini_state_names
+            .iter()
+            .find(|(r, _)| r.strip_prefix("BATCH_STATE_") == Some(state))
+            .unwrap_or_else(|| panic!("tests/sdk/fixtures.json: t_job_state knows no BATCH_STATE_{state}"));
+        if rest { r } else { sdk }
+    }
+
+    /// A refusal of the Batch or Files API by its name in `batch.hand_written.errors`.
+    pub fn error(&self, name: &str, vars: &[(&str, &str)]) -> Refusal {
+        let e = &self.errors[name];
+        let status = e["status"].as_u64().and_then(|s| u16::try_from(s).ok()).unwrap_or(400);
+        Refusal { status, body: fill(&e["body"], vars) }
+    }
+
+    /// A job's own error (`{code, message}`) by its name in `batch.hand_written.errors`.
+    pub fn job_error(&self, name: &str, vars: &[(&str, &str)]) -> Value {
+        let e = &self.errors[name];
+        let mut out = serde_json::Map::new();
+        out.insert("code".into(), e["code"].clone());
+        out.insert("message".into(), fill(&e["message"], vars));
+        Value::Object(out)
+    }
+
+    /// An input-file validation message by its code, `{var}`s filled.
+    pub fn validation_message(&self, code: &str, vars: &[(&str, &str)]) -> String {
+        fill(&self.openai_validation[code], vars).as_str().unwrap_or(code).to_owned()
+    }
+}
+
 #[derive(Debug)]
 pub struct Fixtures {
     pub models: Vec<Model>,
@@ -125,6 +309,7 @@ pub struct Fixtures {
     /// The error-body templates (`hand_written.errors`).
     errors: Value,
     pub files: FileLimits,
+    pub batch: BatchRules,
 }
 
 impl Fixtures {
@@ -177,7 +362,8 @@ impl Fixtures {
             ttl_hours: number("gemini_file_ttl_hours")?,
             max_request_bytes: number("gemini_inline_request_max_bytes")?,
         };
-        Ok(Fixtures { models, sdk_versions, openai_enums, errors, files })
+        let batch = BatchRules::parse(&v["batch"])?;
+        Ok(Fixtures { models, sdk_versions, openai_enums, errors, files, batch })
     }
 
     pub fn model(&self, id: &str) -> Option<&Model> {
@@ -267,11 +453,11 @@ impl Fixtures {
         self.error("request_too_large", &[("limit", &limit.to_string())])
     }
 
-    fn openai_invalid(&self, param: &str, value: &str, why: &str) -> Refusal {
+    pub fn openai_invalid(&self, param: &str, value: &str, why: &str) -> Refusal {
         self.error("openai_invalid_value", &[("param", param), ("value", value), ("why", why)])
     }
 
-    fn openai_invalid_choice(&self, param: &str, value: &str, allowed: &[String]) -> Refusal {
+    pub fn openai_invalid_choice(&self, param: &str, value: &str, allowed: &[String]) -> Refusal {
         let list = quoted_list(allowed.iter().map(String::as_str), "and");
         let why = self.errors["openai_invalid_value"]["why_fixed_list"]
             .as_str()
@@ -491,6 +677,24 @@ mod tests {
             r.unwrap_err().body["error"]["message"],
             "* GenerateContentRequest.generation_config.image_config.image_size: image_size must be one of '1K', '2K', or '4K'.\n"
         );
+    }
+
+    #[test]
+    fn batch_rules_come_from_the_sdks() {
+        let b = &f().batch;
+        assert!(b.openai_endpoints.contains(&"/v1/images/edits".to_owned()));
+        assert_eq!(b.openai_windows, ["24h"]);
+        assert_eq!((b.metadata_max_pairs, b.metadata_max_key_chars, b.metadata_max_value_chars), (16, 64, 512));
+        assert_eq!((b.openai_max_requests, b.openai_max_input_bytes), (50_000, 200 * 1024 * 1024));
+        assert_eq!(b.openai_list_limit, (1, 100, 20));
+        assert_eq!(b.gemini_state("SUCCEEDED", true), "BATCH_STATE_SUCCEEDED");
+        assert_eq!(b.gemini_state("SUCCEEDED", false), "JOB_STATE_SUCCEEDED");
+        assert_eq!((b.gemini_expiry_hours, b.gemini_max_concurrent_jobs), (48, 100));
+        assert!(b.file_purposes.contains(&"vision".to_owned()));
+        assert_eq!(b.validation_message("invalid_json_line", &[]), "This line is not parseable as valid JSON.");
+        let r = b.error("openai_metadata_too_many", &[("max", "16"), ("got", "17")]);
+        assert_eq!((r.status, &r.body["error"]["param"]), (400, &json!("metadata")));
+        assert_eq!(b.job_error("gemini_job_cancelled", &[])["code"], 1);
     }
 
     #[test]

@@ -88,14 +88,26 @@ impl Wire {
         json_response(StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST), r.body.to_string())
     }
 
+    fn openai_error_body(message: &str, kind: &str, code: &str) -> Value {
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+    }
+
+    fn gemini_error_body(code: u16, status: &str, message: &str, details: Value) -> Value {
+        json!({"error": {"code": code, "message": message, "status": status, "details": details}})
+    }
+
     fn openai_error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
-        let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-        json_response(status, body.to_string())
+        json_response(status, Wire::openai_error_body(message, kind, code).to_string())
     }
 
     fn gemini_error(code: u16, status: &str, message: &str, details: Value) -> Response {
-        let body = json!({"error": {"code": code, "message": message, "status": status, "details": details}});
+        let body = Wire::gemini_error_body(code, status, message, details);
         json_response(StatusCode::from_u16(code).expect("valid status"), body.to_string())
+    }
+
+    /// A status and JSON body as a response.
+    pub fn answer((status, body): (u16, Value)) -> Response {
+        json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body.to_string())
     }
 
     pub fn bad_request(self, why: &str) -> Response {
@@ -136,21 +148,24 @@ impl Wire {
     }
 
     pub fn rate_limited(self, after: Duration) -> Response {
+        let mut resp = Wire::answer((429, self.rate_limited_body(after)));
+        if self == Wire::OpenAi {
+            let h = resp.headers_mut();
+            h.insert("retry-after", after.as_secs_f64().ceil().to_string().parse().expect("number"));
+            h.insert("retry-after-ms", after.as_millis().to_string().parse().expect("number"));
+        }
+        resp
+    }
+
+    /// The body of a 429 (OpenAI's advice goes in headers; Gemini's is in the body).
+    pub fn rate_limited_body(self, after: Duration) -> Value {
         match self {
-            Wire::OpenAi => {
-                let mut resp = Wire::openai_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Rate limit reached for images per minute. Please try again later.",
-                    "requests",
-                    "rate_limit_exceeded",
-                );
-                let h = resp.headers_mut();
-                h.insert("retry-after", after.as_secs_f64().ceil().to_string().parse().expect("number"));
-                h.insert("retry-after-ms", after.as_millis().to_string().parse().expect("number"));
-                resp
-            }
-            // Gemini sends no Retry-After header: the advice is in the body.
-            Wire::Gemini => Wire::gemini_error(
+            Wire::OpenAi => Wire::openai_error_body(
+                "Rate limit reached for images per minute. Please try again later.",
+                "requests",
+                "rate_limit_exceeded",
+            ),
+            Wire::Gemini => Wire::gemini_error_body(
                 429,
                 "RESOURCE_EXHAUSTED",
                 "Resource has been exhausted (e.g. check quota).",
@@ -182,16 +197,33 @@ impl Wire {
     }
 
     pub fn overloaded(self) -> Response {
+        Wire::answer((503, self.overloaded_body()))
+    }
+
+    /// The body of a 503.
+    pub fn overloaded_body(self) -> Value {
         match self {
-            Wire::OpenAi => Wire::openai_error(
-                StatusCode::SERVICE_UNAVAILABLE,
+            Wire::OpenAi => Wire::openai_error_body(
                 "The model is overloaded. Please try again later.",
                 "server_error",
                 "model_overloaded",
             ),
-            Wire::Gemini => {
-                Wire::gemini_error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.", json!([]))
+            Wire::Gemini => Wire::gemini_error_body(
+                503,
+                "UNAVAILABLE",
+                "The model is overloaded. Please try again later.",
+                json!([]),
+            ),
+        }
+    }
+
+    /// The body of a 500.
+    pub fn server_error_body(self) -> Value {
+        match self {
+            Wire::OpenAi => {
+                Wire::openai_error_body("The server had an error while processing your request.", "server_error", "")
             }
+            Wire::Gemini => Wire::gemini_error_body(500, "INTERNAL", "An internal error has occurred.", json!([])),
         }
     }
 
@@ -207,45 +239,49 @@ impl Wire {
                 "Deadline expired before operation could complete.",
                 json!([]),
             ),
-            (Wire::OpenAi, _) => Wire::openai_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The server had an error while processing your request.",
-                "server_error",
-                "",
-            ),
-            (Wire::Gemini, _) => Wire::gemini_error(500, "INTERNAL", "An internal error has occurred.", json!([])),
+            (wire, _) => Wire::answer((500, wire.server_error_body())),
         }
     }
 
     /// A refusal: OpenAI's policy 400; Gemini's 200 with a blockReason, or (every other
     /// time) a candidate stopped for IMAGE_SAFETY.
     pub fn refused(self, alternate: bool) -> Response {
+        Wire::answer(self.refused_body(alternate))
+    }
+
+    /// The status and body of a refusal (a 400, or Gemini's 200 without an image).
+    pub fn refused_body(self, alternate: bool) -> (u16, Value) {
         match self {
-            Wire::OpenAi => Wire::openai_error(
-                StatusCode::BAD_REQUEST,
-                "Your request was rejected as a result of our safety system.",
-                "invalid_request_error",
-                "content_policy_violation",
+            Wire::OpenAi => (
+                400,
+                Wire::openai_error_body(
+                    "Your request was rejected as a result of our safety system.",
+                    "invalid_request_error",
+                    "content_policy_violation",
+                ),
             ),
-            Wire::Gemini if alternate => json_response(
-                StatusCode::OK,
-                json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "IMAGE_SAFETY", "index": 0}]}).to_string(),
+            Wire::Gemini if alternate => (
+                200,
+                json!({"candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "IMAGE_SAFETY", "index": 0}]}),
             ),
-            Wire::Gemini => json_response(
-                StatusCode::OK,
-                json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 9}}).to_string(),
+            Wire::Gemini => (
+                200,
+                json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}, "usageMetadata": {"promptTokenCount": 9}}),
             ),
         }
     }
 
     /// A 200 whose body holds no image.
     pub fn no_image(self) -> Response {
+        Wire::answer((200, self.no_image_body()))
+    }
+
+    pub fn no_image_body(self) -> Value {
         match self {
-            Wire::OpenAi => json_response(StatusCode::OK, json!({"created": 1_713_833_628u64, "data": []}).to_string()),
-            Wire::Gemini => json_response(
-                StatusCode::OK,
-                json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "I can describe it, but here is no picture."}]}, "finishReason": "STOP"}]}).to_string(),
-            ),
+            Wire::OpenAi => json!({"created": 1_713_833_628u64, "data": []}),
+            Wire::Gemini => {
+                json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "I can describe it, but here is no picture."}]}, "finishReason": "STOP"}]})
+            }
         }
     }
 

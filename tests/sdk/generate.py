@@ -310,6 +310,145 @@ HAND_WRITTEN = {
             "note": "the simulator's own bound",
         },
     },
+    # The Batch APIs (fixtures: `batch.hand_written`; kept out of the top-level
+    # `hand_written` so the older sections stay as they were). Everything the SDKs carry
+    # (endpoints, windows, metadata and file limits, statuses, state names) is extracted
+    # in batch_facts() instead.
+    "batch": {
+        # wire-formats.md, "Gemini Batch API": "EXPIRED (pending or running over 48 h) has
+        # no results"; "At most 100 concurrent jobs, 2 GB input file"; "Results are kept 6
+        # weeks". GB taken as GiB, as for the Files API above.
+        "gemini_expiry_hours": 48,
+        "gemini_max_concurrent_jobs": 100,
+        "gemini_input_max_bytes": 2 * 1024 ** 3,
+        "gemini_results_kept_days": 42,
+        # ListBatches' page size: the REST reference says only "the standard list page
+        # size"; no default or maximum is published. Invented: 10 when none is asked, 100
+        # at most (what other Google list methods cap at).
+        "gemini_list_page_default": 10,
+        "gemini_list_page_max": 100,
+        "gemini_list_page_note": "invented: no public default or maximum",
+        # OpenAI's Batch API guide (developers.openai.com/api/docs/guides/batch, "Batch
+        # expiration"): unfinished requests of an expired batch go to the error file as
+        # {"id": "batch_req_123", "custom_id": "request-3", "response": null, "error":
+        # {"code": "batch_expired", "message": "This request could not be executed before
+        # the completion window expired."}}; responses of completed requests stay in the
+        # output file. "Note that each input file can only include requests to a single
+        # model" (same guide, step 1). The request-output error codes `batch_expired` and
+        # `batch_cancelled` ("The batch was cancelled before this request executed") are
+        # OpenAI's BatchRequestOutputError (openapi spec, as generated into
+        # openai-client-base 0.8.1 docs/BatchRequestOutputError.md).
+        "openai_expired_line_error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."},
+        "openai_cancelled_line_error": {"code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."},
+        "openai_cancelled_line_note": "code from the spec; message text invented from the spec's description",
+        # Input-file validation: a file with bad lines still makes a batch, which then
+        # goes `failed` with errors.data[] = {code, message, param, line} (stdapi-ai/
+        # stdapi.ai#240: documented codes invalid_json_line, duplicate_custom_id,
+        # url_mismatch, model_mismatch, empty_file, too_many_tasks; observed
+        # BatchError(code="invalid_json_line", line=1, message="This line is not parseable
+        # as valid JSON."); "Even file-access failures come back as failed rather than a
+        # create-time 400"). Messages other than invalid_json_line's are not public: the
+        # duplicate one is as widely quoted, the rest are the simulator's.
+        "openai_validation_errors": {
+            "invalid_json_line": "This line is not parseable as valid JSON.",
+            "duplicate_custom_id": "The custom_id for this request is a duplicate of another request. The custom_id parameter must be unique for each individual request in a batch.",
+            "url_mismatch": "The provided URL '{url}' does not match the batch's endpoint '{endpoint}'.",
+            "model_mismatch": "The provided model '{model}' does not match the model of the other requests in this file ('{first}'). Each input file can only include requests to a single model.",
+            "empty_file": "The input file is empty.",
+            "too_many_tasks": "The input file contains {got} requests; the maximum is {max}.",
+            "missing_field": "Missing required parameter: '{param}'.",
+            "invalid_method": "The method '{method}' is not supported; use 'POST'.",
+        },
+        "openai_validation_errors_note": "codes documented (stdapi-ai/stdapi.ai#240); messages other than invalid_json_line and duplicate_custom_id invented; missing_field and invalid_method are the simulator's",
+        # Over-size input: files.create answers 400 at upload (bespokelabsai/curator#111:
+        # "Error code: 400 - {'error': {'message': 'File is too large.', 'type':
+        # 'invalid_request_error', 'param': None, 'code': None}}"); a batch file whose name
+        # is not .jsonl: "Invalid file format for Batch API. Must be .jsonl" (BerriAI/
+        # litellm#37527, the body OpenAI returned). Malformed lines are accepted at upload
+        # (same PR: a file of lines missing "method" is "processed").
+        "errors": {
+            "openai_file_too_large": {
+                "status": 400,
+                "body": {"error": {"message": "File is too large.", "type": "invalid_request_error", "param": None, "code": None}},
+            },
+            "openai_batch_not_jsonl": {
+                "status": 400,
+                "body": {"error": {"message": "Invalid file format for Batch API. Must be .jsonl", "type": "invalid_request_error", "param": None, "code": None}},
+            },
+            # Over the metadata limits: no public text; OpenAI's validation shape (as its
+            # array_above_max_length above), with `object_above_max_properties` /
+            # `string_above_max_length`.
+            "openai_metadata_too_many": {
+                "status": 400,
+                "body": {"error": {"message": "Invalid 'metadata': too many properties. Expected an object with at most {max} properties, but got an object with {got} properties instead.", "type": "invalid_request_error", "param": "metadata", "code": "object_above_max_properties"}},
+                "note": "real text unknown; OpenAI's validation shape",
+            },
+            "openai_metadata_too_long": {
+                "status": 400,
+                "body": {"error": {"message": "Invalid 'metadata{path}': string too long. Expected a string with maximum length {max}, but got a string with length {got} instead.", "type": "invalid_request_error", "param": "metadata{path}", "code": "string_above_max_length"}},
+                "note": "real text unknown; OpenAI's validation shape",
+            },
+            # An unknown file id: OpenAI's "No such File object" (its files.retrieve text).
+            "openai_no_such_file": {
+                "status": 404,
+                "body": {"error": {"message": "No such File object: {id}", "type": "invalid_request_error", "param": "{param}", "code": None}},
+            },
+            "openai_no_such_batch": {
+                "status": 404,
+                "body": {"error": {"message": "No batch found with id '{id}'.", "type": "invalid_request_error", "param": None, "code": None}},
+                "note": "real text unknown",
+            },
+            "openai_batch_wrong_purpose": {
+                "status": 400,
+                "body": {"error": {"message": "The input file {id} must be uploaded with purpose 'batch', not '{purpose}'.", "type": "invalid_request_error", "param": "input_file_id", "code": None}},
+                "note": "real text unknown",
+            },
+            "openai_cannot_cancel": {
+                "status": 400,
+                "body": {"error": {"message": "Cannot cancel a batch with status '{status}'.", "type": "invalid_request_error", "param": None, "code": None}},
+                "note": "real text unknown",
+            },
+            # The enqueued-work limit: the batch is made, then fails at validation with
+            # token_limit_exceeded ("Enqueued token limit reached for gpt-4.1 in
+            # organization org-123. Limit: 900,000 enqueued tokens.", quoted in several
+            # public clients' tests). OpenAI limits enqueued tokens, not jobs: the
+            # simulator counts jobs in flight instead (max_batch_jobs).
+            "openai_queue_full": {
+                "code": "token_limit_exceeded",
+                "message": "Enqueued token limit reached for {model} in organization org-sim. Limit: {max} batches in flight. Please try again once some in_progress batches have been completed.",
+                "note": "code and first sentence as observed; the limit sentence is the simulator's (it counts batches, not tokens)",
+            },
+            "openai_job_failed": {
+                "code": "batch_failed",
+                "message": "The batch failed.",
+                "note": "invented: the simulator's fail_jobs knob",
+            },
+            # Gemini: creating a batch over the project's batch limits answers 429
+            # RESOURCE_EXHAUSTED (langchain4j/langchain4j#3942 and googleapis/js-genai#1264,
+            # both on batch creation).
+            "gemini_batch_quota": {
+                "status": 429,
+                "body": {"error": {"code": 429, "message": "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.", "status": "RESOURCE_EXHAUSTED", "details": [{"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}]}},
+            },
+            # A job's own error (BatchJob.error: JobError {code, message, details}, "Only
+            # populated when the job's state is JOB_STATE_FAILED or JOB_STATE_CANCELLED";
+            # google.rpc.Status codes: 1 CANCELLED, 3 INVALID_ARGUMENT, 13 INTERNAL, the
+            # cancelled code as google.longrunning's CancelOperation documents it).
+            "gemini_job_bad_input": {"code": 3, "message": "Invalid input file {file}: line {line}: {why}", "note": "text invented"},
+            "gemini_job_failed": {"code": 13, "message": "The batch failed.", "note": "text invented: the simulator's fail_jobs knob"},
+            "gemini_job_cancelled": {"code": 1, "message": "The batch was cancelled.", "note": "code from google.longrunning; text invented"},
+            "gemini_download_uploaded": {
+                "status": 400,
+                "body": {"error": {"code": 400, "message": "Only generated files can be downloaded; files/{id} was uploaded.", "status": "INVALID_ARGUMENT"}},
+                "note": "the SDK's rule (files.download: 'Only generated files can be downloaded, uploaded files can't be downloaded'); text invented",
+            },
+            "gemini_no_such_batch": {
+                "status": 404,
+                "body": {"error": {"code": 404, "message": "Batch batches/{id} not found.", "status": "NOT_FOUND"}},
+                "note": "real text unknown",
+            },
+        },
+    },
 }
 
 
@@ -702,6 +841,167 @@ def genai_facts() -> dict:
         "per_model_notes": {"values": notes, "source": f"{src} ImageConfig field descriptions (searched for model ids)"},
         "files": files,
     }
+
+
+# --------------------------------------------------------------------------------------
+# The Batch APIs: rules from the SDKs' types and docstrings
+# --------------------------------------------------------------------------------------
+
+
+def getv_paths(fn) -> list[list[str]]:
+    """The `getv(from_object, [...])` paths a google-genai converter reads, in order."""
+    out = []
+    for m in re.finditer(r"getv\(\s*from_object,\s*(\[[^\]]*\])\s*\)", inspect.getsource(fn)):
+        path = ast.literal_eval(m.group(1))
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def setv_paths(fn) -> list[list[str]]:
+    """The `setv(..., [...], ...)` paths a google-genai converter writes, in order."""
+    out = []
+    for m in re.finditer(r"setv\(\s*\w+,\s*(\[[^\]]*\])", inspect.getsource(fn)):
+        path = ast.literal_eval(m.group(1))
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def batch_facts() -> dict:
+    import typing_extensions
+    from openai.resources import batches as oa_batches
+    from openai.resources import files as oa_files
+    from openai.types import batch as oa_batch
+    from openai.types import batch_create_params, batch_list_params, file_create_params, file_object, file_purpose
+
+    # --- openai -------------------------------------------------------------------------
+    src_create = "openai/types/batch_create_params.py"
+    hints = typing_extensions.get_type_hints(batch_create_params.BatchCreateParams)
+    docs = attribute_docs(batch_create_params, "BatchCreateParams")
+    endpoints = literal_values(hints["endpoint"])
+    windows = literal_values(hints["completion_window"])
+    for needed in ["/v1/images/generations", "/v1/images/edits"]:
+        if needed not in endpoints:
+            raise FixtureError(f"{src_create}: BatchCreateParams.endpoint lost {needed}")
+    meta = must(r"Set of (\d+) key-value pairs that can be attached to an object.*Keys are strings with a maximum length of (\d+) characters\. Values are strings with a maximum length of (\d+) characters", docs["metadata"], "metadata limits")
+    input_limits = must(r"must be uploaded with the purpose `(\w+)`\. The file can contain up to ([\d,]+) requests, and can be up to (\d+) MB in size", docs["input_file_id"], "input file limits")
+    status = literal_values(oa_batch.Batch.model_fields["status"].annotation)
+    for needed in ["validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"]:
+        if needed not in status:
+            raise FixtureError(f"openai/types/batch.py: Batch.status lost {needed!r}")
+    list_docs = attribute_docs(batch_list_params, "BatchListParams")
+    limit = must(r"Limit can range between (\d+) and (\d+), and the default is (\d+)", list_docs["limit"], "batches.list limit")
+    cancel_doc = inspect.getdoc(oa_batches.Batches.cancel) or ""
+    cancelling = must(r"in status `cancelling` for up to (\d+) minutes, before changing to `cancelled`, where it will have partial results \(if any\) available in the output file", cancel_doc, "batches.cancel docstring")
+    purposes = list(typing.get_args(file_purpose.FilePurpose))
+    object_purposes = literal_values(file_object.FileObject.model_fields["purpose"].annotation)
+    object_status = literal_values(file_object.FileObject.model_fields["status"].annotation)
+    create_doc = inspect.getdoc(oa_files.Files.create) or ""
+    file_max = must(r"Individual files can be up to (\d+) MB", create_doc, "files.create per-file limit")
+    batch_file = must(r"The Batch API only supports `\.(jsonl)` files up to (\d+) MB in size", create_doc, "files.create Batch API file rule")
+    fc_docs = attribute_docs(file_create_params, "FileCreateParams")
+    batch_ttl = must(r"files with `purpose=batch` expire after (\d+) days", fc_docs["expires_after"], "batch file expiry")
+    if int(batch_file.group(2)) != int(input_limits.group(3)):
+        raise FixtureError("the Batch API's file size differs between files.create and batches.create")
+    mb = HAND_WRITTEN["references"]["openai_mb"]
+    openai = {
+        "endpoints": {"values": endpoints, "source": f"{src_create} BatchCreateParams.endpoint (Literal)"},
+        "completion_windows": {"values": windows, "source": f"{src_create} BatchCreateParams.completion_window (Literal)"},
+        "metadata": {
+            "max_pairs": int(meta.group(1)),
+            "max_key_chars": int(meta.group(2)),
+            "max_value_chars": int(meta.group(3)),
+            "text": meta.group(0),
+            "source": f"{src_create} BatchCreateParams.metadata (docstring); openai/types/shared_params/metadata.py: Dict[str, str]",
+        },
+        "input_file": {
+            "purpose": input_limits.group(1),
+            "max_requests": int(input_limits.group(2).replace(",", "")),
+            "max_mb": int(input_limits.group(3)),
+            "max_bytes": int(input_limits.group(3)) * mb,
+            "format": batch_file.group(1),
+            "text": [input_limits.group(0), batch_file.group(0)],
+            "source": f"{src_create} BatchCreateParams.input_file_id (docstring); openai/resources/files.py Files.create (docstring); MB taken as MiB (hand-written references.openai_mb)",
+        },
+        "statuses": {"values": status, "source": "openai/types/batch.py Batch.status (Literal)"},
+        "list_limit": {"min": int(limit.group(1)), "max": int(limit.group(2)), "default": int(limit.group(3)), "source": "openai/types/batch_list_params.py BatchListParams.limit (docstring)"},
+        "cancelling_max_minutes": {"value": int(cancelling.group(1)), "text": cancelling.group(0), "source": "openai/resources/batches.py Batches.cancel (docstring)"},
+        "file_purposes": {"values": purposes, "source": "openai/types/file_purpose.py FilePurpose (Literal)"},
+        "file_object_purposes": {"values": object_purposes, "source": "openai/types/file_object.py FileObject.purpose (Literal)"},
+        "file_object_statuses": {"values": object_status, "source": "openai/types/file_object.py FileObject.status (Literal)"},
+        "file_max_bytes": {"value": int(file_max.group(1)) * mb, "text": file_max.group(0), "source": "openai/resources/files.py Files.create (docstring); MB taken as MiB"},
+        "batch_file_ttl_days": {"value": int(batch_ttl.group(1)), "source": "openai/types/file_create_params.py FileCreateParams.expires_after (docstring)"},
+        "batch_fields": {"values": list(oa_batch.Batch.model_fields), "source": "openai/types/batch.py Batch (fields)"},
+        "file_object_fields": {"values": list(file_object.FileObject.model_fields), "source": "openai/types/file_object.py FileObject (fields)"},
+    }
+
+    # --- google-genai -------------------------------------------------------------------
+    from google.genai import _transformers, batches as g_batches, files as g_files, types
+
+    tree = ast.parse(inspect.getsource(_transformers.t_job_state))
+    pairs = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.comparators[0], ast.Constant):
+            ret = node.body[0]
+            if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Constant):
+                pairs.append([node.test.comparators[0].value, ret.value.value])
+    if len(pairs) < 7:
+        raise FixtureError(f"google/genai/_transformers.py t_job_state: only {len(pairs)} state pairs found")
+    job_states = [m.value for m in types.JobState]
+    for rest, sdk in pairs:
+        if sdk not in job_states:
+            raise FixtureError(f"t_job_state maps {rest} to {sdk}, which is not in types.JobState")
+    from_mldev = getv_paths(g_batches._BatchJob_from_mldev)
+    for needed in [["name"], ["metadata", "displayName"], ["metadata", "state"], ["metadata", "output"]]:
+        if needed not in from_mldev:
+            raise FixtureError(f"google/genai/batches.py _BatchJob_from_mldev no longer reads {needed}")
+    dest = getv_paths(g_batches._BatchJobDestination_from_mldev)
+    if ["responsesFile"] not in dest:
+        raise FixtureError("google/genai/batches.py _BatchJobDestination_from_mldev no longer reads responsesFile")
+    list_keys = getv_paths(g_batches._ListBatchJobsResponse_from_mldev)
+    for needed in [["operations"], ["nextPageToken"]]:
+        if needed not in list_keys:
+            raise FixtureError(f"google/genai/batches.py _ListBatchJobsResponse_from_mldev no longer reads {needed}")
+    list_query = setv_paths(g_batches._ListBatchJobsConfig_to_mldev)
+    create_body = setv_paths(g_batches._CreateBatchJobParameters_to_mldev) + setv_paths(g_batches._CreateBatchJobConfig_to_mldev)
+    source_body = setv_paths(g_batches._BatchJobSource_to_mldev)
+    batches_src = inspect.getsource(g_batches.Batches)
+    paths = {
+        name: must(pattern, batches_src, f"Batches path {name}").group(1)
+        for name, pattern in {
+            "create": r"path = '(\{model\}:batchGenerateContent)'",
+            "get": r"path = '(batches/\{name\})'",
+            "cancel": r"path = '(batches/\{name\}:cancel)'",
+            "list": r"path = '(batches)'",
+        }.items()
+    }
+    download_src = inspect.getsource(g_files.Files.download)
+    download = must(r"path = f'(files/\{name\}:download)'", download_src, "files.download path").group(1)
+    must(r"query_params = \{'alt': 'media'\}", download_src, "files.download alt=media")
+    ended = {"vertex": list(types.JOB_STATES_ENDED_VERTEX), "mldev": list(types.JOB_STATES_ENDED_MLDEV)}
+    error_doc = one_line(types.BatchJob.model_fields["error"].description or "")
+    gemini = {
+        "state_names": {
+            "rest_to_sdk": pairs,
+            "note": "the REST API answers BATCH_STATE_*; the SDK maps them to JOB_STATE_* (unknown names pass through)",
+            "source": "google/genai/_transformers.py t_job_state",
+        },
+        "job_states": {"values": job_states, "source": "google/genai/types.py JobState (enum)"},
+        "job_states_ended": {"values": ended, "source": "google/genai/types.py JOB_STATES_ENDED_VERTEX / JOB_STATES_ENDED_MLDEV (BatchJob.done)"},
+        "batch_job_reads": {
+            "values": from_mldev,
+            "destination_reads": dest,
+            "note": "the SDK reads the batch from the operation's metadata (displayName, state, times, model, output) and the result file from metadata.output.responsesFile; it reads neither batchStats nor done nor error",
+            "source": "google/genai/batches.py _BatchJob_from_mldev, _BatchJobDestination_from_mldev",
+        },
+        "batch_job_error": {"text": error_doc, "source": "google/genai/types.py BatchJob.error (JobError: code, message, details)"},
+        "list_response_reads": {"values": list_keys, "source": "google/genai/batches.py _ListBatchJobsResponse_from_mldev"},
+        "list_query": {"values": list_query, "source": "google/genai/batches.py _ListBatchJobsConfig_to_mldev"},
+        "create_body_writes": {"values": create_body + [["batch", "inputConfig"] + p for p in source_body if p[0] != "_url"], "source": "google/genai/batches.py _CreateBatchJobParameters_to_mldev, _CreateBatchJobConfig_to_mldev, _BatchJobSource_to_mldev"},
+        "paths": {"values": {**paths, "download": download + "?alt=media"}, "note": "relative to {base}/{api_version}/", "source": "google/genai/batches.py Batches.*, google/genai/files.py Files.download"},
+    }
+    return {"openai": openai, "gemini": gemini}
 
 
 # --------------------------------------------------------------------------------------
@@ -1112,6 +1412,207 @@ def observe(recorded: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# The Batch APIs: requests the SDKs really send, recorded on 127.0.0.1
+# --------------------------------------------------------------------------------------
+
+BATCH_TOKEN = "t0k3n"
+GEMINI_RESULT_LINE = {"key": "row-1", "response": {"candidates": [{"content": {"role": "model", "parts": [{"inlineData": {"mimeType": "image/png", "data": PNG_1PX}}]}, "finishReason": "STOP", "index": 0}]}}
+OPENAI_RESULT_LINE = {"id": "batch_req_1", "custom_id": "row-1", "response": {"status_code": 200, "request_id": "req_1", "body": {"created": 1776729600, "data": [{"b64_json": PNG_1PX}]}}, "error": None}
+
+
+def gemini_batch(name: str, state: str, done: bool = False) -> dict:
+    """A batch operation as the REST API answers it (the shape the simulator serves)."""
+    op = {
+        "name": name,
+        "metadata": {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatch",
+            "model": "models/gemini-3-pro-image",
+            "displayName": f"bulkgen-{BATCH_TOKEN}",
+            "createTime": "2026-11-24T10:00:00.000000Z",
+            "updateTime": "2026-11-24T10:00:00.000000Z",
+            "batchStats": {"requestCount": "1", "pendingRequestCount": "1"},
+            "state": state,
+            "name": name,
+        },
+    }
+    if done:
+        op["metadata"]["output"] = {"responsesFile": "files/batch-results-1"}
+        op["metadata"]["batchStats"] = {"requestCount": "1", "successfulRequestCount": "1"}
+        op["done"] = True
+        op["response"] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerateContentBatchOutput", "responsesFile": "files/batch-results-1"}
+    return op
+
+
+def openai_batch(batch_id: str, endpoint: str, status: str) -> dict:
+    return {
+        "id": batch_id, "object": "batch", "endpoint": endpoint, "errors": None, "input_file_id": "file-input1",
+        "completion_window": "24h", "status": status, "output_file_id": "file-output1" if status == "completed" else None,
+        "error_file_id": None, "created_at": 1795687200, "in_progress_at": None, "expires_at": 1795773600,
+        "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None, "cancelling_at": None,
+        "cancelled_at": None, "request_counts": {"total": 1, "completed": 1 if status == "completed" else 0, "failed": 0},
+        "metadata": {"bulkgen_token": BATCH_TOKEN}, "model": "gpt-image-2",
+    }
+
+
+class BatchRecorder(Recorder):
+    """The recorder, answering the Batch and Files endpoints as well."""
+
+    def _bytes(self, data: bytes, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        query = dict(parse_qsl(parts.query))
+        gemini = self.headers.get("x-goog-api-key") is not None
+        version, _, rest = parts.path.lstrip("/").partition("/")
+        if gemini and rest.endswith(":download"):
+            self._record(None)
+            self._bytes((json.dumps(GEMINI_RESULT_LINE) + "\n").encode(), "application/octet-stream")
+        elif gemini and rest == "batches":
+            self._record(None)
+            # Two pages, so the SDK's pager shows how it sends the page token.
+            if "pageToken" in query:
+                self._reply({"operations": [gemini_batch("batches/sim-batch-1", "BATCH_STATE_SUCCEEDED", done=True)]})
+            else:
+                self._reply({"operations": [gemini_batch("batches/sim-batch-2", "BATCH_STATE_PENDING")], "nextPageToken": "page-2"})
+        elif gemini and rest.startswith("batches/"):
+            self._record(None)
+            self._reply(gemini_batch(rest, "BATCH_STATE_SUCCEEDED", done=True))
+        elif rest.endswith("/content") and rest.startswith("files/"):
+            self._record(None)
+            self._bytes((json.dumps(OPENAI_RESULT_LINE) + "\n").encode(), "application/octet-stream")
+        elif rest == "batches":
+            self._record(None)
+            if "after" in query:
+                self._reply({"object": "list", "data": [openai_batch("batch_1", "/v1/images/generations", "completed")], "first_id": "batch_1", "last_id": "batch_1", "has_more": False})
+            else:
+                self._reply({"object": "list", "data": [openai_batch("batch_2", "/v1/images/edits", "validating")], "first_id": "batch_2", "last_id": "batch_2", "has_more": True})
+        elif rest.startswith("batches/"):
+            self._record(None)
+            self._reply(openai_batch(rest.split("/", 1)[1], "/v1/images/generations", "completed"))
+        else:
+            super().do_GET()
+
+    def do_POST(self):
+        path = urlsplit(self.path).path
+        version, _, rest = path.lstrip("/").partition("/")
+        if rest.endswith(":batchGenerateContent"):
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            self._record(json.loads(raw) if raw else None)
+            self._reply(gemini_batch("batches/sim-batch-1", "BATCH_STATE_PENDING"))
+        elif rest.startswith("batches/") and rest.endswith(":cancel"):
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            self._record(json.loads(raw) if raw else None)
+            self._reply({})
+        elif rest == "files":
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            parts = multipart_parts(self.headers.get("content-type") or "", raw)
+            self._record(None, {"multipart": parts})
+            file = next(p for p in parts if p["filename"] is not None)
+            purpose = next(p["value"] for p in parts if p["name"] == "purpose")
+            self._reply({"id": "file-input1", "object": "file", "bytes": file["len"], "created_at": 1795687200, "filename": file["filename"], "purpose": purpose, "status": "processed", "expires_at": 1798279200, "status_details": None})
+        elif rest == "batches":
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = json.loads(raw)
+            self._record(body)
+            self._reply(openai_batch("batch_1", body["endpoint"], "validating"))
+        elif rest.startswith("batches/") and rest.endswith("/cancel"):
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            self._record(json.loads(raw) if raw else None)
+            self._reply(openai_batch(rest.split("/")[1], "/v1/images/generations", "cancelling"))
+        else:
+            super().do_POST()
+
+
+def record_batch_requests() -> dict:
+    import openai
+    from google import genai
+    from google.genai import types
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BatchRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    root = f"http://127.0.0.1:{server.server_address[1]}"
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]:
+        os.environ.pop(var, None)
+    os.environ["NO_PROXY"] = "127.0.0.1"
+    recorded: dict = {}
+
+    def take(name: str, call: str, source: str, fn) -> None:
+        Recorder.log = []
+        fn()
+        if not Recorder.log:
+            raise FixtureError(f"{name}: the SDK sent nothing")
+        recorded[name] = {"call": call, "source": source, "requests": list(Recorder.log)}
+
+    tmp = Path(tempfile.mkdtemp(prefix="bulkgen-sdk-batch-"))
+    line = {"custom_id": "row-1", "method": "POST", "url": "/v1/images/generations", "body": {"model": "gpt-image-2", "prompt": "p", "size": "1024x1024"}}
+    jsonl = (json.dumps(line) + "\n").encode()
+    try:
+        oa = openai.OpenAI(api_key=DUMMY_KEY, base_url=root + "/v1", max_retries=0)
+        where = f"openai {openai.__version__}, base_url={{base}}/v1"
+        (tmp / "batch.jsonl").write_bytes(jsonl)
+        (tmp / "ref1.png").write_bytes(PNG_REF)
+
+        def upload_opened():
+            with open(tmp / "batch.jsonl", "rb") as f:
+                oa.files.create(file=f, purpose="batch")
+
+        def upload_vision():
+            with open(tmp / "ref1.png", "rb") as f:
+                oa.files.create(file=f, purpose="vision")
+
+        take("openai.files.create@batch", 'client.files.create(file=open("batch.jsonl", "rb"), purpose="batch")', where + f"; batch.jsonl {digest(jsonl)}", upload_opened)
+        take("openai.files.create@tuple", 'client.files.create(file=("batch.jsonl", JSONL_BYTES, "application/jsonl"), purpose="batch")', where, lambda: oa.files.create(file=("batch.jsonl", jsonl, "application/jsonl"), purpose="batch"))
+        take("openai.files.create@vision", 'client.files.create(file=open("ref1.png", "rb"), purpose="vision")', where + f"; ref1.png {digest(PNG_REF)}", upload_vision)
+        for endpoint in ["/v1/images/generations", "/v1/images/edits"]:
+            take(
+                f"openai.batches.create@{endpoint.rsplit('/', 1)[1]}",
+                f'client.batches.create(input_file_id="file-input1", endpoint="{endpoint}", completion_window="24h", metadata={{"bulkgen_token": "{BATCH_TOKEN}"}})',
+                where,
+                lambda endpoint=endpoint: oa.batches.create(input_file_id="file-input1", endpoint=endpoint, completion_window="24h", metadata={"bulkgen_token": BATCH_TOKEN}),
+            )
+        take("openai.batches.retrieve", 'client.batches.retrieve("batch_1")', where, lambda: oa.batches.retrieve("batch_1"))
+        take("openai.batches.list", "list(client.batches.list(limit=1))  # the recorder answers two pages", where, lambda: list(oa.batches.list(limit=1)))
+        take("openai.batches.cancel", 'client.batches.cancel("batch_1")', where, lambda: oa.batches.cancel("batch_1"))
+        take("openai.files.content", 'client.files.content("file-output1").read()', where, lambda: oa.files.content("file-output1").read())
+
+        for label, options in [
+            ("", types.HttpOptions(base_url=root)),
+            ("@v1beta", types.HttpOptions(base_url=root, api_version="v1beta")),
+        ]:
+            gc = genai.Client(api_key=DUMMY_KEY, http_options=options)
+            where = f"google-genai {genai.__version__}, http_options=HttpOptions(base_url={{base}}" + (", api_version='v1beta')" if label else ") (the SDK's default API version)")
+            take(
+                "genai.batches.create" + label,
+                f'client.batches.create(model="gemini-3-pro-image", src="files/input-1", config={{"display_name": "bulkgen-{BATCH_TOKEN}"}})',
+                where,
+                lambda: gc.batches.create(model="gemini-3-pro-image", src="files/input-1", config={"display_name": f"bulkgen-{BATCH_TOKEN}"}),
+            )
+            take("genai.batches.get" + label, 'client.batches.get(name="batches/sim-batch-1")', where, lambda: gc.batches.get(name="batches/sim-batch-1"))
+            take("genai.batches.list" + label, 'list(client.batches.list(config={"page_size": 1}))  # the recorder answers two pages', where, lambda: list(gc.batches.list(config={"page_size": 1})))
+            take("genai.batches.cancel" + label, 'client.batches.cancel(name="batches/sim-batch-1")', where, lambda: gc.batches.cancel(name="batches/sim-batch-1"))
+            take("genai.files.download" + label, 'client.files.download(file="files/batch-results-1")', where, lambda: gc.files.download(file="files/batch-results-1"))
+    finally:
+        server.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    for name, rec in recorded.items():
+        if name.startswith("openai.files.create"):
+            parts = rec["requests"][0]["multipart"]
+            rec["observed"] = {
+                "part_names_in_order": [p["name"] for p in parts],
+                "file_part": next({k: p[k] for k in ("name", "filename", "content_type")} for p in parts if p["filename"] is not None),
+            }
+        elif name.startswith("genai.batches.create"):
+            rec["observed"] = {"path": rec["requests"][0]["path"], "body": rec["requests"][0]["json"]}
+    return recorded
+
+
+# --------------------------------------------------------------------------------------
 # Putting it together: per-model acceptance rules the simulator enforces
 # --------------------------------------------------------------------------------------
 
@@ -1315,8 +1816,15 @@ def main() -> None:
         "openai": oa,
         "gemini": gm,
         "requests": record_requests(),
-        "hand_written": HAND_WRITTEN,
+        # HAND_WRITTEN["batch"] goes with the rest of the Batch APIs' facts, below.
+        "hand_written": {k: v for k, v in HAND_WRITTEN.items() if k != "batch"},
         "models": compile_models(oa, gm),
+        "batch": {
+            "note": "The Batch APIs and OpenAI's Files API: rules extracted from the SDKs (openai, gemini), the requests they send (requests), and what they do not carry (hand_written, from HAND_WRITTEN['batch'] in generate.py).",
+            **batch_facts(),
+            "requests": record_batch_requests(),
+            "hand_written": HAND_WRITTEN["batch"],
+        },
     }
     args.out.write_text(json.dumps(fixtures, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {args.out} ({len(fixtures['models'])} models)")
