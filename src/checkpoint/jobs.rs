@@ -183,6 +183,15 @@ impl Checkpoint {
     ) -> Result<(), CheckpointError> {
         self.call(move |c| {
             let now = now_unix();
+            // The create is the row's attempt (it may be billed): counted once per job, and
+            // the row's end-to-end clock starts at its first one.
+            if step == JobStep::Creating {
+                c.execute(
+                    "UPDATE rows SET attempts = attempts + 1, first_dispatch = COALESCE(first_dispatch, ?1) \
+                     WHERE state='batch' AND job=?2 AND (SELECT step FROM jobs WHERE jid=?2) NOT IN ('creating', 'open')",
+                    params![now, jid],
+                )?;
+            }
             c.execute(
                 "UPDATE jobs SET step=?1, input_file=COALESCE(?2, input_file), name=COALESCE(?3, name), \
                  created_at=CASE WHEN ?3 IS NOT NULL THEN COALESCE(created_at, ?4) ELSE created_at END WHERE jid=?5",
@@ -286,7 +295,7 @@ impl Checkpoint {
         self.post_job(true, move |c| {
             c.prepare_cached(
                 "UPDATE rows SET state='done', file=?1, made_by=?2, size_sent=?3, engine='batch', job=NULL, \
-                 done_at=?4, error_class=NULL, error=NULL, stale_sig=NULL WHERE rid=?5 AND state='batch' AND job=?6",
+                 done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL WHERE rid=?5 AND state='batch' AND job=?6",
             )?
             .execute(params![file, made.model, made.size_sent, now_unix(), rid, jid])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;

@@ -196,8 +196,8 @@ pub struct SimConfig {
     /// the fixtures allow (100 MB). A Gemini body over it gets Google's 400, an OpenAI one
     /// a 413.
     pub max_json_body: usize,
-    /// How long the Files API takes to answer a finalized upload (real time), so tests can
-    /// kill a run while an upload is in flight.
+    /// How long the Files APIs (Gemini's finalized upload, OpenAI's `/v1/files`) take to
+    /// answer (real time), so tests can kill a run while an upload is in flight.
     pub upload_latency: Duration,
     /// How long a batch job waits in PENDING (`validating`), in simulated time. Default
     /// 2 min.

@@ -188,6 +188,11 @@ pub(super) async fn upload(State(s): State<Arc<Shared>>, headers: HeaderMap, req
         file
     };
     s.stats.lock().expect("stats lock").file_uploads_openai += 1;
+    // The file is stored before the answer is held back, as a provider's would be: a
+    // client killed now never hears of it.
+    if !s.cfg.upload_latency.is_zero() {
+        tokio::time::sleep(s.cfg.upload_latency).await;
+    }
     batch::ok(&file.json())
 }
 
