@@ -98,6 +98,8 @@ pub struct Group {
     pub errors: BTreeMap<String, u64>,
     pub call_latency_s: Percentiles,
     pub end_to_end_s: Percentiles,
+    /// Rows made by the batch engine: first submission to image in place.
+    pub batch_turnaround_s: Percentiles,
     pub wait_s: Percentiles,
     pub recommended_timeout_s: Option<f64>,
     pub recommended_concurrency: Option<u64>,
@@ -134,6 +136,7 @@ struct Acc {
     group: Group,
     latency: Vec<f64>,
     e2e: Vec<f64>,
+    batch_e2e: Vec<f64>,
     wait: Vec<f64>,
     spend: f64,
     priced: u64,
@@ -171,6 +174,7 @@ impl Acc {
         }
         self.latency.extend(&cell.latency);
         self.e2e.extend(&cell.e2e);
+        self.batch_e2e.extend(&cell.batch_e2e);
         self.wait.extend(&cell.wait);
     }
 
@@ -179,6 +183,7 @@ impl Acc {
         g.name = name;
         g.call_latency_s = Percentiles::of(self.latency);
         g.end_to_end_s = Percentiles::of(self.e2e);
+        g.batch_turnaround_s = Percentiles::of(self.batch_e2e);
         g.wait_s = Percentiles::of(self.wait);
         g.recommended_timeout_s = recommend_timeout(&g.call_latency_s);
         g.recommended_concurrency =
@@ -325,6 +330,13 @@ pub fn render(r: &Report, md: bool) -> String {
     for (title, pick) in sections {
         let _ = writeln!(out, "\n{h}{title}");
         table(&mut out, &groups, pick, md);
+    }
+    if o.batch_turnaround_s.n > 0 {
+        let _ = writeln!(
+            out,
+            "\n{h}Batch turnaround per row (first submission to file in place; --batch-deadline bounds it)"
+        );
+        table(&mut out, &groups, |g| &g.batch_turnaround_s, md);
     }
     let _ = writeln!(out, "\n{h}Attempts and errors");
     for g in &groups {

@@ -283,3 +283,241 @@ async fn killed_mid_ingest_nothing_is_written_twice_openai() {
 async fn killed_mid_ingest_nothing_is_written_twice_gemini() {
     killed_at(Step::MidIngest, "gemini", "gemini-3-pro-image").await;
 }
+
+/// A job stuck in PENDING (the first one the simulator makes) or one that expires before
+/// its lines run: at `--batch-deadline` the job is cancelled and its rows are made online.
+async fn deadline_sends_rows_online(dialect: &str, model: &str, stuck: bool) {
+    let what = format!("{dialect} {}", if stuck { "stuck" } else { "expired" });
+    let mut cfg = scaled(20.0);
+    if stuck {
+        cfg.stuck_jobs = 1;
+    } else {
+        // Every job expires 1 simulated minute into its 5 minutes of running.
+        cfg.batch_expiry = Some(Duration::from_secs(3 * 60));
+    }
+    let sim = sim(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = text_rows(6, "late");
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let o = run(&sim, &manifest, &out, &batch_args(dialect, model, &["--batch-deadline", "700ms"])).await;
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o));
+    let prompts = prompts(&rows);
+    assert_all_made_once(&out, &sim, &prompts);
+    let st = sim.stats();
+    assert_tokens_unique(&st);
+    let by_engine = engines(&out);
+    let online = by_engine.values().filter(|e| *e == "online").count();
+    assert_eq!(st.requests as usize, online, "{what}: the online calls are the rows made online");
+    if stuck {
+        assert_eq!(online, rows.len(), "{what}: {by_engine:?}");
+        assert_eq!(st.batch_jobs.len(), 1, "{what}: the stuck job is not resubmitted");
+        assert!(st.batch_cancels >= 1, "{what}: the stuck job was cancelled");
+        assert!(text(&o).contains("--batch-deadline"), "{what}: the run says why rows went online: {}", text(&o));
+    } else {
+        // An expired job's rows are submitted again until the deadline; OpenAI's expired
+        // batches carry the lines they finished, which are taken, not paid for again.
+        assert!(online >= 1, "{what}: {by_engine:?}");
+        assert!(!st.batch_jobs.is_empty(), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_job_is_finished_online_after_the_deadline_openai() {
+    deadline_sends_rows_online("openai", "gpt-image-2", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_job_is_finished_online_after_the_deadline_gemini() {
+    deadline_sends_rows_online("gemini", "gemini-3-pro-image", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_job_is_finished_online_after_the_deadline_openai() {
+    deadline_sends_rows_online("openai", "gpt-image-2", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_job_is_finished_online_after_the_deadline_gemini() {
+    deadline_sends_rows_online("gemini", "gemini-3-pro-image", false).await;
+}
+
+/// With `--batch-fallback none`, rows past the deadline fail (class timeout) and nothing
+/// goes online; a later run with the default fallback makes them online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_fallback_late_rows_fail_and_a_later_run_makes_them_online() {
+    let sim = sim(SimConfig { stuck_jobs: 1, ..scaled(20.0) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = text_rows(4, "nofallback");
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let (dialect, model) = DIALECTS[1];
+    let o = run(
+        &sim,
+        &manifest,
+        &out,
+        &batch_args(dialect, model, &["--batch-deadline", "500ms", "--batch-fallback", "none"]),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(sim.stats().requests, 0, "nothing went online");
+    let res = results(&out);
+    assert!(res.iter().all(|r| r["status"] == "failed" && r["error_class"] == "timeout"), "{res:?}");
+    let again =
+        run(&sim, &manifest, &out, &batch_args(dialect, model, &["--batch-deadline", "500ms", "--retry-failed"])).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_all_made_once(&out, &sim, &prompts(&rows));
+    assert_eq!(sim.stats().batch_jobs.len(), 1, "the late rows were not submitted again");
+}
+
+/// Per-line errors: a refusal fails its row for good (class refused, sent once); a line
+/// that fails as transient (500) every time goes back to the queue and into the next job,
+/// then online at the deadline; the other rows of the job are made by batch.
+async fn per_line_errors(dialect: &str, model: &str) {
+    let cfg = SimConfig {
+        line_faults: vec![("refuse-me".into(), Fault::Refuse), ("flaky-line".into(), Fault::Server)],
+        ..scaled(20.0)
+    };
+    let sim = sim(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = text_rows(5, "fine");
+    rows.push(Row { id: "refused".into(), prompt: "please refuse-me now".into(), size: "1K", images: vec![] });
+    rows.push(Row { id: "flaky".into(), prompt: "a flaky-line prompt".into(), size: "2K", images: vec![] });
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let o = run(&sim, &manifest, &out, &batch_args(dialect, model, &["--batch-deadline", "600ms"])).await;
+    assert_eq!(o.status.code(), Some(1), "{dialect}: one row failed for good: {}", text(&o));
+    let res: HashMap<String, HashMap<String, String>> =
+        results(&out).into_iter().map(|r| (r["id"].clone(), r)).collect();
+    assert_eq!(res["refused"]["status"], "failed", "{dialect}");
+    assert_eq!(res["refused"]["error_class"], "refused", "{dialect}: {:?}", res["refused"]);
+    assert!(!res["refused"]["error"].is_empty(), "{dialect}: the provider's reason is kept");
+    assert_eq!(res["flaky"]["status"], "done", "{dialect}: {:?}", res["flaky"]);
+    let by_engine = engines(&out);
+    assert_eq!(by_engine.get("flaky").map(String::as_str), Some("online"), "{dialect}");
+    for r in rows.iter().filter(|r| r.id.starts_with("r0")) {
+        assert_eq!(by_engine[&r.id], "batch", "{dialect} {}", r.id);
+    }
+    let st = sim.stats();
+    assert_tokens_unique(&st);
+    assert!(st.batch_jobs.len() >= 2, "{dialect}: the transient line was submitted again: {:?}", st.batch_jobs);
+    let a = attempts(&out);
+    let refused = a.iter().filter(|x| x.0 == "refused").count();
+    assert_eq!(refused, 1, "{dialect}: the refused row was sent once: {a:?}");
+    assert_eq!(st.requests, 1, "{dialect}: only the flaky row went online");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_line_errors_are_classified_like_online_ones_openai() {
+    per_line_errors("openai", "gpt-image-2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_line_errors_are_classified_like_online_ones_gemini() {
+    per_line_errors("gemini", "gemini-3-pro-image").await;
+}
+
+/// A run interrupted while its job waits at the provider; `bulkgen cancel` cancels the
+/// job and says what was paid for; the same run command then takes what the job made and
+/// submits the rest again, in a new job.
+async fn cancel(dialect: &str, model: &str) {
+    let sim = sim(SimConfig { stuck_jobs: 1, ..scaled(20.0) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = text_rows(5, "cancel");
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let args = batch_args(dialect, model, &[]);
+    let child = spawn_run(&sim, &manifest, &out, &args);
+    wait_until("the job polled", || sim.stats().batch_gets >= 2).await;
+    send_sigint(&child);
+    let o = child.wait_with_output().await.unwrap();
+    assert_eq!(o.status.code(), Some(130), "{dialect}: {}", text(&o));
+    assert_eq!(jobs(&out).len(), 1, "{dialect}: the job stays open after Ctrl-C");
+
+    let c = bin().args(["cancel", "-o"]).arg(&out).output().await.unwrap();
+    assert_eq!(c.status.code(), Some(0), "{dialect}: {}", text(&c));
+    let said = String::from_utf8_lossy(&c.stdout);
+    let name = sim.stats().batch_jobs[0].name.clone();
+    assert!(said.contains(&name) && said.contains("cancel sent"), "{dialect}: {said}");
+    assert!(said.contains("0 image(s) already made"), "{dialect}: says what was paid for: {said}");
+    assert_eq!(sim.stats().batch_cancels, 1, "{dialect}");
+
+    let again = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(again.status.code(), Some(0), "{dialect}: {}", text(&again));
+    assert_all_made_once(&out, &sim, &prompts(&rows));
+    let st = sim.stats();
+    assert_tokens_unique(&st);
+    assert_eq!(st.batch_jobs.len(), 2, "{dialect}: the cancelled job's rows went into one new job");
+    assert!(st.batch_jobs[0].state.to_lowercase().contains("cancel"), "{dialect}: {:?}", st.batch_jobs[0]);
+    assert_eq!(st.requests, 0, "{dialect}");
+    // Nothing open is left to cancel.
+    let c = bin().args(["cancel", "-o"]).arg(&out).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&c.stdout).contains("no open batch jobs"), "{dialect}: {}", text(&c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_cancels_the_folders_jobs_and_the_rerun_finishes_them_openai() {
+    cancel("openai", "gpt-image-2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_cancels_the_folders_jobs_and_the_rerun_finishes_them_gemini() {
+    cancel("gemini", "gemini-3-pro-image").await;
+}
+
+/// `--max-cost` counts submitted work at the batch price: 10 × 1K Nano Banana Pro rows
+/// are $0.67 in batch ($1.34 online). $0.70 makes them all by batch; $0.35 submits five
+/// ($0.335) and stops; raising it collects them and submits the rest, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_cost_counts_batch_work_at_the_batch_price() {
+    let (dialect, model) = DIALECTS[1];
+    let sim = sim(scaled(20.0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = text_rows(10, "budget").into_iter().map(|r| Row { size: "1K", ..r }).collect();
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out-all");
+    let o = run(&sim, &manifest, &out, &batch_args(dialect, model, &["--max-cost", "0.70"])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_all_made_once(&out, &sim, &prompts(&rows));
+    assert!(text(&o).contains("$0.67"), "the spend is the batch price: {}", text(&o));
+
+    let sim = sim_again().await;
+    let out = dir.path().join("out-half");
+    let o = run(&sim, &manifest, &out, &batch_args(dialect, model, &["--max-cost", "0.35"])).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-cost $0.35"), "{}", text(&o));
+    assert_eq!(lines_per_prompt(&sim.stats()), 5, "five rows fit $0.35 at $0.067");
+    let o = run(&sim, &manifest, &out, &batch_args(dialect, model, &["--max-cost", "1"])).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_all_made_once(&out, &sim, &prompts(&rows));
+    assert_eq!(lines_per_prompt(&sim.stats()), 10, "no row submitted twice");
+}
+
+async fn sim_again() -> SimServer {
+    sim(scaled(20.0)).await
+}
+
+/// An online run of a folder whose rows are in an open job leaves them alone (they are
+/// not pending) and says so; the batch run then collects them: nothing is paid twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_run_of_the_same_folder_never_pays_for_rows_in_a_job() {
+    let (dialect, model) = DIALECTS[0];
+    let sim = sim(SimConfig { batch_pending: Duration::from_secs(60 * 60), ..scaled(20.0) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = text_rows(6, "both");
+    let manifest = write_manifest(dir.path(), &rows);
+    let out = dir.path().join("out");
+    let args = batch_args(dialect, model, &[]);
+    let mut child = spawn_run(&sim, &manifest, &out, &args);
+    wait_until("the job polled", || sim.stats().batch_gets >= 2).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let online = run(&sim, &manifest, &out, &["--provider", dialect, "--model", model]).await;
+    assert_eq!(sim.stats().requests, 0, "the online run sent none of the job's rows: {}", text(&online));
+    assert_eq!(online.status.code(), Some(1), "rows are left unfinished: {}", text(&online));
+    assert!(text(&online).contains("in batch"), "it says where the rows are: {}", text(&online));
+    let again = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_all_made_once(&out, &sim, &prompts(&rows));
+    assert_eq!(sim.stats().batch_jobs.len(), 1);
+}

@@ -187,7 +187,9 @@ async fn a_low_open_file_limit_is_raised_for_many_calls_in_flight() {
         eprintln!("skipped: this system's hard open-file limit is {hard}");
         return;
     }
-    let sim = sim(fixed(Duration::from_millis(400))).await;
+    // Calls long enough that the first are still in flight when the 300th starts on a
+    // loaded 2-core machine (400 ms was not: 260 at once under a parallel benchmark).
+    let sim = sim(fixed(Duration::from_millis(1_500))).await;
     let dir = tempfile::tempdir().unwrap();
     let (manifest, prompts) = manifest(dir.path(), 300);
     let out = dir.path().join("out");

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
 
 use rand::Rng;
 
@@ -47,6 +48,10 @@ struct BatchEngine {
     openai_files: tokio::sync::Mutex<HashMap<String, String>>,
     /// The job states last announced, so progress notes only changes.
     announced: Mutex<HashMap<i64, String>>,
+    /// `--max-cost` left no room for another row: nothing more is submitted, but the jobs
+    /// already open (paid for) are still polled and their images taken; the run then ends
+    /// as stopped by the budget.
+    budget_reached: AtomicBool,
 }
 
 /// Runs the batch engine until every row is done or failed, the run stops, or no job is
@@ -58,6 +63,7 @@ pub(super) async fn run(ctx: Arc<Ctx>) {
         wire,
         openai_files: tokio::sync::Mutex::new(HashMap::new()),
         announced: Mutex::new(HashMap::new()),
+        budget_reached: AtomicBool::new(false),
     };
     if let Err(why) = e.run().await {
         ctx.stop_run(why);
@@ -96,8 +102,8 @@ impl BatchEngine {
             }
             self.stragglers(cutoff, &mut online).await?;
             let open = ctx.ckpt.open_jobs().await.map_err(local)?;
-            let submittable =
-                !ctx.ckpt.pending_page_where(0, 1, Pending::BatchSince { cutoff }).await.map_err(local)?.is_empty();
+            let submittable = !self.budget_reached.load(Ordering::SeqCst)
+                && !ctx.ckpt.pending_page_where(0, 1, Pending::BatchSince { cutoff }).await.map_err(local)?.is_empty();
             let online_busy = online.as_ref().is_some_and(|t| !t.is_finished());
             let late =
                 !ctx.ckpt.pending_page_where(0, 1, Pending::BatchBefore { cutoff }).await.map_err(local)?.is_empty();
@@ -123,6 +129,9 @@ impl BatchEngine {
         }
         if let Some(task) = online {
             let _ = task.await;
+        }
+        if self.budget_reached.load(Ordering::SeqCst) {
+            ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
         }
         Ok(())
     }
@@ -188,6 +197,9 @@ impl BatchEngine {
     /// against `--max-cost`. Only assigns: submitting is `advance`'s.
     async fn plan_jobs(&self, cutoff: f64) -> Result<(), StopReason> {
         let ctx = &self.ctx;
+        if self.budget_reached.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let local = |e: CheckpointError| StopReason::Local(e.to_string());
         let limits = ctx.cfg.catalog.batch_limits(ctx.cfg.dialect).cloned().ok_or_else(|| {
             StopReason::Local(format!("the catalogue has no Batch API limits for {}", ctx.cfg.dialect.as_str()))
@@ -267,7 +279,12 @@ impl BatchEngine {
             room -= 1;
         }
         if over_budget {
-            ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
+            ctx.progress.note(&format!(
+                "--max-cost ${:.2} leaves no room for more rows at the batch price: the jobs already submitted \
+                 are still collected, nothing more is submitted",
+                ctx.cfg.max_cost.unwrap_or_default()
+            ));
+            self.budget_reached.store(true, Ordering::SeqCst);
         }
         Ok(())
     }
