@@ -127,6 +127,9 @@ pub struct Report {
     /// Wall time of all runs on this folder added up.
     pub wall_time_s: f64,
     pub images_per_minute: Option<f64>,
+    /// The last run was simulated at this time scale: durations and rates are in the
+    /// provider time the simulation stands for, not the compressed time it took.
+    pub simulated_time_scale: Option<f64>,
     /// The last run's rate cap, as starts per minute of real time.
     pub rate_cap_per_minute: Option<f64>,
 }
@@ -228,6 +231,7 @@ pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
         wall_time_s,
         images_per_minute,
         rate_cap_per_minute: inputs.rate_per_s.map(|r| r * 60.0),
+        simulated_time_scale: inputs.time_scale,
     }
 }
 
@@ -241,7 +245,8 @@ fn recommend_timeout(p: &Percentiles) -> Option<f64> {
 }
 
 fn secs(v: Option<f64>) -> String {
-    match v {
+    // A clock step can make a duration a hair below zero: never print "-0.0s".
+    match v.map(|s| if s > 0.0 { s } else { 0.0 }) {
         None => "-".into(),
         Some(s) if s < 10.0 => format!("{s:.2}s"),
         Some(s) => format!("{s:.1}s"),
@@ -249,6 +254,10 @@ fn secs(v: Option<f64>) -> String {
 }
 
 fn table(out: &mut String, groups: &[&Group], pick: impl Fn(&Group) -> &Percentiles, md: bool) {
+    if groups.iter().all(|g| pick(g).n == 0) {
+        let _ = writeln!(out, "  none yet");
+        return;
+    }
     let header = ["group", "N", "min", "mean", "P50", "P90", "P95", "P99", "max"];
     let lines: Vec<Vec<String>> = groups
         .iter()
@@ -304,6 +313,14 @@ pub fn render(r: &Report, md: bool) -> String {
         r.wall_time_s,
         r.images_per_minute.map(|v| format!("; {v:.1} images/min")).unwrap_or_default()
     );
+    if let Some(scale) = r.simulated_time_scale.filter(|s| *s > 0.0) {
+        let _ = writeln!(
+            out,
+            "simulated (--simulate, time scale {scale}): the durations, rates and advice below are in the provider \
+             time the run stands for (its real time x {:.0}); the wall time above is real",
+            1.0 / scale
+        );
+    }
     if let Some(line) = unknown_text(o) {
         let _ = writeln!(out, "{line}");
     }
@@ -369,6 +386,13 @@ pub fn render(r: &Report, md: bool) -> String {
                 out,
                 "concurrency: --concurrency {c} (up to {p95} for slow spells) keeps {rate:.0} starts/min busy ({})",
                 r.concurrency_rule
+            );
+        }
+        (Some(rate), None) => {
+            let _ = writeln!(
+                out,
+                "concurrency: the rate cap is {rate:.0} starts/min; sizing --concurrency to it needs successful calls \
+                 (none yet)"
             );
         }
         _ => {

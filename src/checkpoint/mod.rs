@@ -396,8 +396,13 @@ pub struct ReportInputs {
     pub completions: Vec<f64>,
     /// Wall time of every run on this folder: (started, ended).
     pub runs: Vec<(f64, Option<f64>)>,
-    /// The last run's rate cap in starts per second of real time.
+    /// The last run's rate cap in starts per second (of the time the run stands for: see
+    /// `time_scale`).
     pub rate_per_s: Option<f64>,
+    /// The last run was simulated (`--simulate`) at this time scale: its durations and
+    /// rates are given here in the provider time they stand for (real seconds divided by
+    /// the scale), so the advice pasted back into the same command holds.
+    pub time_scale: Option<f64>,
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
@@ -584,7 +589,9 @@ impl Checkpoint {
     pub async fn begin_run(&self, settings: String) -> Result<i64, CheckpointError> {
         self.call(move |c| {
             record_unknown_outcomes(c)?;
-            c.execute("INSERT INTO runs(started_at, settings) VALUES (?1, ?2)", params![now_unix(), settings])?;
+            let now = now_unix();
+            leave_out_time_between_runs(c, now)?;
+            c.execute("INSERT INTO runs(started_at, settings) VALUES (?1, ?2)", params![now, settings])?;
             Ok(c.last_insert_rowid())
         })
         .await
@@ -880,6 +887,16 @@ impl Checkpoint {
     pub fn mark_pending(&self, rid: i64) {
         self.post(move |c| {
             c.prepare_cached("UPDATE rows SET state='pending' WHERE rid=?1")?.execute([rid])?;
+            Ok(())
+        });
+    }
+
+    /// Back in the queue with the attempt `start_attempt` counted taken back: the run
+    /// stopped while the row waited for its rate token, so no request was sent.
+    pub fn mark_pending_unsent(&self, rid: i64) {
+        self.post(move |c| {
+            c.prepare_cached("UPDATE rows SET state='pending', attempts = MAX(attempts - 1, 0) WHERE rid=?1")?
+                .execute([rid])?;
             Ok(())
         });
     }
@@ -1194,6 +1211,31 @@ fn writer(
             }
         }
     }
+}
+
+/// End-to-end time is time spent running, not time between runs (an overnight pause is
+/// not latency): the first-dispatch time of every row started but not finished moves
+/// forward by the gap since the last run ended (its end, or for a killed run its last
+/// recorded call). Rows in an open batch job keep theirs: the provider works on them while
+/// no run does.
+fn leave_out_time_between_runs(c: &Connection, now: f64) -> rusqlite::Result<usize> {
+    let last_end: Option<f64> = c
+        .query_row(
+            "SELECT COALESCE(r.ended_at, \
+                    (SELECT MAX(a.started_at + a.duration_s) FROM attempts a WHERE a.run_id = r.run_id), \
+                    r.started_at) \
+             FROM runs r ORDER BY r.run_id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let Some(end) = last_end.filter(|e| *e < now) else { return Ok(0) };
+    c.execute(
+        "UPDATE rows SET first_dispatch = first_dispatch + (?1 - ?2) \
+         WHERE first_dispatch IS NOT NULL AND first_dispatch <= ?2 AND state IN ('pending', 'running', 'failed')",
+        params![now, end],
+    )
 }
 
 /// Accounts for generation calls a dead process (SIGKILL, power loss, a third Ctrl-C)
@@ -1791,8 +1833,25 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         .prepare("SELECT done_at FROM rows WHERE seq IS NOT NULL AND state = 'done' AND done_at IS NOT NULL")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    let rate_per_s = last_settings(c)?.and_then(|s| rate_of(&s));
-    Ok(ReportInputs { cells, completions, runs, rate_per_s })
+    let settings = last_settings(c)?;
+    let rate_per_s = settings.as_deref().and_then(rate_of);
+    let time_scale = settings.as_deref().and_then(time_scale_of);
+    let mut inputs = ReportInputs { cells, completions, runs, rate_per_s, time_scale };
+    if let Some(scale) = time_scale.filter(|s| *s > 0.0) {
+        for cell in &mut inputs.cells {
+            for xs in [&mut cell.latency, &mut cell.e2e, &mut cell.batch_e2e, &mut cell.wait] {
+                xs.iter_mut().for_each(|x| *x /= scale);
+            }
+        }
+        inputs.rate_per_s = inputs.rate_per_s.map(|r| r * scale);
+    }
+    Ok(inputs)
+}
+
+/// The time scale of a simulated run's settings (`simulate.time_scale`), if it was one.
+fn time_scale_of(settings: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(settings).ok()?;
+    v.get("simulate")?.get("time_scale")?.as_f64()
 }
 
 /// Starts per second allowed by a run's settings (`rpm` per `rate_window`).

@@ -165,7 +165,11 @@ impl Ctx {
     fn stop_run(&self, reason: StopReason) {
         let mut stopped = self.stopped.lock().expect("stop lock");
         if stopped.is_none() {
-            self.progress.note(&format!("bulkgen: stopping: {reason}"));
+            // The cause's first line now, as it happens; the whole message, with what to
+            // do, is said once when the run ends (after the report).
+            let text = reason.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            self.progress.note(&format!("bulkgen: stopping: {first} (what to do is said at the end)"));
             *stopped = Some(reason);
         }
         self.stop.cancel();

@@ -314,7 +314,7 @@ async fn call(
     // The rate token last, just before the request is written: see limits.rs.
     if !pace_or_stop(ctx, admission).await {
         ctx.release(reserved);
-        ctx.ckpt.mark_pending(row.rid);
+        ctx.ckpt.mark_pending_unsent(row.rid);
         return None;
     }
     let started_at = now_unix();

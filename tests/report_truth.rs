@@ -1,0 +1,96 @@
+//! What the report tells a user (issue 13, "Tell the truth while it runs"): advice from a
+//! simulated run is in the time the simulation stands for, so pasting it back works; time
+//! between runs is not latency; a report of zero successes still knows the rate cap,
+//! prints no empty tables, and says the stop's cause and remedy once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// `--simulate` runs in compressed time (0.01: a 45 s call takes 0.45 s). The report gives
+/// latencies, the rate and the advice in the provider time they stand for; the timeouts
+/// it recommends, pasted back into the same command, let every row finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_advice_is_in_the_time_it_stands_for_and_works_when_pasted_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 66);
+    let out = dir.path().join("out");
+    let sim_run = |out: &std::path::Path, extra: &[&str]| {
+        let mut c = bin();
+        c.arg("run").arg(&manifest).arg("-o").arg(out);
+        c.args(["--simulate", "--time-scale", "0.01", "--rpm", "60", "-c", "64", "--seed", "3"]).args(extra);
+        c
+    };
+    let o = tokio::time::timeout(Duration::from_secs(120), sim_run(&out, &[]).output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report = json_report(&out).await;
+    assert_eq!(report["simulated_time_scale"], 0.01, "{report}");
+    assert_eq!(report["rate_cap_per_minute"], 60.0, "the cap as given, not 100 times it: {report}");
+    let p50 = report["overall"]["call_latency_s"]["p50"].as_f64().unwrap();
+    assert!(p50 > 5.0, "latencies in provider time (tens of seconds), not the 0.01 s-scale real time: {p50}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("simulated (--simulate, time scale 0.01)"), "{stdout}");
+    assert!(!stdout.contains("6000 starts/min"), "{stdout}");
+    let advice = stdout.lines().find_map(|l| l.strip_prefix("timeouts: ")).expect("timeout advice");
+    let timeouts: Vec<&str> = advice.split(" (").next().unwrap().split_whitespace().collect();
+    assert!(timeouts.len() >= 2 && timeouts[0] == "--timeout", "{advice}");
+
+    // The advice, pasted back: rows do not time out (before, every one did). A tail
+    // estimated from 22 calls a class may still cut the odd slowest call, which is retried.
+    let out2 = dir.path().join("out2");
+    let o = tokio::time::timeout(Duration::from_secs(120), sim_run(&out2, &timeouts).output()).await.unwrap().unwrap();
+    assert_eq!(o.status.code(), Some(0), "with {timeouts:?}: {}", text(&o));
+    let report = json_report(&out2).await;
+    let timed_out = report["overall"]["errors"]["timeout"].as_u64().unwrap_or(0);
+    assert!(timed_out <= 66 / 10, "{timed_out} calls timed out with {timeouts:?}: {report}");
+}
+
+/// A row that failed in one run and was made in the next: its end-to-end time is its time
+/// in calls, not the pause between the runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_between_runs_is_not_end_to_end_time() {
+    let sim = sim(SimConfig { fail_first: Some(Fault::Server), ..fixed(Duration::from_millis(100)) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 4);
+    let out = dir.path().join("out");
+    let first = run(&sim, &manifest, &out, &["--max-attempts", "1"]).await;
+    assert_eq!(first.status.code(), Some(1), "every row's one attempt failed: {}", text(&first));
+    let pause = Duration::from_secs(3);
+    tokio::time::sleep(pause).await;
+    let second = run(&sim, &manifest, &out, &["--max-attempts", "1"]).await;
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_images_match(&out, &prompts);
+    for r in results(&out) {
+        let e2e: f64 = r["end_to_end_s"].parse().unwrap();
+        assert!(e2e < pause.as_secs_f64() / 2.0, "{}: {e2e}s includes the pause between runs", r["id"]);
+        assert!(e2e >= 0.1, "{}: {e2e}s is less than its successful 100 ms call", r["id"]);
+    }
+}
+
+/// A run that stops on a wrong key with a rate cap: the report knows the cap, prints
+/// "none yet" rather than tables of dashes, counts one attempt (the one call sent, not
+/// the rows that waited for the rate token), and the remedy is said once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_of_zero_successes_is_short_and_true() {
+    let sim = sim(fixed(Duration::from_millis(20))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 12);
+    let out = dir.path().join("out");
+    let mut c = run_cmd(&sim.base_url(), &manifest, &out, &["--rpm", "60", "-c", "8", "--no-preflight"]);
+    c.env("BULKGEN_API_KEY", "sk-wrong-0000");
+    let o = c.output().await.unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stdout.contains("no rate cap was set"), "{stdout}");
+    assert!(stdout.contains("the rate cap is 60 starts/min"), "{stdout}");
+    for section in ["Successful call latency", "End-to-end time per row"] {
+        let after = &stdout[stdout.find(section).expect(section)..];
+        assert!(after.lines().nth(1) == Some("  none yet"), "no table of dashes: {stdout}");
+    }
+    assert!(stdout.contains("all: rows by attempts [1x: 1]"), "only the row whose call was sent: {stdout}");
+    assert_eq!(stderr.matches("what to do:").count(), 1, "{stderr}");
+    assert_eq!(sim.stats().auth_failures, 1, "{stderr}");
+}
