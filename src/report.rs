@@ -561,6 +561,7 @@ mod tests {
             completions: vec![150.0, 158.0],
             runs: vec![(100.0, Some(160.0))],
             rate_per_s: Some(1.0),
+            time_scale: None,
         };
         let r = build(&inputs, &Prices::with_overrides(&crate::catalog::Catalog::built_in(), &[]).unwrap());
         let k1 = &r.classes[0];

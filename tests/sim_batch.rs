@@ -397,13 +397,15 @@ async fn gemini_failed_jobs_say_why_and_have_no_results() {
 
 #[tokio::test]
 async fn gemini_stuck_job_stays_pending_then_expires_without_results() {
-    let sim = start(SimConfig { stuck_jobs: 1, batch_expiry: Some(Duration::from_secs(3600)), ..scaled(2.0) }).await;
+    // Expiry after 10 simulated hours (1.2 s here), far from the checks below even on a
+    // loaded machine (at 1 hour, 120 ms, a busy CI saw the job expire before the check).
+    let sim = start(SimConfig { stuck_jobs: 1, batch_expiry: Some(Duration::from_secs(36_000)), ..scaled(2.0) }).await;
     let (lines, _) = gemini_rows(3);
     let input = gemini_upload(&sim, &jsonl(&lines), "application/jsonl").await;
     let name = gemini_create(&sim, "v1beta", &input, "stuck").await.1["name"].as_str().unwrap().to_owned();
     let early = gemini_get(&sim, &name).await;
     assert_eq!(gemini_state(&early), "PENDING");
-    // An hour of simulated time is 120 ms here; the default pending (2 min) is 4 ms.
+    // The default pending (2 min) is 4 ms here.
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(gemini_state(&gemini_get(&sim, &name).await), "PENDING", "stuck past its pending time");
     let op = gemini_until_done(&sim, &name).await;
@@ -786,7 +788,9 @@ async fn openai_bad_input_files_fail_the_batch_at_validation() {
 
 #[tokio::test]
 async fn openai_stuck_batch_expires_with_every_request_in_the_error_file() {
-    let sim = start(SimConfig { stuck_jobs: 1, batch_expiry: Some(Duration::from_secs(3600)), ..scaled(2.0) }).await;
+    // Expiry after 10 simulated hours (1.2 s here), far from the checks below even on a
+    // loaded machine (at 1 hour, 120 ms, a busy CI saw the job expire before the check).
+    let sim = start(SimConfig { stuck_jobs: 1, batch_expiry: Some(Duration::from_secs(36_000)), ..scaled(2.0) }).await;
     let lines: Vec<Value> =
         (0..4).map(|i| openai_line(&format!("r{i}"), "/v1/images/generations", generation("p"))).collect();
     let (_, file) = openai_upload(&sim, jsonl(&lines), "b.jsonl", "application/jsonl", "batch").await;

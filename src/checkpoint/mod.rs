@@ -766,6 +766,18 @@ impl Checkpoint {
 
     pub fn record_attempt(&self, a: AttemptRecord) {
         self.post(move |c| {
+            // A batch result line read again after a kill (its record committed, its row's
+            // done mark not) is the same attempt: one line of one job, recorded once.
+            if a.kind == AttemptKind::Batch {
+                let seen: bool = c
+                    .prepare_cached(
+                        "SELECT EXISTS(SELECT 1 FROM attempts WHERE rid=?1 AND kind='batch' AND started_at=?2)",
+                    )?
+                    .query_row(params![a.rid, a.started_at], |r| r.get(0))?;
+                if seen {
+                    return Ok(());
+                }
+            }
             let outcome = if a.error.is_none() { "ok" } else { "error" };
             let (class, message) = match &a.error {
                 Some((class, message)) => (Some(class.as_str()), Some(message.as_str())),
