@@ -94,3 +94,26 @@ async fn a_report_of_zero_successes_is_short_and_true() {
     assert_eq!(stderr.matches("what to do:").count(), 1, "{stderr}");
     assert_eq!(sim.stats().auth_failures, 1, "{stderr}");
 }
+
+/// `--max-cost` caps the folder's whole spend, not each run's: the same command run again
+/// spends nothing more (before, each run spent the cap again: $4.87, $9.85, $14.78).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_cost_caps_the_folders_spend_across_runs() {
+    let sim = sim(fixed(Duration::from_millis(20))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, prompts) = manifest(dir.path(), 10);
+    let out = dir.path().join("out");
+    let args = ["-c", "1", "--price", "gpt-image-2:*=1", "--max-cost", "3"];
+    let first = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert_eq!(sim.stats().successes, 3, "{}", text(&first));
+    assert!(text(&first).contains("caps this folder's whole spend"), "{}", text(&first));
+    let again = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_eq!(sim.stats().successes, 3, "the same cap spends nothing more: {}", text(&again));
+    assert!(text(&again).contains("$3.00 already spent by earlier runs"), "{}", text(&again));
+    let raised = run(&sim, &manifest, &out, &["-c", "1", "--price", "gpt-image-2:*=1", "--max-cost", "10"]).await;
+    assert_eq!(raised.status.code(), Some(0), "{}", text(&raised));
+    assert_images_match(&out, &prompts);
+    assert_eq!(sim.stats().successes, 10);
+}

@@ -108,8 +108,8 @@ impl std::fmt::Display for StopReason {
             StopReason::Interrupted => f.write_str("interrupted"),
             StopReason::Budget(cap) => write!(
                 f,
-                "the next call would pass --max-cost {}: no more calls are started (raise the cap and run the same \
-                 command again to go on)",
+                "the next call would pass --max-cost {}, which caps this folder's whole spend across runs: no more \
+                 calls are started (to go on, run the same command again with a higher cap)",
                 Usd(*cap)
             ),
         }
@@ -169,7 +169,8 @@ impl Ctx {
             // do, is said once when the run ends (after the report).
             let text = reason.to_string();
             let first = text.lines().next().unwrap_or_default();
-            self.progress.note(&format!("bulkgen: stopping: {first} (what to do is said at the end)"));
+            let more = if text.contains('\n') { " (what to do is said at the end)" } else { "" };
+            self.progress.note(&format!("bulkgen: stopping: {first}{more}"));
             *stopped = Some(reason);
         }
         self.stop.cancel();
@@ -476,6 +477,25 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::seed_from_u64(rand::rng().next_u64()),
     };
+    // --max-cost caps the folder's whole spend, across runs: what earlier runs paid for
+    // (done images at their engine's price, and calls of unknown outcome) counts first.
+    let spent = match cfg.max_cost {
+        Some(cap) => {
+            let inputs = ckpt.report_inputs().await?;
+            let earlier = report::build(&inputs, &cfg.prices).overall;
+            let spent = earlier.spend_up_to_usd.or(earlier.spend_usd).unwrap_or(0.0);
+            if spent > 0.0 {
+                progress.note(&format!(
+                    "--max-cost {} counts this folder's whole spend: {} already spent by earlier runs, {} left",
+                    Usd(cap),
+                    Usd(spent),
+                    Usd((cap - spent).max(0.0))
+                ));
+            }
+            spent
+        }
+        None => 0.0,
+    };
     let display = progress::start(progress.clone(), cfg.progress);
     let (max_cost, concurrency) = (cfg.max_cost, cfg.concurrency);
     let ctx = Arc::new(Ctx {
@@ -493,7 +513,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         rng: Mutex::new(rng),
         downloads: Semaphore::new(concurrency),
         writers: Semaphore::new(MAX_WRITERS),
-        budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(0))),
+        budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(micro_usd(spent)))),
         unreachable: Mutex::new(None),
         endpoint_away: std::sync::atomic::AtomicBool::new(false),
     });
