@@ -58,6 +58,21 @@ and what can still be read from it is carried over (rows failed for good, paid r
 runs' settings); image files cut short are moved to DIR/images-damaged-<unix time>/. Nothing is deleted. \
 No key is needed. Then run the batch again with the same command.")]
     Repair(Box<RunArgs>),
+    /// Print a shell completion script, e.g. `source <(bulkgen completions bash)`.
+    #[command(long_about = "Print the completion script of a shell on stdout, made from bulkgen's own command \
+definition (so it always knows every command and flag of this build).
+
+  bash:  source <(bulkgen completions bash)      (or save it in ~/.local/share/bash-completion/completions/bulkgen)
+  zsh:   bulkgen completions zsh > ~/.zfunc/_bulkgen   (with ~/.zfunc in $fpath, before compinit)
+  fish:  bulkgen completions fish > ~/.config/fish/completions/bulkgen.fish")]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write the script for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -186,7 +201,21 @@ pub fn main() -> i32 {
         Command::Models(args) => runtime.block_on(models_command(args)),
         Command::Sim(args) => runtime.block_on(sim_command(args)),
         Command::Repair(args) => runtime.block_on(repair_command(*args)),
+        Command::Completions(args) => completions_command(args.shell),
     }
+}
+
+/// `bulkgen completions SHELL`: the script clap_complete makes from the command
+/// definition, written through [`print_stdout`] so `| head -1` ends quietly.
+fn completions_command(shell: clap_complete::Shell) -> i32 {
+    print_stdout(&completion_script(shell)).err().unwrap_or(exit::OK)
+}
+
+fn completion_script(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "bulkgen", &mut script);
+    String::from_utf8(script).expect("completion scripts are UTF-8")
 }
 
 /// `bulkgen cancel`: the last run's flags give the endpoint and the key's variable.

@@ -609,6 +609,92 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// A URL whose scheme is not what the server at its port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemeMismatch {
+    /// `https://` to a port that speaks plain HTTP: the server answered the TLS
+    /// ClientHello in plain text, which rustls reads as a record of no known type.
+    PlainHttpPort,
+    /// `http://` to a port that speaks TLS: the answer did not start with `HTTP/` (a TLS
+    /// alert record, as rustls and OpenSSL servers send), or it is the page nginx and Go
+    /// send back for the purpose.
+    TlsPort,
+}
+
+/// The answers servers give to plain HTTP on their TLS port (nginx's 400 page, Go's
+/// net/http), in lower case.
+const PLAIN_HTTP_TO_TLS_PAGES: [&str; 2] =
+    ["the plain http request was sent to https port", "client sent an http request to an https server"];
+
+/// Whether a failed request met a server speaking the other protocol than its URL's
+/// scheme. The https case is told by the rustls error itself
+/// (`InvalidMessage(InvalidContentType)`, found by walking the source chain, through the
+/// `io::Error`s that hyper-rustls wraps it in); the http case by hyper's parse error for a
+/// status line that is not HTTP (hyper's error type is not one bulkgen depends on, so
+/// that one is read from its text).
+pub fn scheme_mismatch(e: &reqwest::Error) -> Option<SchemeMismatch> {
+    let scheme = e.url().map(Url::scheme);
+    let mut chain: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = chain {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            let plain = matches!(tls, rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType));
+            return (plain && scheme != Some("http")).then_some(SchemeMismatch::PlainHttpPort);
+        }
+        if scheme == Some("http") && err.to_string() == "invalid HTTP version parsed" {
+            return Some(SchemeMismatch::TlsPort);
+        }
+        // io::Error's own source() skips the error it wraps: look inside it instead.
+        chain = match err.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// Whether an HTTP answer to an `http://` URL is a TLS server's page saying it got plain
+/// HTTP (nginx answers 400 with one, so the request would look merely invalid).
+pub fn tls_port_page(url: &Url, status: reqwest::StatusCode, body: &[u8]) -> bool {
+    if url.scheme() != "http" || !status.is_client_error() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+    PLAIN_HTTP_TO_TLS_PAGES.iter().any(|page| text.contains(page))
+}
+
+impl SchemeMismatch {
+    /// What it means and what to do, for `url`.
+    pub fn describe(self, url: &Url) -> String {
+        let host = url.host_str().unwrap_or("?");
+        let at = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        match self {
+            SchemeMismatch::PlainHttpPort => {
+                // Plain http carries the key in clear text: only to loopback unless the
+                // user says so (the rule of --base-url, config::parse_base_url).
+                let mut plain = url.clone();
+                let clear_text =
+                    plain.set_scheme("http").is_ok() && crate::config::parse_base_url(plain.as_str(), false).is_err();
+                format!(
+                    "the TLS handshake with {at} failed: the server at {at} answered in plain HTTP, not TLS: use \
+                     http:// for this URL (or check the port){}",
+                    if clear_text {
+                        "; plain http to a host that is not loopback also needs --allow-plain-http, as the key then \
+                         travels in clear text"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            SchemeMismatch::TlsPort => format!(
+                "the server at {at} answered in TLS, not plain HTTP: use https:// for this URL (or check the port)"
+            ),
+        }
+    }
+}
+
 /// A transport failure (no usable HTTP answer) as an error class.
 fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
     // A connect that failed (refused, DNS, TLS handshake, connect timeout) reached nobody.
@@ -628,7 +714,11 @@ fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
         }
         source = s.source();
     }
-    let what = if e.is_timeout() {
+    let mismatch = scheme_mismatch(&e).zip(e.url()).map(|(m, url)| m.describe(url));
+    let what = if let Some(mismatch) = &mismatch {
+        let verb = if e.is_connect() { "cannot connect" } else { "the request failed" };
+        format!("{verb}: {mismatch}")
+    } else if e.is_timeout() {
         format!("no complete answer within the {:.1}s deadline", deadline.as_secs_f64())
     } else if e.is_connect() {
         "cannot connect".to_owned()
@@ -640,7 +730,12 @@ fn transport(e: reqwest::Error, deadline: Duration) -> CallError {
         "the request failed".to_owned()
     };
     // The URL in reqwest's text is the endpoint: no secret in it (keys go in headers).
-    CallError::new(class, format!("{what}: {}", chain.join(": ")))
+    let message = match mismatch {
+        // What it means first, so the cut of a long message keeps it; the raw chain after.
+        Some(_) => format!("{what} ({})", chain.join(": ")),
+        None => format!("{what}: {}", chain.join(": ")),
+    };
+    CallError::new(class, message)
 }
 
 #[cfg(test)]
@@ -704,6 +799,38 @@ mod tests {
         use reqwest::dns::Resolve;
         let addrs: Vec<SocketAddr> = GuardedResolver.resolve("localhost".parse().unwrap()).await.unwrap().collect();
         assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    #[test]
+    fn a_scheme_mismatch_names_the_other_scheme_and_the_clear_text_rule() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let local = SchemeMismatch::PlainHttpPort.describe(&url("https://127.0.0.1:8900/v1/models"));
+        assert!(local.contains("the server at 127.0.0.1:8900 answered in plain HTTP, not TLS: use http://"), "{local}");
+        assert!(!local.contains("--allow-plain-http"), "loopback needs no opt-in: {local}");
+        let localhost = SchemeMismatch::PlainHttpPort.describe(&url("https://localhost:8900/"));
+        assert!(!localhost.contains("--allow-plain-http"), "{localhost}");
+        // Elsewhere plain http is refused for the key's sake unless the user opts in.
+        let remote = SchemeMismatch::PlainHttpPort.describe(&url("https://relay.example/v1"));
+        assert!(remote.contains("the server at relay.example:443 answered in plain HTTP"), "{remote}");
+        assert!(remote.contains("--allow-plain-http") && remote.contains("clear text"), "{remote}");
+        let tls = SchemeMismatch::TlsPort.describe(&url("http://10.0.0.5:443/v1/models"));
+        assert_eq!(
+            tls,
+            "the server at 10.0.0.5:443 answered in TLS, not plain HTTP: use https:// for this URL (or check the port)"
+        );
+    }
+
+    #[test]
+    fn tls_servers_pages_for_plain_http_are_told_from_other_answers() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let (http, https) = (url("http://127.0.0.1:443/v1/models"), url("https://127.0.0.1:443/v1/models"));
+        let nginx = b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title></head></html>";
+        let go = b"Client sent an HTTP request to an HTTPS server.\n";
+        let bad = reqwest::StatusCode::BAD_REQUEST;
+        assert!(tls_port_page(&http, bad, nginx) && tls_port_page(&http, bad, go));
+        assert!(!tls_port_page(&https, bad, nginx), "an https URL got an answer: TLS worked");
+        assert!(!tls_port_page(&http, reqwest::StatusCode::OK, nginx));
+        assert!(!tls_port_page(&http, bad, br#"{"error":{"message":"Invalid size"}}"#));
     }
 
     #[test]

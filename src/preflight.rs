@@ -250,6 +250,10 @@ async fn get(t: &Target<'_>, url: Url) -> Result<(StatusCode, Vec<u8>), Prefligh
             too_large.describe(&format!("the answer of {url}"), "the preflight's limit of")
         )),
     })?;
+    if crate::http::tls_port_page(&url, status, &body) {
+        let cause = crate::http::SchemeMismatch::TlsPort.describe(&url);
+        return Err(PreflightError(format!("cannot reach {}: {cause}. Nothing was sent", url.as_str())));
+    }
     Ok((status, body))
 }
 
@@ -265,7 +269,9 @@ pub fn unreachable_text(url: &Url, e: &reqwest::Error) -> String {
     let all = chain.join(": ").to_ascii_lowercase();
     let host = url.host_str().unwrap_or("?");
     let port = url.port_or_known_default().map(|p| p.to_string()).unwrap_or_default();
-    let cause = if e.is_timeout() {
+    let cause = if let Some(mismatch) = crate::http::scheme_mismatch(e) {
+        mismatch.describe(url)
+    } else if e.is_timeout() {
         format!("no answer within {}s: a wrong host, or a firewall that drops the packets", REQUEST_TIMEOUT.as_secs())
     } else if ["dns error", "failed to lookup", "name or service not known", "no such host", "nodename nor servname"]
         .iter()
@@ -275,13 +281,11 @@ pub fn unreachable_text(url: &Url, e: &reqwest::Error) -> String {
     } else if all.contains("connection refused") {
         format!("nothing accepts connections at {host}:{port}: a wrong port, or the server is not running")
     } else if url.scheme() == "https"
-        && ["invalidcontenttype", "corrupt message", "tls", "handshake", "certificate", "invalidmessage"]
-            .iter()
-            .any(|s| all.contains(s))
+        && ["tls", "handshake", "certificate", "invalidmessage", "alert"].iter().any(|s| all.contains(s))
     {
         format!(
-            "the TLS handshake with {host}:{port} failed ({detail}): if that port speaks plain HTTP, write http:// \
-             (the key then travels in clear text: only on loopback, or with --allow-plain-http)"
+            "the TLS handshake with {host}:{port} failed ({detail}): check the server's certificate, and that this \
+             port speaks TLS at all (if it speaks plain HTTP, use http://)"
         )
     } else if url.scheme() == "http" && (all.contains("closed") || all.contains("reset")) {
         format!("{host}:{port} closed the connection: if that port speaks HTTPS, write https://")
