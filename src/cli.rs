@@ -427,6 +427,11 @@ fn print_outcome(o: &Outcome) {
             "bulkgen: interrupted; {} row(s) left pending: run the same command again to finish them",
             o.counts.pending + o.counts.running
         );
+    } else if let Some(reason @ runner::StopReason::Budget(_)) = &o.stopped {
+        eprintln!(
+            "bulkgen: the run stopped: {reason}\n  {} row(s) left pending (done rows are not sent again)",
+            o.counts.pending + o.counts.running + o.counts.batch
+        );
     } else if let Some(reason) = &o.stopped {
         eprintln!(
             "bulkgen: the run stopped: {reason}\n  {} row(s) left pending: fix the cause and run the same command again \
