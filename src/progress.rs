@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::ProgressMode;
 use crate::cost::Usd;
+use crate::error::ErrorClass;
 use crate::report::Percentiles;
 use crate::size::Resolution;
 
@@ -29,6 +30,9 @@ pub struct Counters {
     pub in_batch: AtomicU64,
     /// Estimated spend of this run's done rows, in micro-USD.
     pub spend_micro_usd: AtomicU64,
+    /// Failed calls (and failed batch lines) of this run, by error class, in the order of
+    /// `ErrorClass::ALL`.
+    errors: [AtomicU64; ErrorClass::ALL.len()],
 }
 
 pub struct Progress {
@@ -114,6 +118,27 @@ impl Progress {
         parts.join(", ")
     }
 
+    /// A call (or a batch line) failed with `class`: counted for the progress line, so a
+    /// run that makes no headway says why (a dead endpoint, a 429 storm).
+    pub fn error(&self, class: ErrorClass) {
+        if let Some(i) = ErrorClass::ALL.iter().position(|c| *c == class) {
+            self.counters.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// "; errors so far: rate_limited 12, timeout 1", or nothing.
+    fn errors_text(&self) -> String {
+        let parts: Vec<String> = ErrorClass::ALL
+            .iter()
+            .zip(&self.counters.errors)
+            .filter_map(|(class, n)| {
+                let n = n.load(Ordering::Relaxed);
+                (n > 0).then(|| format!("{} {n}", class.as_str()))
+            })
+            .collect();
+        if parts.is_empty() { String::new() } else { format!("; errors so far: {}", parts.join(", ")) }
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -143,16 +168,23 @@ impl Progress {
         } else {
             String::new()
         };
-        let spend = c.spend_micro_usd.load(Ordering::Relaxed);
-        let spend = if spend > 0 { format!("; spent {}", Usd(spend as f64 / 1e6)) } else { String::new() };
+        let spend = c.spend_micro_usd.load(Ordering::Relaxed) as f64 / 1e6;
+        let spend = if spend > 0.0 && done > 0 {
+            // The rows left at this run's average price per done row.
+            let projected = spend + spend / done as f64 * left as f64;
+            format!("; spent {} (projected total {})", Usd(spend), Usd(projected))
+        } else {
+            String::new()
+        };
         let live = self.live_latency();
         let in_batch = c.in_batch.load(Ordering::Relaxed);
         let in_batch = if in_batch > 0 { format!("{in_batch} in batch jobs, ") } else { String::new() };
         format!(
-            "{done} done, {failed} failed, {left} left; {in_batch}{} in flight, {} waiting to retry{}; {per_min:.1} \
+            "{done} done, {failed} failed, {left} left; {in_batch}{} in flight, {} waiting to retry{}{}; {per_min:.1} \
              images/min{eta}{spend}{}",
             c.in_flight.load(Ordering::Relaxed),
             c.retry_waiting.load(Ordering::Relaxed),
+            self.errors_text(),
             self.hold_text(),
             if live.is_empty() { String::new() } else { format!("\n  latency (latest calls): {live}") }
         )

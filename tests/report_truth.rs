@@ -117,3 +117,32 @@ async fn max_cost_caps_the_folders_spend_across_runs() {
     assert_images_match(&out, &prompts);
     assert_eq!(sim.stats().successes, 10);
 }
+
+/// The plain progress line (stderr not a terminal) shows the errors so far by class, the
+/// hold a 429 put on every call and when it ends, and a projected total spend beside the
+/// spend so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_errors_by_class_holds_and_projected_spend() {
+    let cfg = SimConfig {
+        faults: vec![FaultSpec::new(Fault::Server, 0.3), FaultSpec::new(Fault::RateLimited, 0.1)],
+        retry_after: Duration::from_millis(300),
+        seed: 5,
+        ..fixed(Duration::from_millis(60))
+    };
+    let sim = sim(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, _) = manifest(dir.path(), 30);
+    let out = dir.path().join("out");
+    let args = ["-c", "3", "--progress-interval", "50ms", "--price", "gpt-image-2:*=0.5", "--max-attempts", "9"];
+    let o = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(" done, ")).collect();
+    assert!(lines.iter().any(|l| l.contains("errors so far: ") && l.contains("server ")), "{stderr}");
+    assert!(lines.iter().any(|l| l.contains("rate_limited ")), "{stderr}");
+    assert!(lines.iter().any(|l| l.contains("every call held until")), "the 429's hold: {stderr}");
+    // 30 rows at $0.50: every projection made from done rows says $15.00.
+    let projected: Vec<&str> = lines.iter().filter_map(|l| l.split("projected total ").nth(1)).collect();
+    assert!(!projected.is_empty(), "{stderr}");
+    assert!(projected.iter().all(|p| p.starts_with("$15.00")), "{projected:?}");
+}

@@ -722,6 +722,7 @@ impl BatchEngine {
     /// (submitted again, its deadline clock kept).
     fn line_failed(&self, row: &PendingRow, e: &CallError) {
         let ctx = &self.ctx;
+        ctx.progress.error(e.class);
         let price =
             ctx.cfg.prices.price(crate::catalog::Engine::Batch, &row.model, row.size.resolution()).map_or(0, micro_usd);
         ctx.release(price);

@@ -439,7 +439,10 @@ fn record<T>(
 ) {
     let (http_status, error) = match result {
         Ok(_) => (None, None),
-        Err(e) => (e.status, Some((e.class, e.message.clone()))),
+        Err(e) => {
+            ctx.progress.error(e.class);
+            (e.status, Some((e.class, e.message.clone())))
+        }
     };
     ctx.ckpt.record_attempt(AttemptRecord {
         rid: row.rid,
