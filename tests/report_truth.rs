@@ -146,3 +146,27 @@ async fn progress_shows_errors_by_class_holds_and_projected_spend() {
     assert!(!projected.is_empty(), "{stderr}");
     assert!(projected.iter().all(|p| p.starts_with("$15.00")), "{projected:?}");
 }
+
+/// results.csv carries what a user would otherwise join back from the manifest: prompt,
+/// size asked and sent, aspect ratio, model, and the engine that made the image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_csv_needs_no_join_with_the_manifest() {
+    let sim = sim(fixed(Duration::from_millis(10))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.csv");
+    std::fs::write(&manifest, "id,prompt,size,aspect_ratio\nwide,a wide one,2K,16:9\nsquare,a square one,1K,\n")
+        .unwrap();
+    let out = dir.path().join("out");
+    let o = run(&sim, &manifest, &out, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows: std::collections::HashMap<String, std::collections::HashMap<String, String>> =
+        results(&out).into_iter().map(|r| (r["id"].clone(), r)).collect();
+    let wide = &rows["wide"];
+    assert_eq!(
+        (wide["prompt"].as_str(), wide["size"].as_str(), wide["aspect_ratio"].as_str(), wide["model"].as_str()),
+        ("a wide one", "2K", "16:9", "gpt-image-2")
+    );
+    assert_eq!(wide["size_sent"], "2736x1536", "{wide:?}");
+    assert_eq!(wide["engine"], "online");
+    assert_eq!(rows["square"]["aspect_ratio"], "");
+}

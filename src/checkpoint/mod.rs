@@ -960,7 +960,9 @@ impl Checkpoint {
                 .unwrap_or_default();
             let mut st = c.prepare(
                 "SELECT id, state, file, resolution, COALESCE(made_by, model), attempts, latency_s, e2e_s, \
-                 error_class, error, extra, prompt, size, size_sent, refs FROM rows WHERE seq IS NOT NULL ORDER BY seq",
+                 error_class, error, extra, prompt, size, size_sent, refs, aspect_ratio, \
+                 CASE WHEN state = 'done' THEN COALESCE(engine, 'online') END \
+                 FROM rows WHERE seq IS NOT NULL ORDER BY seq",
             )?;
             let mut rows = st.query([])?;
             output::write_atomically(&path, |w| {
@@ -972,8 +974,10 @@ impl Checkpoint {
                     "prompt",
                     "size",
                     "size_sent",
+                    "aspect_ratio",
                     "resolution",
                     "model",
+                    "engine",
                     "reference_hashes",
                     "mask_hash",
                     "attempts",
@@ -1009,8 +1013,10 @@ impl Checkpoint {
                     csv.write_field(text(11)?)?;
                     csv.write_field(text(12)?)?;
                     csv.write_field(text(13)?)?;
+                    csv.write_field(text(15)?)?;
                     csv.write_field(text(3)?)?;
                     csv.write_field(text(4)?)?;
+                    csv.write_field(text(16)?)?;
                     let refs = RowRefs::from_column(text(14)?).map_err(std::io::Error::other)?;
                     csv.write_field(refs.images.join(";"))?;
                     csv.write_field(refs.mask.as_deref().unwrap_or(""))?;
