@@ -244,6 +244,10 @@ def main():
     if "big" in only:
         configs += [("big", d, "batch", big_lines, a.big_image_bytes) for d in dialects]
     runs = {c: [] for c in configs}
+    need = repeats * sum(n * b * 1.1 for _, _, _, n, b in configs)
+    if need + 5e9 > free_bytes(tmpdir):
+        print(f"note: the runs write ~{need / 1e9:.0f} GB of images and {tmpdir} has {free_bytes(tmpdir) / 1e9:.0f} GB "
+              "free: finished runs' folders will be deleted mid-way (said on the run's line)\n", flush=True)
     for i in range(repeats):
         for c in configs:
             scenario, dialect, engine, n, image_bytes = c
