@@ -485,9 +485,20 @@ pub fn write_files(r: &Report, inputs: &ReportInputs, dir: &Path) -> io::Result<
     for cell in &inputs.cells {
         by_class.entry(cell.resolution.clone()).or_default().extend(&cell.latency);
     }
+    // The chart's percentile figures are the report's own, computed the same way.
+    let latencies = by_class
+        .into_iter()
+        .filter(|(_, xs)| !xs.is_empty())
+        .map(|(label, samples)| {
+            let p = Percentiles::of(samples.clone());
+            chart::ClassLatency { label, samples, p50: p.p50, p95: p.p95, p99: p.p99 }
+        })
+        .collect();
     let data = ChartData {
-        latencies: by_class.into_iter().filter(|(_, xs)| !xs.is_empty()).collect(),
+        latencies,
+        min_tail_samples: MIN_TAIL_SAMPLES,
         completions: inputs.completions.clone(),
+        runs: inputs.runs.clone(),
     };
     chart::write_svg(&data, &dir.join(SVG_FILE))
 }
