@@ -305,6 +305,7 @@ impl Caller {
                 resp,
                 buf: Vec::new(),
                 start: 0,
+                scanned: 0,
                 cap: self.limits.max_response_bytes,
                 idle,
                 ended: false,
@@ -336,6 +337,9 @@ pub struct Lines {
     buf: Vec<u8>,
     /// Where the unread part of `buf` starts.
     start: usize,
+    /// How far past `start` is known to hold no newline: each byte is searched once, not
+    /// again after every chunk (a 100 KB line over 64 chunks was searched 64 times).
+    scanned: usize,
     cap: u64,
     idle: Duration,
     ended: bool,
@@ -347,9 +351,11 @@ impl Lines {
     /// The next non-empty line (without its newline), None at the end of the file.
     pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, CallError> {
         loop {
-            if let Some(at) = self.buf[self.start..].iter().position(|b| *b == b'\n') {
-                let line = self.buf[self.start..self.start + at].to_vec();
-                self.start += at + 1;
+            let from = self.start.max(self.scanned);
+            if let Some(at) = memchr::memchr(b'\n', &self.buf[from..]).map(|i| from + i) {
+                let line = self.buf[self.start..at].to_vec();
+                self.start = at + 1;
+                self.scanned = self.start;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
@@ -363,6 +369,7 @@ impl Lines {
             // Keep only the unfinished line before reading more.
             self.buf.drain(..self.start);
             self.start = 0;
+            self.scanned = self.buf.len();
             if self.buf.len() as u64 > self.cap {
                 return Err(CallError::new(
                     ErrorClass::BadResponse,

@@ -626,67 +626,59 @@ impl BatchEngine {
         let ctx = &self.ctx;
         let local = |e: CheckpointError| StopReason::Local(e.to_string());
         let rows = ctx.ckpt.job_rows(job.jid).await.map_err(local)?;
-        let mut by_id: HashMap<String, PendingRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let by_id: HashMap<String, PendingRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let by_id = Arc::new(Mutex::new(by_id));
         let made_at = job.created_at.unwrap_or(job.assigned_at);
         let files: Vec<&String> = status.result_file.iter().chain(&status.error_file).collect();
-        for file in files {
+        // Lines are parsed, checked and written LINES_IN_FLIGHT at a time, while the next
+        // ones are read: one at a time, reading waited on every write.
+        let slots = Arc::new(tokio::sync::Semaphore::new(LINES_IN_FLIGHT));
+        let mut taking = tokio::task::JoinSet::new();
+        // Why reading stopped early: the result to return once the lines read are taken.
+        let mut stopped: Option<Result<(), StopReason>> = None;
+        'files: for file in files {
             let idle = ctx.cfg.download_timeout.max(Duration::from_secs(1));
             let mut lines = match ctx.caller.open_result_file(&self.wire, file, idle).await {
                 Ok(lines) => lines,
-                Err(e) => return self.api_failed(e, &format!("downloading the result file {file}")),
+                Err(e) => {
+                    stopped = Some(self.api_failed(e, &format!("downloading the result file {file}")));
+                    break 'files;
+                }
             };
             loop {
                 if ctx.abort.is_cancelled() {
-                    return Ok(());
+                    stopped = Some(Ok(()));
+                    break 'files;
                 }
-                let line = match lines.next_line().await {
+                let bytes = match lines.next_line().await {
                     Ok(Some(line)) => line,
                     Ok(None) => break,
-                    Err(e) => return self.api_failed(e, &format!("reading the result file {file}")),
-                };
-                let (key, result) = match self.wire.parse_line(&line) {
-                    Ok(parsed) => parsed,
-                    Err(why) => {
-                        ctx.progress.note(&format!("bulkgen: a line of the result file {file} is skipped: {why}"));
-                        continue;
+                    Err(e) => {
+                        stopped = Some(self.api_failed(e, &format!("reading the result file {file}")));
+                        break 'files;
                     }
                 };
-                let Some(row) = by_id.remove(&key) else { continue };
-                let took = now_unix() - made_at;
-                let record = AttemptRecord {
-                    rid: row.rid,
-                    run_id: ctx.run_id,
-                    kind: AttemptKind::Batch,
-                    model: row.model.clone(),
-                    resolution: row.size.resolution().as_str(),
-                    started_at: made_at,
-                    duration_s: took.max(0.0),
-                    wait_s: 0.0,
-                    http_status: result.as_ref().err().and_then(|e| e.status),
-                    error: result.as_ref().err().map(|e| (e.class, e.message.clone())),
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
+                let taker = LineTaker {
+                    ctx: ctx.clone(),
+                    wire: self.wire.clone(),
+                    by_id: by_id.clone(),
+                    jid: job.jid,
+                    made_at,
                 };
-                ctx.ckpt.record_attempt(record);
-                Progress::sub(&ctx.progress.counters.in_batch, 1);
-                match result {
-                    Ok(Generated::Image(bytes)) => {
-                        let size_sent = ctx
-                            .cfg
-                            .catalog
-                            .resolve(ctx.cfg.dialect, &row.model, row.size, row.aspect_ratio, ctx.cfg.size_policy)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default();
-                        let made = MadeBy { model: row.model.clone(), size_sent };
-                        finish(ctx, &row, bytes, Maker::Batch { jid: job.jid, made }).await;
-                    }
-                    Ok(Generated::Url(_)) => {
-                        let e =
-                            CallError::new(ErrorClass::BadResponse, "a batch result line gave a URL, not the image");
-                        self.line_failed(&row, &e);
-                    }
-                    Err(e) => self.line_failed(&row, &e),
-                }
+                let file = file.clone();
+                taking.spawn(async move {
+                    taker.take(&file, bytes).await;
+                    drop(slot);
+                });
             }
         }
+        // Every line read is taken before the job is closed or the run goes on.
+        while taking.join_next().await.is_some() {}
+        if let Some(stopped) = stopped {
+            return stopped;
+        }
+        let by_id = std::mem::take(&mut *by_id.lock().expect("rows lock"));
         let note = match status.state {
             JobState::Succeeded => None,
             _ => Some(match &status.error {
@@ -717,22 +709,84 @@ impl BatchEngine {
         ctx.release(held);
         Ok(())
     }
+}
 
-    /// A per-line error: final classes fail the row; the rest send it back to the queue
-    /// (submitted again, its deadline clock kept).
-    fn line_failed(&self, row: &PendingRow, e: &CallError) {
+/// Result lines parsed, checked and written at once, while the next are read (each holds
+/// at most one line and its decoded image, so memory stays bounded).
+const LINES_IN_FLIGHT: usize = 8;
+
+/// Takes one result line of a job: matched by key to a row still in the job, recorded as
+/// the row's batch attempt, and its image written exactly as online (or its error
+/// classified as online).
+struct LineTaker {
+    ctx: Arc<Ctx>,
+    wire: BatchWire,
+    /// The job's rows not yet taken, by id: a key is taken once.
+    by_id: Arc<Mutex<HashMap<String, PendingRow>>>,
+    jid: i64,
+    made_at: f64,
+}
+
+impl LineTaker {
+    async fn take(self, file: &str, line: Vec<u8>) {
         let ctx = &self.ctx;
-        ctx.progress.error(e.class);
-        let price =
-            ctx.cfg.prices.price(crate::catalog::Engine::Batch, &row.model, row.size.resolution()).map_or(0, micro_usd);
-        ctx.release(price);
-        if e.disposition() == Disposition::FailRow {
-            ctx.ckpt.job_row_failed(row.rid, e.class, e.detail(), true);
-            Progress::add(&ctx.progress.counters.failed, 1);
-            ctx.note_failure(row, e);
-        } else {
-            ctx.ckpt.job_row_failed(row.rid, e.class, e.detail(), false);
+        let (key, result) = match self.wire.parse_line(&line) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                ctx.progress.note(&format!("bulkgen: a line of the result file {file} is skipped: {why}"));
+                return;
+            }
+        };
+        drop(line);
+        let Some(row) = self.by_id.lock().expect("rows lock").remove(&key) else { return };
+        let took = now_unix() - self.made_at;
+        let record = AttemptRecord {
+            rid: row.rid,
+            run_id: ctx.run_id,
+            kind: AttemptKind::Batch,
+            model: row.model.clone(),
+            resolution: row.size.resolution().as_str(),
+            started_at: self.made_at,
+            duration_s: took.max(0.0),
+            wait_s: 0.0,
+            http_status: result.as_ref().err().and_then(|e| e.status),
+            error: result.as_ref().err().map(|e| (e.class, e.message.clone())),
+        };
+        ctx.ckpt.record_attempt(record);
+        Progress::sub(&ctx.progress.counters.in_batch, 1);
+        match result {
+            Ok(Generated::Image(bytes)) => {
+                let size_sent = ctx
+                    .cfg
+                    .catalog
+                    .resolve(ctx.cfg.dialect, &row.model, row.size, row.aspect_ratio, ctx.cfg.size_policy)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let made = MadeBy { model: row.model.clone(), size_sent };
+                finish(ctx, &row, bytes, Maker::Batch { jid: self.jid, made }).await;
+            }
+            Ok(Generated::Url(_)) => {
+                let e = CallError::new(ErrorClass::BadResponse, "a batch result line gave a URL, not the image");
+                line_failed(ctx, &row, &e);
+            }
+            Err(e) => line_failed(ctx, &row, &e),
         }
+    }
+}
+
+/// A per-line error: final classes fail the row; the rest send it back to the queue
+/// (submitted again, its deadline clock kept).
+fn line_failed(ctx: &Ctx, row: &PendingRow, e: &CallError) {
+    ctx.progress.error(e.class);
+    let price =
+        ctx.cfg.prices.price(crate::catalog::Engine::Batch, &row.model, row.size.resolution()).map_or(0, micro_usd);
+    ctx.release(price);
+    if e.disposition() == Disposition::FailRow {
+        ctx.ckpt.job_row_failed(row.rid, e.class, e.detail(), true);
+        Progress::add(&ctx.progress.counters.failed, 1);
+        ctx.note_failure(row, e);
+    } else {
+        ctx.ckpt.job_row_failed(row.rid, e.class, e.detail(), false);
     }
 }
 
