@@ -448,9 +448,92 @@ impl OutDir {
     }
 }
 
+/// Width and height of a PNG, JPEG or WebP, read from its header (PNG: IHDR, ITU-T T.81
+/// B.2.2: the first SOFn frame header; WebP container spec: VP8X canvas, VP8L or VP8
+/// frame header). None when the header does not say.
+pub fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    let be16 = |at: usize| bytes.get(at..at + 2).map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])));
+    let le = |at: usize, n: usize| {
+        bytes.get(at..at + n).map(|b| b.iter().rev().fold(0u32, |acc, byte| (acc << 8) | u32::from(*byte)))
+    };
+    match image_extension(bytes)? {
+        "png" => {
+            let ihdr = bytes.get(16..24)?;
+            let w = u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]);
+            let h = u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]);
+            Some((w, h))
+        }
+        "jpg" => {
+            let mut at = 2usize;
+            loop {
+                while bytes.get(at) == Some(&0xFF) {
+                    at += 1;
+                }
+                let marker = *bytes.get(at)?;
+                at += 1;
+                match marker {
+                    0x01 | 0xD0..=0xD7 => continue,
+                    0xD9 | 0xDA => return None,
+                    // SOF0-3, 5-7, 9-11, 13-15: length, precision, height, width.
+                    0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                        return Some((be16(at + 5)?, be16(at + 3)?));
+                    }
+                    _ => at += be16(at)? as usize,
+                }
+            }
+        }
+        _ => match bytes.get(12..16)? {
+            b"VP8X" => Some((le(24, 3)? + 1, le(27, 3)? + 1)),
+            b"VP8L" => {
+                let bits = le(21, 4)?;
+                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+            }
+            b"VP8 " => Some((le(26, 2)? & 0x3FFF, le(28, 2)? & 0x3FFF)),
+            _ => None,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dimensions_come_from_each_formats_header() {
+        let png = crate::sim::png::make(2_000, 1, "x");
+        let ihdr = &png[16..24];
+        let want = (
+            u32::from_be_bytes([ihdr[0], ihdr[1], ihdr[2], ihdr[3]]),
+            u32::from_be_bytes([ihdr[4], ihdr[5], ihdr[6], ihdr[7]]),
+        );
+        assert_eq!(dimensions(&png), Some(want));
+        // JPEG: SOI, an APP0 segment to skip, then SOF0 (length 17, precision 8, height 600,
+        // width 800).
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+        jpeg.extend([0x02, 0x58, 0x03, 0x20]);
+        assert_eq!(dimensions(&jpeg), Some((800, 600)));
+        // A DHT (0xC4) is not a frame header.
+        let dht = [0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xDA];
+        assert_eq!(dimensions(&dht), None);
+        let webp = |chunk: &[u8], data: &[u8]| {
+            let mut b = b"RIFF\0\0\0\0WEBP".to_vec();
+            b.extend(chunk);
+            b.extend([0u8; 4]);
+            b.extend(data);
+            b
+        };
+        // VP8X: flags, 3 reserved, canvas width-1 and height-1 in 24 bits each.
+        assert_eq!(dimensions(&webp(b"VP8X", &[0, 0, 0, 0, 0xFF, 0x03, 0, 0x37, 0x02, 0])), Some((1024, 568)));
+        // VP8L: signature 0x2f, then 14 bits width-1 and 14 bits height-1.
+        let bits: u32 = 99 | (49 << 14);
+        let mut l = vec![0x2f];
+        l.extend(bits.to_le_bytes());
+        assert_eq!(dimensions(&webp(b"VP8L", &l)), Some((100, 50)));
+        // VP8: 3-byte frame tag, start code, 14-bit width and height.
+        let v = [0, 0, 0, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xF0, 0x00];
+        assert_eq!(dimensions(&webp(b"VP8 ", &v)), Some((320, 240)));
+        assert_eq!(dimensions(b"GIF89a"), None);
+    }
 
     #[test]
     fn extensions_come_from_magic_bytes() {

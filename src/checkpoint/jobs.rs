@@ -291,15 +291,28 @@ impl Checkpoint {
     /// A batch result is in place: the row is done, made by the batch engine (committed
     /// after the images are made durable, as online). Only a row still in its job is
     /// marked: a result is never taken twice.
-    pub fn mark_done_batch(&self, rid: i64, jid: i64, file: String, made: super::Made) {
+    pub fn mark_done_batch(&self, rid: i64, jid: i64, file: String, made: super::Made, facts: super::ImageFacts) {
+        let (sink, images) = (self.metadata.clone(), self.images.clone());
         self.post_job(true, move |c| {
-            c.prepare_cached(
-                "UPDATE rows SET state='done', file=?1, made_by=?2, size_sent=?3, engine='batch', job=NULL, \
-                 done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL WHERE rid=?5 AND state='batch' AND job=?6",
-            )?
-            .execute(params![file, made.model, made.size_sent, now_unix(), rid, jid])?;
+            let marked = c
+                .prepare_cached(
+                    "UPDATE rows SET state='done', file=?1, made_by=?2, size_sent=?3, engine='batch', job=NULL, \
+                     done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
+                     sha256=?7, width=?8, height=?9 WHERE rid=?5 AND state='batch' AND job=?6",
+                )?
+                .execute(params![
+                    file,
+                    made.model,
+                    made.size_sent,
+                    now_unix(),
+                    rid,
+                    jid,
+                    facts.sha256,
+                    facts.width,
+                    facts.height
+                ])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
-            Ok(())
+            if marked > 0 { sink.append(c, &images, rid) } else { Ok(()) }
         });
     }
 }
@@ -344,11 +357,11 @@ mod tests {
         assert_eq!(ck.counts().await.unwrap().batch, 3);
         assert!(ck.pending_page(0, 10).await.unwrap().is_empty(), "rows in a job are not pending");
         let made = || super::super::Made { model: "m".into(), size_sent: "1K".into() };
-        ck.mark_done_batch(1, jid, "a.png".into(), made());
+        ck.mark_done_batch(1, jid, "a.png".into(), made(), crate::checkpoint::ImageFacts::default());
         // The same line read again (a result file downloaded twice) changes nothing.
-        ck.mark_done_batch(1, jid, "again.png".into(), made());
+        ck.mark_done_batch(1, jid, "again.png".into(), made(), crate::checkpoint::ImageFacts::default());
         // A line for a row of another job is not taken.
-        ck.mark_done_batch(2, other, "b.png".into(), made());
+        ck.mark_done_batch(2, other, "b.png".into(), made(), crate::checkpoint::ImageFacts::default());
         ck.job_row_failed(2, ErrorClass::Refused, "refused".into(), true);
         let back = ck.close_job(jid, Some("done".into())).await.unwrap();
         assert_eq!(back, vec![("m".to_owned(), "1K".to_owned())], "row c goes back to the queue");

@@ -36,10 +36,12 @@ pub const DB_FILE: &str = "bulkgen.db";
 /// left in place (see [`file_fingerprint`]): recovery never takes that file for the new one.
 /// 4: rows gained `refs`, the content hashes of their reference images (part of a row's
 /// identity); the `uploads` table records Gemini Files API uploads by content hash.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 mod jobs;
+mod metadata;
 pub use jobs::{JobCounts, JobRecord, JobStep, NewJob, jobs as list_jobs};
+pub use metadata::{ImageFacts, METADATA_FILE};
 /// The image extensions bulkgen writes (`output::write_image`), in the order they are looked for.
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "webp"];
 /// Most writes folded into one transaction.
@@ -427,6 +429,8 @@ pub struct Checkpoint {
     images: PathBuf,
     /// The manifest of the last sync, named in the advice of errors.
     manifest: Mutex<Option<PathBuf>>,
+    /// metadata.jsonl, appended by the writer as rows are marked done during a run.
+    metadata: Arc<metadata::Sink>,
 }
 
 pub fn now_unix() -> f64 {
@@ -494,6 +498,7 @@ impl Checkpoint {
             path,
             images,
             manifest: Mutex::new(None),
+            metadata: Arc::default(),
         })
     }
 
@@ -856,7 +861,8 @@ impl Checkpoint {
     /// The row's file is in place: the row is done (committed after the images are made
     /// durable, so the file is as durable as the mark).
     /// `made` is None when the row's maker was recorded with its URL or stash already.
-    pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, made: Option<Made>) {
+    pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, made: Option<Made>, facts: ImageFacts) {
+        let (sink, images) = (self.metadata.clone(), self.images.clone());
         self.post_job(true, move |c| {
             let done_at = now_unix();
             let (model, size_sent) = made.map(|m| (m.model, m.size_sent)).unzip();
@@ -864,12 +870,34 @@ impl Checkpoint {
                 "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
                  made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
                  done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
-                 engine='online' WHERE rid=?6",
+                 engine='online', sha256=?7, width=?8, height=?9 WHERE rid=?6",
             )?
-            .execute(params![file, latency_s, model, size_sent, done_at, rid])?;
+            .execute(params![
+                file,
+                latency_s,
+                model,
+                size_sent,
+                done_at,
+                rid,
+                facts.sha256,
+                facts.width,
+                facts.height
+            ])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
-            Ok(())
+            sink.append(c, &images, rid)
         });
+    }
+
+    /// Rewrites `dir/metadata.jsonl` from the done rows (see `checkpoint/metadata.rs`);
+    /// with `keep_open`, each later done mark appends its line until [`Checkpoint::close`].
+    pub async fn write_metadata(
+        &self,
+        dir: PathBuf,
+        prices: crate::cost::Prices,
+        keep_open: bool,
+    ) -> Result<(), CheckpointError> {
+        let (sink, images) = (self.metadata.clone(), self.images.clone());
+        self.call(move |c| sink.rebuild(c, &dir, &images, prices, keep_open)).await
     }
 
     /// Keeps image bytes the output folder would not take, so a rerun writes them
@@ -1106,6 +1134,7 @@ impl Checkpoint {
     /// Commits what is queued and stops the writer thread.
     pub async fn close(&self) -> Result<(), CheckpointError> {
         let flushed = self.flush().await;
+        self.metadata.close();
         self.tx.lock().expect("checkpoint sender").take();
         let thread = self.thread.lock().expect("checkpoint thread").take();
         if let Some(t) = thread {
@@ -1591,7 +1620,7 @@ pub enum DiskFix {
 
 /// The columns copied from an old checkpoint's rows, and what a column an older schema
 /// lacks stands for (None: the column is required).
-const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 22] = [
+const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 25] = [
     ("id", None),
     ("prompt", None),
     ("size", None),
@@ -1614,6 +1643,9 @@ const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 22] = [
     ("e2e_s", Some("NULL")),
     ("stale_sig", Some("NULL")),
     ("refs", Some("''")),
+    ("sha256", Some("NULL")),
+    ("width", Some("NULL")),
+    ("height", Some("NULL")),
 ];
 
 fn salvage_into(c: &Connection, old: &Path) -> Salvaged {
@@ -2078,6 +2110,9 @@ fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointEr
         ("job", "INTEGER"),
         ("batch_since", "REAL"),
         ("engine", "TEXT"),
+        ("sha256", "TEXT"),
+        ("width", "INTEGER"),
+        ("height", "INTEGER"),
     ] {
         if !columns.iter().any(|c| c == name) {
             c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
@@ -2133,6 +2168,10 @@ CREATE TABLE IF NOT EXISTS rows (
     first_dispatch REAL,
     done_at REAL,
     e2e_s REAL,
+    -- The image's SHA-256 and size in pixels, read from its bytes when it was written.
+    sha256 TEXT,
+    width INTEGER,
+    height INTEGER,
     -- The open batch job holding the row (state 'batch'), its first submission to any
     -- batch job (the --batch-deadline clock), and the engine that made its image.
     job INTEGER,

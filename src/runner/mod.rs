@@ -496,6 +496,9 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         }
         None => 0.0,
     };
+    // metadata.jsonl as the checkpoint has it (a kill may have left a line whose done
+    // mark never committed), then a line appended for each image of this run.
+    ckpt.write_metadata(out.root.clone(), cfg.prices.clone(), true).await?;
     let display = progress::start(progress.clone(), cfg.progress);
     let (max_cost, concurrency) = (cfg.max_cost, cfg.concurrency);
     let ctx = Arc::new(Ctx {
@@ -553,6 +556,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     };
     ckpt.end_run(run_id, exit_code).await?;
     ckpt.write_results(ctx.out.results()).await?;
+    ckpt.write_metadata(ctx.out.root.clone(), ctx.cfg.prices.clone(), false).await?;
     let inputs = ckpt.report_inputs().await?;
     let report = report::build(&inputs, &ctx.cfg.prices);
     report::write_files(&report, &inputs, &ctx.out.root)

@@ -2,6 +2,7 @@
 //! or the row failed, with the counters and spend the progress shows.
 
 use super::*;
+use crate::checkpoint::ImageFacts;
 
 pub(super) fn fail_row(ctx: &Ctx, row: &PendingRow, e: &CallError) {
     ctx.ckpt.mark_failed(row.rid, e.class, e.detail());
@@ -32,12 +33,16 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: M
     let bytes = Arc::new(bytes);
     let to_write = bytes.clone();
     let writer = ctx.writers.acquire().await.expect("never closed");
-    let written = tokio::task::spawn_blocking(move || output::write_image(&images, &id, ext, &to_write))
-        .await
-        .expect("writing a file does not panic");
+    // The image's hash and pixel size (for metadata.jsonl) are read on the same blocking
+    // thread as it is written, off the async workers.
+    let written = tokio::task::spawn_blocking(move || {
+        output::write_image(&images, &id, ext, &to_write).map(|file| (file, ImageFacts::of(&to_write)))
+    })
+    .await
+    .expect("writing a file does not panic");
     drop(writer);
     match written {
-        Ok(file) => {
+        Ok((file, facts)) => {
             if let Some(old) = row.old_file.as_ref().filter(|old| **old != file) {
                 let _ = std::fs::remove_file(ctx.out.images.join(old));
             }
@@ -46,12 +51,12 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: M
                 Maker::Online { latency, made } => {
                     let model = made.as_ref().map_or(row.model.as_str(), |m| m.model.as_str());
                     let price = ctx.cfg.prices.get(model, res).map_or(0, micro_usd);
-                    ctx.ckpt.mark_done(row.rid, file, latency, made);
+                    ctx.ckpt.mark_done(row.rid, file, latency, made, facts);
                     price
                 }
                 Maker::Batch { jid, made } => {
                     let price = ctx.cfg.prices.price(Engine::Batch, &made.model, res).map_or(0, micro_usd);
-                    ctx.ckpt.mark_done_batch(row.rid, jid, file, made);
+                    ctx.ckpt.mark_done_batch(row.rid, jid, file, made, facts);
                     price
                 }
             };
