@@ -624,10 +624,13 @@ fn header_at(path: &Path, delimiter: Delimiter) -> std::io::Result<Vec<String>> 
         .collect())
 }
 
+/// A header's names as one delimiter splits it.
+type Split = (Delimiter, Vec<String>);
+
 /// The delimiter that splits the header into the most known columns with `prompt` among
 /// them (ties: comma, then semicolon, then tab); Err: the header as each delimiter splits
 /// it, for the message, when none has a `prompt` column.
-fn detect(path: &Path) -> std::io::Result<Result<Delimiter, Vec<(Delimiter, Vec<String>)>>> {
+fn detect(path: &Path) -> std::io::Result<Result<Delimiter, Vec<Split>>> {
     let mut best: Option<(usize, Delimiter)> = None;
     let mut splits = Vec::new();
     for d in Delimiter::ALL {
@@ -644,10 +647,10 @@ fn detect(path: &Path) -> std::io::Result<Result<Delimiter, Vec<(Delimiter, Vec<
 
 /// "has no `prompt` column" with the columns found, as split at the delimiter that gives
 /// the most of them, and the way out.
-fn no_prompt_column(splits: &[(Delimiter, Vec<String>)]) -> String {
+fn no_prompt_column(splits: &[Split]) -> String {
     let (d, names) = splits
         .iter()
-        .fold(None::<&(Delimiter, Vec<String>)>, |best, s| match best {
+        .fold(None::<&Split>, |best, s| match best {
             Some(b) if b.1.len() >= s.1.len() => Some(b),
             _ => Some(s),
         })
