@@ -179,6 +179,10 @@ pub struct ModelEntry {
     /// Offered through its dialect's Batch API (`--engine batch`).
     #[serde(default)]
     pub batch: bool,
+    /// The most characters (Unicode scalar values) a prompt may have (None: not known, not
+    /// checked): longer prompts are refused at the manifest check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompt_chars: Option<u64>,
     pub price: Option<Price>,
     pub source: String,
     pub as_of: String,
@@ -317,6 +321,9 @@ impl Catalog {
                 (Some(rule), _) => check_rule(rule).map_err(at)?,
             }
             check_references(m).map_err(at)?;
+            if m.max_prompt_chars == Some(0) {
+                return Err(at("max_prompt_chars must be above 0 (leave it out when not known)".into()));
+            }
             if let Some(p) = &m.price {
                 for (class, usd) in p.online.iter().chain(&p.batch) {
                     if Resolution::parse(class).is_none() || !(usd.is_finite() && *usd >= 0.0) {
@@ -426,6 +433,9 @@ impl Catalog {
             let mut facts = vec![format!("response_format: {}", if m.response_format { "yes" } else { "no" })];
             if let Some(refs) = references_text(m) {
                 facts.push(refs);
+            }
+            if let Some(max) = m.max_prompt_chars {
+                facts.push(format!("prompt: at most {max} characters"));
             }
             if let Some(p) = &m.price {
                 let list = |t: &BTreeMap<String, f64>| {
@@ -1049,6 +1059,23 @@ mod tests {
         assert_eq!(r(Dialect::Openai, "2K", None).unwrap().to_string(), "2048x2048");
         assert_eq!(r(Dialect::Gemini, "2K", AspectRatio::parse("5:4")).unwrap().to_string(), "2K 5:4");
         assert!(r(Dialect::Gemini, "1000x700", None).unwrap_err().contains("--models-file"));
+    }
+
+    #[test]
+    fn prompt_limits_are_data_gpt_image_models_32000_characters_and_gemini_none() {
+        let c = Catalog::built_in();
+        for m in c.models.iter().filter(|m| m.name.contains("image") && m.status != Status::Shutdown) {
+            let want = (m.dialect == Dialect::Openai).then_some(32000);
+            assert_eq!(m.max_prompt_chars, want, "{}", m.name);
+            if want.is_some() {
+                assert!(m.source.contains("32000 characters"), "{} names no source for its prompt limit", m.name);
+            }
+        }
+        let toml = "[[model]]\nname = \"x\"\ndialect = \"openai\"\nsizes = { kind = \"list\", sizes = [\"1024x1024\"] }\n\
+                    source = \"s\"\nas_of = \"2026-11-24\"\nmax_prompt_chars = ";
+        assert_eq!(Catalog::parse(&format!("{toml}500\n"), "t").unwrap().models[0].max_prompt_chars, Some(500));
+        let err = Catalog::parse(&format!("{toml}0\n"), "t").unwrap_err();
+        assert!(err.contains("max_prompt_chars must be above 0"), "{err}");
     }
 
     #[test]

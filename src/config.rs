@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Dialect, Engine, ResponseFormat, SizePolicy};
 use crate::flags::{BatchFallback, RunArgs};
+use crate::manifest::{self, Delimiter};
 use crate::params::{self, Params};
 use crate::retry::Backoff;
 use crate::secret::ApiKey;
@@ -81,6 +82,8 @@ pub struct Origin {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
     pub manifest: PathBuf,
+    /// `--delimiter` as given (None: found from the manifest's header).
+    pub delimiter: Option<Delimiter>,
     /// Where relative reference paths (`images`, `mask`) are looked up: `--images-dir`, or
     /// the manifest's folder.
     pub images_dir: PathBuf,
@@ -152,6 +155,23 @@ pub struct RunConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// The most characters a row's prompt may have: its model's `max_prompt_chars`, or the
+/// fallback model's when that is less (a row may move to it), with whose limit it is.
+fn prompt_limit(catalog: &Catalog, fallback: Option<&str>) -> std::sync::Arc<manifest::PromptLimit> {
+    let limit_of = {
+        let catalog = catalog.clone();
+        move |model: &str| catalog.lookup(model).and_then(|m| m.max_prompt_chars)
+    };
+    let fallback = fallback.and_then(|f| limit_of(f).map(|max| (max, format!("--fallback-model {f}"))));
+    std::sync::Arc::new(move |model: &str| {
+        let own = limit_of(model).map(|max| (max, format!("model {model}")));
+        match (own, fallback.clone()) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    })
+}
 
 impl RunConfig {
     pub fn from_args(args: &RunArgs) -> Result<RunConfig, ConfigError> {
@@ -299,8 +319,18 @@ impl RunConfig {
             },
         };
 
+        // Every reader of the manifest (check, sync, repair, plan) reads it this way.
+        manifest::register(
+            &args.manifest,
+            manifest::ReadSettings {
+                delimiter: args.delimiter,
+                prompt_limit: Some(prompt_limit(&catalog, args.fallback_model.as_deref())),
+            },
+        );
+
         Ok(RunConfig {
             manifest: args.manifest.clone(),
+            delimiter: args.delimiter,
             images_dir,
             out: args.out.clone(),
             dialect: args.provider,

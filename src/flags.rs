@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::catalog::{Dialect, Engine, ResponseFormat, SizePolicy};
+use crate::manifest::Delimiter;
 
 #[derive(Debug, Clone, Args)]
 #[command(args_override_self = true)]
@@ -13,6 +14,10 @@ pub struct RunArgs {
     /// The manifest: a CSV with a `prompt` column (and optionally id, size, aspect_ratio, model,
     /// images, mask).
     pub manifest: PathBuf,
+    /// What separates the manifest's fields: , or ; or tab [default: found from the header,
+    /// the one that splits it into known columns with `prompt` among them].
+    #[arg(long, value_enum, env = "BULKGEN_DELIMITER", value_name = ",|;|tab")]
+    pub delimiter: Option<Delimiter>,
     /// Where the relative paths of the manifest's `images` and `mask` columns are looked up
     /// [default: the manifest's folder].
     #[arg(long, value_name = "DIR", env = "BULKGEN_IMAGES_DIR")]

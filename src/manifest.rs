@@ -4,6 +4,11 @@
 //! sent; [`ManifestReader`] then yields the rows one by one for the checkpoint to take in.
 //! Neither holds the file in memory (duplicate ids are found through 128-bit hashes).
 //!
+//! The field separator is a comma, a semicolon (Excel in many locales) or a tab: taken from
+//! `--delimiter`, else found from the header (the one that splits it into known columns,
+//! `prompt` among them). Every reader of one manifest agrees, as detection only reads the
+//! header.
+//!
 //! Line numbers are counted from the raw bytes ([`Lines`]), not taken from csv's
 //! `Position::line`, which is one too low after a CRLF line end (it counts a record's
 //! `\n` only once the next record is read) and names the line before any blank lines.
@@ -15,7 +20,7 @@ use std::fs::File;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::params::{self, Params};
 use crate::size::{AspectRatio, Size};
@@ -70,6 +75,8 @@ pub enum ProblemKind {
     /// A reference image (`images`, `mask`) that cannot be read, fetched, or sent to the
     /// row's model.
     Reference,
+    /// A prompt longer than the row's model takes (the catalogue's `max_prompt_chars`).
+    PromptTooLong,
 }
 
 impl ProblemKind {
@@ -86,6 +93,7 @@ impl ProblemKind {
             ProblemKind::BadAspectRatio => "bad aspect ratio",
             ProblemKind::Model => "not renderable by its model",
             ProblemKind::Reference => "bad reference image",
+            ProblemKind::PromptTooLong => "prompt too long for its model",
         }
     }
 }
@@ -201,6 +209,9 @@ pub struct ManifestStats {
     /// The models rows use (the default included when a row names none), up to
     /// [`MAX_MODELS`] of them.
     pub models: std::collections::BTreeSet<String>,
+    /// What separates the fields, and whether it was found from the header (not given).
+    pub delimiter: Delimiter,
+    pub delimiter_detected: bool,
 }
 
 /// Distinct model names collected for the preflight; a manifest with more is checked on
@@ -239,8 +250,26 @@ impl Rules<'_> {
 /// Reads every row and reports all problems at once: empty prompts, unknown sizes, bad
 /// aspect ratios, unsafe or duplicate ids, undecodable text, sizes the row's model cannot
 /// render, params that would overwrite bulkgen's own fields.
+/// Prompts longer than their model takes (`settings.prompt_limit`) are refused too.
+///
+/// Uses the settings [`register`]ed for `path`; says on stderr which delimiter it read
+/// when it is not a comma.
 pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, ManifestError> {
-    let mut reader = ManifestReader::open(path)?;
+    let stats = validate_with(path, rules, &registered(path))?;
+    if stats.delimiter != Delimiter::Comma {
+        eprintln!(
+            "bulkgen: manifest {} read as {}-separated{}",
+            path.display(),
+            stats.delimiter.word(),
+            if stats.delimiter_detected { " (found from its header; --delimiter chooses)" } else { "" }
+        );
+    }
+    Ok(stats)
+}
+
+/// [`validate`] with the settings given, printing nothing.
+pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) -> Result<ManifestStats, ManifestError> {
+    let mut reader = ManifestReader::open_with(path, settings)?;
     for key in &reader.layout.param_keys {
         if let Some(field) = params::collision(key, rules.reserved_params) {
             return Err(ManifestError::Header {
@@ -252,7 +281,8 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
             });
         }
     }
-    let mut stats = ManifestStats::default();
+    let (delimiter, delimiter_detected) = reader.delimiter();
+    let mut stats = ManifestStats { delimiter, delimiter_detected, ..ManifestStats::default() };
     let mut problems = Collected::default();
     let mut ids = Ids::default();
     for row in &mut reader {
@@ -276,6 +306,23 @@ pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, Manifes
                 let size = row.size.unwrap_or(rules.default_size);
                 let model = row.model.as_deref().unwrap_or(rules.default_model);
                 let mut refused = false;
+                if let Some((max, whose)) = settings.prompt_limit.as_ref().and_then(|limit| limit(model)) {
+                    // The providers state the limit in characters: Unicode scalar values.
+                    let chars = row.prompt.chars().count() as u64;
+                    if chars > max {
+                        refused = true;
+                        problems.push(Problem {
+                            line: row.line,
+                            kind: ProblemKind::PromptTooLong,
+                            reason: format!(
+                                "row {}: the prompt is {chars} characters long, over the {max} that {whose} takes; \
+                                 shorten it",
+                                row.id
+                            ),
+                            id: None,
+                        });
+                    }
+                }
                 if let Some(refs) = rules.refs
                     && !(row.images.is_empty() && row.mask.is_none())
                 {
@@ -459,6 +506,163 @@ impl Read for Counted {
     }
 }
 
+/// What separates a manifest's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Delimiter {
+    /// `,` (the CSV default).
+    #[default]
+    #[value(name = ",", alias = "comma")]
+    Comma,
+    /// `;`, as Excel saves CSV where the decimal separator is a comma.
+    #[value(name = ";", alias = "semicolon")]
+    Semicolon,
+    /// A tab (TSV).
+    #[value(name = "tab", alias = "\t")]
+    Tab,
+}
+
+impl Delimiter {
+    /// The order detection prefers them in when several fit a header equally.
+    pub const ALL: [Delimiter; 3] = [Delimiter::Comma, Delimiter::Semicolon, Delimiter::Tab];
+
+    pub fn byte(self) -> u8 {
+        match self {
+            Delimiter::Comma => b',',
+            Delimiter::Semicolon => b';',
+            Delimiter::Tab => b'\t',
+        }
+    }
+
+    /// As `--delimiter` takes it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Delimiter::Comma => ",",
+            Delimiter::Semicolon => ";",
+            Delimiter::Tab => "tab",
+        }
+    }
+
+    /// "comma", "semicolon", "tab", for messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            Delimiter::Comma => "comma",
+            Delimiter::Semicolon => "semicolon",
+            Delimiter::Tab => "tab",
+        }
+    }
+}
+
+/// A row's model -> the most characters its prompt may have, and whose limit that is
+/// (None: no known limit).
+pub type PromptLimit = dyn Fn(&str) -> Option<(u64, String)> + Send + Sync;
+
+/// How a manifest is read beyond what its bytes say: `--delimiter`, and the prompt limits
+/// of the catalogue. Set once per run by the settings ([`register`]).
+#[derive(Clone, Default)]
+pub struct ReadSettings {
+    /// None: found from the header.
+    pub delimiter: Option<Delimiter>,
+    pub prompt_limit: Option<Arc<PromptLimit>>,
+}
+
+/// The settings of each manifest a run reads, by its absolute path.
+///
+/// Every reader of a manifest (the check, the checkpoint's sync, the folder check, the
+/// reference URLs, the plan, repair) opens it by path alone; the settings reach them here
+/// rather than through each of their signatures. `ManifestReader::open_with` and
+/// `validate_with` take them directly, for callers that hold them.
+static REGISTERED: LazyLock<Mutex<HashMap<PathBuf, ReadSettings>>> = LazyLock::new(Default::default);
+
+fn registry_key(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Makes `settings` the way the manifest at `path` is read from now on (in this process).
+pub fn register(path: &Path, settings: ReadSettings) {
+    REGISTERED.lock().expect("manifest settings").insert(registry_key(path), settings);
+}
+
+/// The settings registered for `path`, or the defaults (delimiter found from the header,
+/// no prompt limit).
+pub fn registered(path: &Path) -> ReadSettings {
+    REGISTERED.lock().expect("manifest settings").get(&registry_key(path)).cloned().unwrap_or_default()
+}
+
+/// What re-saving a file as UTF-8 takes, for every message about text that is not UTF-8.
+const RESAVE_AS_UTF8: &str = "re-save the file as \"CSV UTF-8\" (Excel: File > Save As > CSV UTF-8)";
+
+/// How many of a header's names bulkgen knows, when `prompt` is one of them.
+fn known_columns(names: &[String]) -> Option<usize> {
+    let known = |n: &&String| {
+        let lower = n.to_ascii_lowercase();
+        matches!(lower.as_str(), "prompt" | "id" | "size" | "aspect_ratio" | "model" | "images" | "mask")
+            || lower.starts_with("param.")
+    };
+    names.iter().any(|n| n.eq_ignore_ascii_case("prompt")).then(|| names.iter().filter(known).count())
+}
+
+/// The header of the manifest split at `delimiter`: names trimmed, a UTF-8 BOM dropped,
+/// bytes that are not UTF-8 replaced (only to compare and show them).
+fn header_at(path: &Path, delimiter: Delimiter) -> std::io::Result<Vec<String>> {
+    let file = File::open(path)?;
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter.byte()).from_reader(file);
+    let header = match rdr.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => match e.into_kind() {
+            csv::ErrorKind::Io(io) => return Err(io),
+            _ => return Ok(Vec::new()),
+        },
+    };
+    Ok(header
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
+            String::from_utf8_lossy(raw).trim().to_owned()
+        })
+        .collect())
+}
+
+/// A header's names as one delimiter splits it.
+type Split = (Delimiter, Vec<String>);
+
+/// The delimiter that splits the header into the most known columns with `prompt` among
+/// them (ties: comma, then semicolon, then tab); Err: the header as each delimiter splits
+/// it, for the message, when none has a `prompt` column.
+fn detect(path: &Path) -> std::io::Result<Result<Delimiter, Vec<Split>>> {
+    let mut best: Option<(usize, Delimiter)> = None;
+    let mut splits = Vec::new();
+    for d in Delimiter::ALL {
+        let names = header_at(path, d)?;
+        if let Some(n) = known_columns(&names)
+            && best.is_none_or(|(m, _)| n > m)
+        {
+            best = Some((n, d));
+        }
+        splits.push((d, names));
+    }
+    Ok(best.map(|(_, d)| d).ok_or(splits))
+}
+
+/// "has no `prompt` column" with the columns found, as split at the delimiter that gives
+/// the most of them, and the way out.
+fn no_prompt_column(splits: &[Split]) -> String {
+    let (d, names) = splits
+        .iter()
+        .fold(None::<&Split>, |best, s| match best {
+            Some(b) if b.1.len() >= s.1.len() => Some(b),
+            _ => Some(s),
+        })
+        .expect("three delimiters tried");
+    let at = if *d == Delimiter::Comma { String::new() } else { format!(", split at each {}", d.word()) };
+    format!(
+        "has no `prompt` column (columns found{at}: {}): name the column of prompts `prompt`, or give \
+         --delimiter ,|;|tab if its fields are separated otherwise",
+        names.join(", ")
+    )
+}
+
 /// Where each known column sits in a record.
 #[derive(Debug, Clone)]
 struct Layout {
@@ -474,6 +678,8 @@ struct Layout {
     params: Vec<usize>,
     param_keys: Vec<String>,
     extra: Vec<usize>,
+    /// Every column's name, as the header writes it (for messages).
+    names: Vec<String>,
 }
 
 pub enum ReadError {
@@ -488,26 +694,50 @@ pub struct ManifestReader {
     layout: Layout,
     extra_columns: Vec<String>,
     index: u64,
+    delimiter: Delimiter,
+    /// Whether the delimiter was found from the header (not given).
+    detected: bool,
 }
 
 impl ManifestReader {
+    /// Opens the manifest with the settings [`register`]ed for it.
     pub fn open(path: &Path) -> Result<ManifestReader, ManifestError> {
+        ManifestReader::open_with(path, &registered(path))
+    }
+
+    pub fn open_with(path: &Path, settings: &ReadSettings) -> Result<ManifestReader, ManifestError> {
         let io = |source| ManifestError::Io { path: path.to_owned(), source };
         let header_err = |reason: String| ManifestError::Header { path: path.to_owned(), reason };
         let file = File::open(path).map_err(io)?;
+        let (delimiter, detected) = match settings.delimiter {
+            Some(d) => (d, false),
+            None => match detect(path).map_err(io)? {
+                Ok(d) => (d, true),
+                // The reader below reports an empty or unreadable header as such.
+                Err(splits) if splits.iter().all(|(_, names)| names.iter().all(String::is_empty)) => {
+                    (Delimiter::Comma, true)
+                }
+                Err(splits) => return Err(header_err(no_prompt_column(&splits))),
+            },
+        };
         let lines = Arc::new(Mutex::new(Lines::new()));
         // csv buffers its input itself.
         let counted = Counted { file, lines: lines.clone() };
-        let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(counted);
+        let mut rdr = csv::ReaderBuilder::new().flexible(true).delimiter(delimiter.byte()).from_reader(counted);
         let header = rdr.byte_headers().map_err(|e| header_err(format!("unreadable header: {e}")))?.clone();
-        if header.is_empty() {
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
             return Err(header_err("is empty: it needs a header row with at least a `prompt` column".into()));
         }
         let mut names = Vec::with_capacity(header.len());
         for (i, raw) in header.iter().enumerate() {
             let raw = if i == 0 { raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw) } else { raw };
-            let name = std::str::from_utf8(raw)
-                .map_err(|_| header_err(format!("header column {} is not UTF-8 text", i + 1)))?;
+            let name = std::str::from_utf8(raw).map_err(|_| {
+                header_err(format!(
+                    "header column {} ({:?}) is not UTF-8 text: {RESAVE_AS_UTF8}",
+                    i + 1,
+                    String::from_utf8_lossy(raw).trim()
+                ))
+            })?;
             names.push(name.trim().to_owned());
         }
         let mut layout = Layout {
@@ -522,6 +752,7 @@ impl ManifestReader {
             params: Vec::new(),
             param_keys: Vec::new(),
             extra: Vec::new(),
+            names: names.clone(),
         };
         let mut extra_columns = Vec::new();
         for (i, name) in names.iter().enumerate() {
@@ -559,10 +790,39 @@ impl ManifestReader {
                 return Err(header_err(format!("has two `{}` columns", name.to_ascii_lowercase())));
             }
         }
-        if layout.prompt == usize::MAX {
-            return Err(header_err(format!("has no `prompt` column (columns found: {})", names.join(", "))));
+        if layout.prompt == usize::MAX && detected {
+            return Err(header_err(no_prompt_column(&[(delimiter, names)])));
         }
-        Ok(ManifestReader { records: rdr.into_byte_records(), lines, layout, extra_columns, index: 0 })
+        if layout.prompt == usize::MAX {
+            let mut reason = format!(
+                "has no `prompt` column when split at each {} (--delimiter {}; columns found: {})",
+                delimiter.word(),
+                delimiter.flag(),
+                names.join(", ")
+            );
+            if let Ok(Ok(found)) = detect(path) {
+                reason.push_str(&format!(
+                    "; split at each {} it has one: give --delimiter {} or leave the flag out",
+                    found.word(),
+                    found.flag()
+                ));
+            }
+            return Err(header_err(reason));
+        }
+        Ok(ManifestReader {
+            records: rdr.into_byte_records(),
+            lines,
+            layout,
+            extra_columns,
+            index: 0,
+            delimiter,
+            detected,
+        })
+    }
+
+    /// What separates the fields, and whether it was found from the header (not given).
+    pub fn delimiter(&self) -> (Delimiter, bool) {
+        (self.delimiter, self.detected)
     }
 
     /// Whether the manifest has an `images` or a `mask` column.
@@ -580,7 +840,11 @@ impl ManifestReader {
         let text = |col: usize| -> Result<&str, Problem> {
             let raw = record.get(col).unwrap_or(b"");
             std::str::from_utf8(raw).map_err(|_| {
-                problem(ProblemKind::Undecodable, format!("undecodable text in column {} (not UTF-8)", col + 1))
+                let name = self.layout.names.get(col).map_or("?", String::as_str);
+                problem(
+                    ProblemKind::Undecodable,
+                    format!("undecodable text in column `{name}` (column {}): not UTF-8; {RESAVE_AS_UTF8}", col + 1),
+                )
             })
         };
         let optional = |col: Option<usize>| -> Result<Option<&str>, Problem> {
@@ -597,15 +861,23 @@ impl ManifestReader {
             }
             None => format!("row-{index}"),
         };
-        let with_id = |p: Problem| Problem { id: Some(id.clone()), ..p };
+        let with_id = |p: Problem| {
+            // "undecodable text in column `x` (column 2), row ID: not UTF-8; ..."
+            let reason = match p.kind {
+                ProblemKind::Undecodable => p.reason.replacen(": not UTF-8", &format!(", row {id}: not UTF-8"), 1),
+                _ => p.reason,
+            };
+            Problem { id: Some(id.clone()), reason, ..p }
+        };
         let rest = || -> Result<ManifestRow, Problem> {
             if record.len() > self.layout.width {
                 return Err(problem(
                     ProblemKind::TooManyFields,
                     format!(
-                        "has {} fields but the header has {} columns (an unquoted comma?)",
+                        "has {} fields but the header has {} columns (an unquoted {}?)",
                         record.len(),
-                        self.layout.width
+                        self.layout.width,
+                        self.delimiter.word()
                     ),
                 ));
             }
@@ -764,7 +1036,11 @@ mod tests {
         assert!(problems[4].reason.contains("unsafe id"));
         assert!(problems[5].reason.contains("starts with '.'"));
         assert!(problems[6].reason.contains("fields"));
-        assert!(problems[7].reason.contains("undecodable"));
+        assert_eq!(
+            problems[7].reason,
+            "undecodable text in column `prompt` (column 1), row e: not UTF-8; re-save the file as \"CSV UTF-8\" \
+             (Excel: File > Save As > CSV UTF-8)"
+        );
     }
 
     fn lines_of(text: &[u8]) -> Vec<u64> {
@@ -953,5 +1229,94 @@ mod tests {
         assert_eq!(stats.rows, 5);
         assert_eq!(stats.per_class, [1, 1, 1, 2]);
         assert_eq!(stats.models.iter().map(String::as_str).collect::<Vec<_>>(), vec!["m1", "m2"]);
+    }
+
+    fn read_with(text: &[u8], delimiter: Option<Delimiter>) -> Result<(Delimiter, Vec<ManifestRow>), String> {
+        let f = manifest(text);
+        let settings = ReadSettings { delimiter, prompt_limit: None };
+        let reader = ManifestReader::open_with(f.path(), &settings).map_err(|e| e.to_string())?;
+        let (d, _) = reader.delimiter();
+        Ok((d, reader.map(|r| r.ok().unwrap()).collect()))
+    }
+
+    #[test]
+    fn the_delimiter_is_found_from_the_header() {
+        let (d, rows) = read_with(b"id;prompt;size\na;a cat, sitting;2K\n", None).unwrap();
+        assert_eq!((d, rows[0].prompt.as_str(), rows[0].id.as_str()), (Delimiter::Semicolon, "a cat, sitting", "a"));
+        let (d, rows) = read_with(b"\xEF\xBB\xBFprompt\tid\na; b, c\tx\n", None).unwrap();
+        assert_eq!((d, rows[0].prompt.as_str()), (Delimiter::Tab, "a; b, c"));
+        // Quoted names, with the other delimiters inside the quotes.
+        let (d, rows) = read_with(b"\"Prompt\";\"notes, misc\";\"id\"\n\"x; y\";n;q\n", None).unwrap();
+        assert_eq!(
+            (d, rows[0].prompt.as_str(), rows[0].extra.clone()),
+            (Delimiter::Semicolon, "x; y", vec!["n".into()])
+        );
+        let (d, _) = read_with(b"\"a;b\",prompt\n\"x;y\",z\n", None).unwrap();
+        assert_eq!(d, Delimiter::Comma, "a quoted `;` does not split the header");
+        // The most known columns win; a tie (one column) stays a comma.
+        let (d, _) = read_with(b"prompt,notes;id\nx,y\n", None).unwrap();
+        assert_eq!(d, Delimiter::Comma);
+        let (d, _) = read_with(b"prompt\nx\n", None).unwrap();
+        assert_eq!(d, Delimiter::Comma);
+    }
+
+    #[test]
+    fn a_given_delimiter_is_used_and_a_header_it_does_not_fit_is_explained() {
+        // One column whose prompts hold commas: only --delimiter tab reads them whole.
+        let (d, rows) = read_with(b"prompt\na cat, a dog; a bird\n", Some(Delimiter::Tab)).unwrap();
+        assert_eq!((d, rows[0].prompt.as_str()), (Delimiter::Tab, "a cat, a dog; a bird"));
+        let err = read_with(b"id;prompt\na;b\n", Some(Delimiter::Comma)).unwrap_err();
+        assert!(
+            err.contains("has no `prompt` column when split at each comma (--delimiter ,; columns found: id;prompt)"),
+            "{err}"
+        );
+        assert!(err.contains("split at each semicolon it has one: give --delimiter ; or leave the flag out"), "{err}");
+        let err = read_with(b"id;text;size\na;b;1K\n", None).unwrap_err();
+        assert!(
+            err.contains("has no `prompt` column (columns found, split at each semicolon: id, text, size)"),
+            "{err}"
+        );
+        assert!(err.contains("--delimiter ,|;|tab"), "{err}");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_names_its_column_line_and_row() {
+        let f = manifest(b"id,prompt,team\nok,fine,x\nlatin,caf\xe9 au lait,y\n\xe9t\xe9,summer,z\n");
+        let ManifestError::Rows { problems, .. } =
+            validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err()
+        else {
+            panic!()
+        };
+        let got: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            got[0],
+            "line 3: undecodable text in column `prompt` (column 2), row latin: not UTF-8; re-save the file as \"CSV UTF-8\" (Excel: File > Save As > CSV UTF-8)"
+        );
+        assert!(got[1].starts_with("line 4: undecodable text in column `id` (column 1): not UTF-8;"), "{got:?}");
+        let f = manifest(b"prompt,l\xe9gende\nx,y\n");
+        let err = validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1))).unwrap_err().to_string();
+        assert!(
+            err.contains("header column 2 (\"l\u{fffd}gende\") is not UTF-8 text: re-save the file as \"CSV UTF-8\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prompts_over_their_models_limit_are_refused_counting_characters() {
+        // 10 characters of 2 bytes each: within a limit of 10 characters.
+        let fits = "é".repeat(10);
+        let text = format!("prompt,id,model\n{fits},a,small\n{fits}x,b,small\n{fits}x,c,big\n");
+        let f = manifest(text.as_bytes());
+        let limit = |m: &str| (m == "small").then(|| (10, format!("model {m}")));
+        let settings = ReadSettings { delimiter: None, prompt_limit: Some(Arc::new(limit)) };
+        let err = validate_with(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)), &settings).unwrap_err();
+        let ManifestError::Rows { problems, total, .. } = err else { panic!() };
+        assert_eq!(total, 1);
+        assert_eq!(problems[0].line, 3);
+        assert_eq!(problems[0].kind, ProblemKind::PromptTooLong);
+        assert_eq!(
+            problems[0].reason,
+            "row b: the prompt is 11 characters long, over the 10 that model small takes; shorten it"
+        );
     }
 }
