@@ -84,6 +84,10 @@ pub struct RunConfig {
     pub manifest: PathBuf,
     /// `--delimiter` as given (None: found from the manifest's header).
     pub delimiter: Option<Delimiter>,
+    /// How every reader of the manifest reads it: the delimiter and the catalogue's prompt
+    /// limits.
+    #[serde(skip)]
+    pub manifest_read: manifest::ReadSettings,
     /// Where relative reference paths (`images`, `mask`) are looked up: `--images-dir`, or
     /// the manifest's folder.
     pub images_dir: PathBuf,
@@ -320,17 +324,15 @@ impl RunConfig {
         };
 
         // Every reader of the manifest (check, sync, repair, plan) reads it this way.
-        manifest::register(
-            &args.manifest,
-            manifest::ReadSettings {
-                delimiter: args.delimiter,
-                prompt_limit: Some(prompt_limit(&catalog, args.fallback_model.as_deref())),
-            },
-        );
+        let manifest_read = manifest::ReadSettings {
+            delimiter: args.delimiter,
+            prompt_limit: Some(prompt_limit(&catalog, args.fallback_model.as_deref())),
+        };
 
         Ok(RunConfig {
             manifest: args.manifest.clone(),
             delimiter: args.delimiter,
+            manifest_read,
             images_dir,
             out: args.out.clone(),
             dialect: args.provider,

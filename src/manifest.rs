@@ -20,7 +20,7 @@ use std::fs::File;
 use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use crate::params::{self, Params};
 use crate::size::{AspectRatio, Size};
@@ -252,22 +252,13 @@ impl Rules<'_> {
 /// render, params that would overwrite bulkgen's own fields.
 /// Prompts longer than their model takes (`settings.prompt_limit`) are refused too.
 ///
-/// Uses the settings [`register`]ed for `path`; says on stderr which delimiter it read
-/// when it is not a comma.
+/// With the default settings (delimiter found from the header, no prompt limit); a run
+/// uses [`validate_with`] and its own settings.
 pub fn validate(path: &Path, rules: &Rules<'_>) -> Result<ManifestStats, ManifestError> {
-    let stats = validate_with(path, rules, &registered(path))?;
-    if stats.delimiter != Delimiter::Comma {
-        eprintln!(
-            "bulkgen: manifest {} read as {}-separated{}",
-            path.display(),
-            stats.delimiter.word(),
-            if stats.delimiter_detected { " (found from its header; --delimiter chooses)" } else { "" }
-        );
-    }
-    Ok(stats)
+    validate_with(path, rules, &ReadSettings::default())
 }
 
-/// [`validate`] with the settings given, printing nothing.
+/// [`validate`] with the settings given.
 pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) -> Result<ManifestStats, ManifestError> {
     let mut reader = ManifestReader::open_with(path, settings)?;
     for key in &reader.layout.param_keys {
@@ -558,7 +549,8 @@ impl Delimiter {
 pub type PromptLimit = dyn Fn(&str) -> Option<(u64, String)> + Send + Sync;
 
 /// How a manifest is read beyond what its bytes say: `--delimiter`, and the prompt limits
-/// of the catalogue. Set once per run by the settings ([`register`]).
+/// of the catalogue. Built once with a run's settings (`RunConfig::manifest_read`) and
+/// handed to every reader of its manifest.
 #[derive(Clone, Default)]
 pub struct ReadSettings {
     /// None: found from the header.
@@ -566,27 +558,13 @@ pub struct ReadSettings {
     pub prompt_limit: Option<Arc<PromptLimit>>,
 }
 
-/// The settings of each manifest a run reads, by its absolute path.
-///
-/// Every reader of a manifest (the check, the checkpoint's sync, the folder check, the
-/// reference URLs, the plan, repair) opens it by path alone; the settings reach them here
-/// rather than through each of their signatures. `ManifestReader::open_with` and
-/// `validate_with` take them directly, for callers that hold them.
-static REGISTERED: LazyLock<Mutex<HashMap<PathBuf, ReadSettings>>> = LazyLock::new(Default::default);
-
-fn registry_key(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.to_owned())
-}
-
-/// Makes `settings` the way the manifest at `path` is read from now on (in this process).
-pub fn register(path: &Path, settings: ReadSettings) {
-    REGISTERED.lock().expect("manifest settings").insert(registry_key(path), settings);
-}
-
-/// The settings registered for `path`, or the defaults (delimiter found from the header,
-/// no prompt limit).
-pub fn registered(path: &Path) -> ReadSettings {
-    REGISTERED.lock().expect("manifest settings").get(&registry_key(path)).cloned().unwrap_or_default()
+impl fmt::Debug for ReadSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadSettings")
+            .field("delimiter", &self.delimiter)
+            .field("prompt_limit", &self.prompt_limit.as_ref().map(|_| "by model"))
+            .finish()
+    }
 }
 
 /// What re-saving a file as UTF-8 takes, for every message about text that is not UTF-8.
@@ -700,9 +678,10 @@ pub struct ManifestReader {
 }
 
 impl ManifestReader {
-    /// Opens the manifest with the settings [`register`]ed for it.
+    /// Opens the manifest with the default settings (delimiter found from the header, no
+    /// prompt limit); a run's readers use [`ManifestReader::open_with`] and its settings.
     pub fn open(path: &Path) -> Result<ManifestReader, ManifestError> {
-        ManifestReader::open_with(path, &registered(path))
+        ManifestReader::open_with(path, &ReadSettings::default())
     }
 
     pub fn open_with(path: &Path, settings: &ReadSettings) -> Result<ManifestReader, ManifestError> {

@@ -123,7 +123,7 @@ fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
     };
     let mut classes: BTreeMap<Resolution, ClassPlan> = BTreeMap::new();
     let mut refs = RefPlan::default();
-    let reader = ManifestReader::open(&cfg.manifest)?;
+    let reader = ManifestReader::open_with(&cfg.manifest, &cfg.manifest_read)?;
     let mut lookup = match &db {
         Some(c) => Some(c.prepare("SELECT state FROM rows WHERE id = ?1").map_err(checkpoint::CheckpointError::Sql)?),
         None => None,

@@ -593,9 +593,12 @@ impl Drop for ScratchDir {
 /// The distinct URLs a manifest's `images` and `mask` columns name, in the order first
 /// named (empty without such columns). Rows with problems are skipped: the manifest check
 /// reports them.
-pub fn manifest_urls(path: &Path) -> Result<Vec<String>, crate::manifest::ManifestError> {
+pub fn manifest_urls(
+    path: &Path,
+    read: &crate::manifest::ReadSettings,
+) -> Result<Vec<String>, crate::manifest::ManifestError> {
     use crate::manifest::{ManifestError, ManifestReader, ReadError};
-    let reader = ManifestReader::open(path)?;
+    let reader = ManifestReader::open_with(path, read)?;
     if !reader.has_references() {
         return Ok(Vec::new());
     }

@@ -73,7 +73,8 @@ pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
         done.salvaged = Some(ckpt.salvage(old).await?);
     }
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
-    ckpt.sync_manifest(cfg.manifest.clone(), defaults, references, SyncOptions::default()).await?;
+    ckpt.sync_manifest(cfg.manifest.clone(), cfg.manifest_read.clone(), defaults, references, SyncOptions::default())
+        .await?;
 
     // The images already in place become durable before any of them is marked done.
     let images = out.images.clone();

@@ -375,7 +375,9 @@ async fn repair_carries_over_failed_rows_and_paid_result_urls() {
         std::fs::create_dir_all(d.join("images")).unwrap();
     }
     let old = Checkpoint::open(&old_dir).unwrap();
-    old.sync_manifest(manifest.clone(), defaults(), Default::default(), SyncOptions::default()).await.unwrap();
+    old.sync_manifest(manifest.clone(), Default::default(), defaults(), Default::default(), SyncOptions::default())
+        .await
+        .unwrap();
     let rows = old.pending_page(0, 10).await.unwrap();
     old.start_attempt(rows[0].rid, 1.0).await.unwrap();
     old.mark_failed(rows[0].rid, ErrorClass::Refused, "blocked".into());
@@ -388,7 +390,9 @@ async fn repair_carries_over_failed_rows_and_paid_result_urls() {
     let salvaged = new.salvage(old_dir.join("bulkgen.db")).await.unwrap();
     assert_eq!((salvaged.rows, salvaged.failed, salvaged.urls), (3, 1, 1), "{salvaged:?}");
     assert!(salvaged.stopped.is_empty(), "{salvaged:?}");
-    new.sync_manifest(manifest, defaults(), Default::default(), SyncOptions::default()).await.unwrap();
+    new.sync_manifest(manifest, Default::default(), defaults(), Default::default(), SyncOptions::default())
+        .await
+        .unwrap();
     let counts = new.counts().await.unwrap();
     assert_eq!((counts.failed, counts.pending), (1, 2), "the refused row stays failed");
     let pending = new.pending_page(0, 10).await.unwrap();

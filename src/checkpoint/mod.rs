@@ -24,7 +24,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::{Disposition, ErrorClass};
-use crate::manifest::{ManifestReader, ReadError};
+use crate::manifest::{ManifestReader, ReadError, ReadSettings};
 use crate::output;
 use crate::params::Params;
 use crate::refs::{References, RowRefs};
@@ -691,6 +691,7 @@ impl Checkpoint {
     pub async fn sync_manifest(
         &self,
         manifest: PathBuf,
+        read: ReadSettings,
         defaults: RowDefaults,
         references: Arc<References>,
         opts: SyncOptions,
@@ -713,7 +714,7 @@ impl Checkpoint {
                 requeue_transient(c, &mut report)?;
                 return Ok(report);
             }
-            let mut report = sync(c, &manifest, &images, &defaults, &references, opts)?;
+            let mut report = sync(c, &manifest, &read, &images, &defaults, &references, opts)?;
             let save = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)";
             c.execute(save, ["manifest_digest", &digest])?;
             c.execute(save, ["last_sync", &serde_json::to_string(&report).expect("report serializes")])?;
@@ -1466,7 +1467,7 @@ pub fn file_fingerprint(path: &Path) -> std::io::Result<Option<String>> {
 /// resume reads those pages next anyway), and a folder without one must not
 /// hold images named after the manifest's rows, which a new checkpoint would pay for
 /// again. Only `images/` is listed, and the manifest is read only when it holds images.
-pub fn check_folder(dir: &Path, manifest: &Path) -> Result<(), CheckpointError> {
+pub fn check_folder(dir: &Path, manifest: &Path, read: &ReadSettings) -> Result<(), CheckpointError> {
     let path = dir.join(DB_FILE);
     let damaged =
         |detail: String| CheckpointError::Damaged { path: path.clone(), manifest: Some(manifest.to_owned()), detail };
@@ -1513,7 +1514,7 @@ pub fn check_folder(dir: &Path, manifest: &Path) -> Result<(), CheckpointError> 
     if stems.is_empty() {
         return stray_wal();
     }
-    let reader = ManifestReader::open(manifest).map_err(|e| CheckpointError::Writer(e.to_string()))?;
+    let reader = ManifestReader::open_with(manifest, read).map_err(|e| CheckpointError::Writer(e.to_string()))?;
     let (mut count, mut examples) = (0u64, Vec::new());
     for row in reader {
         let id = match row {
@@ -1919,12 +1920,13 @@ type Known = (i64, String, String, Option<String>, String, String, String, Optio
 fn sync(
     c: &Connection,
     path: &Path,
+    read: &ReadSettings,
     images: &Path,
     defaults: &RowDefaults,
     references: &References,
     opts: SyncOptions,
 ) -> Result<SyncReport, CheckpointError> {
-    let reader = ManifestReader::open(path).map_err(|e| CheckpointError::Writer(e.to_string()))?;
+    let reader = ManifestReader::open_with(path, read).map_err(|e| CheckpointError::Writer(e.to_string()))?;
     c.execute(
         "INSERT OR REPLACE INTO meta(key, value) VALUES ('extra_columns', ?1)",
         [serde_json::to_string(reader.extra_columns()).expect("strings serialize")],

@@ -314,8 +314,8 @@ pub struct CheckedManifest {
 /// is removed when the check ends, so it still creates nothing: the `RefFile::path` of a
 /// URL is then gone, and only its hash and length are meant to be used.
 pub async fn check_manifest(cfg: &RunConfig) -> Result<CheckedManifest, RunError> {
-    let path = cfg.manifest.clone();
-    let urls = tokio::task::spawn_blocking(move || refs::manifest_urls(&path))
+    let (path, read) = (cfg.manifest.clone(), cfg.manifest_read.clone());
+    let urls = tokio::task::spawn_blocking(move || refs::manifest_urls(&path, &read))
         .await
         .expect("reading the manifest does not panic")?;
     let scratch = cfg.dry_run.then(refs::ScratchDir::new);
@@ -367,7 +367,7 @@ pub async fn check_manifest(cfg: &RunConfig) -> Result<CheckedManifest, RunError
             check: &check,
             refs: Some(&ref_check),
         };
-        let stats = manifest::validate(&cfg.manifest, &rules)?;
+        let stats = manifest::validate_with(&cfg.manifest, &rules, &cfg.manifest_read)?;
         Ok::<_, RunError>(CheckedManifest { stats, references: checker.into_references() })
     })
     .await
@@ -385,8 +385,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let references = Arc::new(references);
     // Before anything is sent (the preflight included): a damaged checkpoint, or images
     // of the manifest's rows in a folder without one, would have this run pay again.
-    let (out_dir, manifest) = (cfg.out.clone(), cfg.manifest.clone());
-    tokio::task::spawn_blocking(move || checkpoint::check_folder(&out_dir, &manifest))
+    let (out_dir, manifest, read) = (cfg.out.clone(), cfg.manifest.clone(), cfg.manifest_read.clone());
+    tokio::task::spawn_blocking(move || checkpoint::check_folder(&out_dir, &manifest, &read))
         .await
         .expect("checking the folder does not panic")
         .map_err(|e| match e {
@@ -401,6 +401,14 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let policy = HttpPolicy { connect_timeout: cfg.connect_timeout, http2: cfg.http2, concurrency: cfg.concurrency };
     let client = http::client(policy)?;
     let mut notes = Vec::new();
+    if manifest_stats.delimiter != manifest::Delimiter::Comma {
+        notes.push(format!(
+            "manifest {} read as {}-separated{}",
+            cfg.manifest.display(),
+            manifest_stats.delimiter.word(),
+            if manifest_stats.delimiter_detected { " (found from its header; --delimiter chooses)" } else { "" }
+        ));
+    }
     if cfg.preflight {
         let mut models: Vec<String> = manifest_stats.models.iter().cloned().collect();
         models.extend(cfg.fallback_model.iter().filter(|f| !manifest_stats.models.contains(*f)).cloned());
@@ -410,7 +418,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
             key: cfg.api_key.as_ref(),
             client: &client,
         };
-        notes = preflight::run(&target, &cfg.catalog, &models).await?;
+        notes.extend(preflight::run(&target, &cfg.catalog, &models).await?);
     }
     let fd_note = open_files(&cfg, manifest_stats.rows)?;
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
@@ -426,7 +434,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     let regenerate_expired = if cfg.regenerate_expired { ckpt.forget_expired_urls().await? } else { 0 };
     let defaults = RowDefaults { size: cfg.size, model: cfg.model.clone(), params: cfg.params.clone() };
     let opts = SyncOptions { retry_failed: cfg.retry_failed, regenerate_changed: cfg.regenerate_changed };
-    let sync = ckpt.sync_manifest(cfg.manifest.clone(), defaults, references.clone(), opts).await?;
+    let sync =
+        ckpt.sync_manifest(cfg.manifest.clone(), cfg.manifest_read.clone(), defaults, references.clone(), opts).await?;
     let before = ckpt.counts().await?;
     if cfg.max_cost.is_some() {
         let fallback = cfg.fallback_model.iter().flat_map(|m| Resolution::ALL.map(|r| (m.clone(), r)));
