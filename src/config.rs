@@ -92,6 +92,8 @@ pub struct RunConfig {
     /// the manifest's folder.
     pub images_dir: PathBuf,
     pub out: PathBuf,
+    /// `--shard-dirs`: new images go to `images/<2 hex>/`.
+    pub shard_dirs: bool,
     pub dialect: Dialect,
     pub base_url: Url,
     /// The variable the key came from; the key itself is never serialized.
@@ -335,6 +337,7 @@ impl RunConfig {
             manifest_read,
             images_dir,
             out: args.out.clone(),
+            shard_dirs: args.shard_dirs,
             dialect: args.provider,
             base_url,
             api_key_env: args.api_key_env.clone(),

@@ -25,6 +25,10 @@ pub struct RunArgs {
     /// Output folder: images, checkpoint, results.csv, reports.
     #[arg(short = 'o', long, env = "BULKGEN_OUT", default_value = "bulkgen-out")]
     pub out: PathBuf,
+    /// Spread new image files over images/<2 hex>/ subfolders (256 of them, by the row id's
+    /// SHA-256), for folders of 100,000+ images; results.csv and metadata.jsonl give each path.
+    #[arg(long)]
+    pub shard_dirs: bool,
     /// API dialect: openai (OpenAI-compatible images API) or gemini (generateContent).
     #[arg(long, value_enum, env = "BULKGEN_PROVIDER", default_value = "openai")]
     pub provider: Dialect,
@@ -142,8 +146,8 @@ pub struct RunArgs {
     /// Overrides the catalogue's online prices (`bulkgen models` lists them).
     #[arg(long = "price", value_name = "MODEL:RES=USD")]
     pub prices: Vec<String>,
-    /// Stop starting calls before this run's estimated spend (done plus in flight) would
-    /// pass this many USD; exit 1.
+    /// Stop starting calls before the folder's estimated spend (done and in flight, across
+    /// runs) would pass this many USD; exit 1.
     #[arg(long, value_name = "USD", env = "BULKGEN_MAX_COST")]
     pub max_cost: Option<f64>,
     /// Validate and print the plan (rows per class, already done, cost and time estimate); send nothing.

@@ -24,8 +24,41 @@ pub fn image_extension(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Writes `bytes` as `<dir>/<id>.<ext>` and returns the file name. The caller has
-/// checked the bytes are an image (`ext` from [`image_extension`]).
+/// The subfolder of `images/` that row `id`'s file goes to with `--shard-dirs`: the first
+/// two hex digits of the SHA-256 of the id, so 100,000 images spread over 256 folders of
+/// about 400, and a row's folder never changes.
+pub fn shard_of(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:02x}", Sha256::digest(id.as_bytes())[0])
+}
+
+/// Whether `name` is a shard folder's name (two lowercase hex digits).
+pub fn is_shard(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The folders of `images` that hold image files: itself and its shard folders (none if
+/// it does not exist).
+pub fn image_folders(images: &Path) -> io::Result<Vec<(PathBuf, String)>> {
+    let entries = match fs::read_dir(images) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut folders = vec![(images.to_owned(), String::new())];
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_shard(&name) && entry.file_type()?.is_dir() {
+            folders.push((entry.path(), format!("{name}/")));
+        }
+    }
+    Ok(folders)
+}
+
+/// Writes `bytes` as `<dir>/<id>.<ext>` (with `shard`, `<dir>/<shard_of(id)>/<id>.<ext>`)
+/// and returns the file's name relative to `dir`. The caller has checked the bytes are an
+/// image (`ext` from [`image_extension`]).
 ///
 /// The file appears whole to every reader, but it is not yet durable: the checkpoint
 /// calls [`make_durable`] once per batch of "done" marks, before committing them, so one
@@ -34,11 +67,15 @@ pub fn image_extension(bytes: &[u8]) -> Option<&'static str> {
 /// make three changes (the kernel's directory work was the largest part of bulkgen's CPU
 /// at high rates). Where that is not possible (a filesystem without `O_TMPFILE`, no
 /// `/proc`, or an existing file to replace), a temp name and a rename do the same.
-pub fn write_image(dir: &Path, id: &str, ext: &str, bytes: &[u8]) -> io::Result<String> {
-    let name = format!("{id}.{ext}");
+pub fn write_image(dir: &Path, id: &str, ext: &str, bytes: &[u8], shard: bool) -> io::Result<String> {
+    let name = if shard { format!("{}/{id}.{ext}", shard_of(id)) } else { format!("{id}.{ext}") };
     let path = dir.join(&name);
+    let folder = path.parent().unwrap_or(dir);
+    if shard {
+        fs::create_dir_all(folder)?;
+    }
     #[cfg(target_os = "linux")]
-    if unnamed::write_and_link(dir, &path, bytes)? {
+    if unnamed::write_and_link(folder, &path, bytes)? {
         return Ok(name);
     }
     write_through_temp(&path, !cfg!(target_os = "linux"), |w| w.write_all(bytes))?;
@@ -354,7 +391,10 @@ fn write_through_temp(path: &Path, fsync: bool, fill: impl FnOnce(&mut dyn Write
 /// (recovery refuses the image of a row's earlier identity). A file cut short (a power
 /// loss before it was flushed) is removed.
 pub fn find_image(dir: &Path, id: &str, accept: impl Fn(&[u8]) -> bool) -> io::Result<Option<String>> {
-    for name in EXTENSIONS.iter().map(|ext| format!("{id}.{ext}")) {
+    // Either layout: a folder's runs may have used --shard-dirs or not.
+    let shard = shard_of(id);
+    let names = EXTENSIONS.iter().flat_map(|ext| [format!("{id}.{ext}"), format!("{shard}/{id}.{ext}")]);
+    for name in names {
         let path = dir.join(&name);
         match fs::read(&path) {
             Ok(bytes) if is_complete_image(&bytes) => {
@@ -370,19 +410,16 @@ pub fn find_image(dir: &Path, id: &str, accept: impl Fn(&[u8]) -> bool) -> io::R
     Ok(None)
 }
 
-/// Removes temporary files a killed process left behind.
+/// Removes temporary files a killed process left behind (in shard folders too).
 pub fn remove_temp_files(dir: &Path) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
-            fs::remove_file(entry.path())?;
+    for (folder, _) in image_folders(dir)? {
+        for entry in fs::read_dir(&folder)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+                fs::remove_file(entry.path())?;
+            }
         }
     }
     Ok(())
@@ -547,13 +584,13 @@ mod tests {
     #[test]
     fn images_appear_whole_and_temp_files_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        let name = write_image(dir.path(), "a-1", "png", b"\x89PNG\r\n\x1a\nbody").unwrap();
+        let name = write_image(dir.path(), "a-1", "png", b"\x89PNG\r\n\x1a\nbody", false).unwrap();
         assert_eq!(name, "a-1.png");
         assert_eq!(fs::read(dir.path().join("a-1.png")).unwrap(), b"\x89PNG\r\n\x1a\nbody");
         assert_eq!(find_image(dir.path(), "a-1", |_| true).unwrap(), None, "no IEND: cut short, removed");
         assert!(!dir.path().join("a-1.png").exists());
         let whole = crate::sim::png::make(100, 1, "x=1");
-        write_image(dir.path(), "a-1", "png", &whole).unwrap();
+        write_image(dir.path(), "a-1", "png", &whole, false).unwrap();
         make_durable(dir.path()).unwrap();
         assert_eq!(find_image(dir.path(), "a-1", |_| true).unwrap().as_deref(), Some("a-1.png"));
         assert_eq!(find_image(dir.path(), "a-2", |_| true).unwrap(), None);
@@ -569,8 +606,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (old, new) = (crate::sim::png::make(100, 1, "v=1"), crate::sim::png::make(200, 2, "v=2"));
-        write_image(dir.path(), "a", "png", &old).unwrap();
-        write_image(dir.path(), "a", "png", &new).unwrap();
+        write_image(dir.path(), "a", "png", &old, false).unwrap();
+        write_image(dir.path(), "a", "png", &new, false).unwrap();
         assert_eq!(fs::read(dir.path().join("a.png")).unwrap(), new);
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("a.png")], "nothing else left behind");

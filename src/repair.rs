@@ -170,15 +170,18 @@ fn move_aside_checkpoint(root: &Path, stamp: u64) -> io::Result<Vec<(String, Str
 /// Image files in `images` by row id, in the order bulkgen looks for them (png, jpg, webp).
 fn list_images(images: &Path) -> io::Result<HashMap<String, Vec<String>>> {
     let mut found: HashMap<String, Vec<String>> = HashMap::new();
-    for entry in fs::read_dir(images)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((stem, ext)) = name.rsplit_once('.') else { continue };
-        if stem.is_empty() || stem.starts_with('.') || !IMAGE_EXTENSIONS.contains(&ext) {
-            continue;
-        }
-        if entry.file_type()?.is_file() {
-            found.entry(stem.to_owned()).or_default().push(name);
+    // Shard folders (--shard-dirs) too: names are relative to `images`.
+    for (folder, prefix) in output::image_folders(images)? {
+        for entry in fs::read_dir(&folder)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((stem, ext)) = name.rsplit_once('.') else { continue };
+            if stem.is_empty() || stem.starts_with('.') || !IMAGE_EXTENSIONS.contains(&ext) {
+                continue;
+            }
+            if entry.file_type()?.is_file() {
+                found.entry(stem.to_owned()).or_default().push(format!("{prefix}{name}"));
+            }
         }
     }
     let rank = |name: &str| IMAGE_EXTENSIONS.iter().position(|e| name.ends_with(e)).unwrap_or(usize::MAX);

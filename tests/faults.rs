@@ -267,3 +267,59 @@ async fn a_ten_thousand_row_batch_with_thirty_percent_faults_makes_every_image_o
     assert!(states(&out).values().all(|s| s == "done"));
     assert_eq!(std::fs::read_dir(out.join("images")).unwrap().count(), 10_000);
 }
+
+/// A fallback model that renders fewer sizes takes over only the rows it can render as
+/// asked: 2K rows stay on the overloaded primary (and fail as overloaded), never quietly
+/// rendered at 1K by the fallback while results.csv says 2K (issue 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_that_renders_fewer_sizes_never_takes_a_row_it_cannot_render_as_asked() {
+    let sim = sim(SimConfig {
+        faults: vec![FaultSpec { fault: Fault::Overloaded, rate: 1.0, model: Some("primary".into()) }],
+        models: Some(vec!["primary".into(), "backup".into()]),
+        ..fixed(Duration::from_millis(5))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models.toml");
+    let entry = |name: &str, sizes: &str| {
+        format!(
+            "[[model]]\nname = \"{name}\"\ndialect = \"openai\"\nsizes = {{ kind = \"list\", sizes = [{sizes}] }}\n\
+             source = \"a test\"\nas_of = \"2026-11-24\"\n\n"
+        )
+    };
+    let toml = entry("primary", "\"1024x1024\", \"2048x2048\"") + &entry("backup", "\"1024x1024\"");
+    std::fs::write(&models, toml).unwrap();
+    let manifest = dir.path().join("m.csv");
+    let mut csv = String::from("id,prompt,size\n");
+    for i in 0..8 {
+        csv += &format!("r{i},prompt {i},{}\n", if i % 2 == 0 { "1K" } else { "2K" });
+    }
+    std::fs::write(&manifest, csv).unwrap();
+    let out = dir.path().join("out");
+    let models_arg = models.display().to_string();
+    let args = [
+        "--models-file",
+        &models_arg,
+        "--model",
+        "primary",
+        "--fallback-model",
+        "backup",
+        "--fallback-after",
+        "2",
+        "--max-attempts",
+        "4",
+    ];
+    let o = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(o.status.code(), Some(1), "the 2K rows fail: {}", text(&o));
+    for r in results(&out) {
+        if r["size"] == "1K" {
+            assert_eq!((r["status"].as_str(), r["model"].as_str()), ("done", "backup"), "{r:?}");
+            assert_eq!(r["size_sent"], "1024x1024", "{r:?}");
+        } else {
+            assert_eq!((r["status"].as_str(), r["error_class"].as_str()), ("failed", "overloaded"), "{r:?}");
+            assert_eq!(r["model"], "primary", "{r:?}");
+            assert_eq!(r["file"], "", "{r:?}");
+        }
+    }
+    assert_eq!(sim.stats().per_model.get("backup"), Some(&4), "only the four 1K rows reached the fallback");
+}

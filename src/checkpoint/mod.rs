@@ -1538,20 +1538,18 @@ pub fn check_folder(dir: &Path, manifest: &Path, read: &ReadSettings) -> Result<
 /// Image files in `images` by id: `<id>.<png|jpg|webp>` -> the file's name.
 fn image_stems(images: &Path) -> Result<std::collections::HashMap<String, String>, CheckpointError> {
     let mut stems = std::collections::HashMap::new();
-    let entries = match std::fs::read_dir(images) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(stems),
-        Err(e) => {
-            return Err(CheckpointError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", images.display()))));
-        }
-    };
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some((stem, ext)) = name.rsplit_once('.')
-            && !stem.is_empty()
-            && IMAGE_EXTENSIONS.contains(&ext)
-        {
-            stems.entry(stem.to_owned()).or_insert(name);
+    let at =
+        |e: std::io::Error| CheckpointError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", images.display())));
+    // Shard folders (--shard-dirs) too: a folder's runs may have used either layout.
+    for (folder, prefix) in output::image_folders(images).map_err(at)? {
+        for entry in std::fs::read_dir(&folder).map_err(at)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some((stem, ext)) = name.rsplit_once('.')
+                && !stem.is_empty()
+                && IMAGE_EXTENSIONS.contains(&ext)
+            {
+                stems.entry(stem.to_owned()).or_insert(format!("{prefix}{name}"));
+            }
         }
     }
     Ok(stems)

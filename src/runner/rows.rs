@@ -28,7 +28,7 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: M
         Ok(ext) => ext,
         Err(why) => return fail_row(ctx, row, &CallError::new(ErrorClass::BadResponse, format!("the image {why}"))),
     };
-    let images = ctx.out.images.clone();
+    let (images, shard) = (ctx.out.images.clone(), ctx.cfg.shard_dirs);
     let id = row.id.clone();
     let bytes = Arc::new(bytes);
     let to_write = bytes.clone();
@@ -36,7 +36,7 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: M
     // The image's hash and pixel size (for metadata.jsonl) are read on the same blocking
     // thread as it is written, off the async workers.
     let written = tokio::task::spawn_blocking(move || {
-        output::write_image(&images, &id, ext, &to_write).map(|file| (file, ImageFacts::of(&to_write)))
+        output::write_image(&images, &id, ext, &to_write, shard).map(|file| (file, ImageFacts::of(&to_write)))
     })
     .await
     .expect("writing a file does not panic");
