@@ -31,6 +31,9 @@ pub struct ChartData {
     /// Every run on the folder as (started, ended) in unix seconds; no end when the run is
     /// still going or was killed.
     pub runs: Vec<(f64, Option<f64>)>,
+    /// The last run was simulated at this time scale: latencies are in the provider time
+    /// it stands for (the report's), completions in the real time it took.
+    pub simulated: Option<f64>,
 }
 
 /// One class's latency samples (seconds) and its percentiles, computed by the caller so the
@@ -122,14 +125,14 @@ fn draw(root: &Area, data: &ChartData) -> DrawResult {
     if classes.is_empty() {
         note(&left.margin(15, 15, 15, 15).titled(LATENCY_TITLE, ("sans-serif", TITLE_FONT))?, "no latency samples")?;
     } else {
-        latency_panel(&left, &classes)?;
+        latency_panel(&left, &classes, data.simulated.is_some())?;
         latency_key(&left_key, &classes, data.min_tail_samples)?;
     }
     if done.is_empty() {
         note(&right.margin(15, 15, 15, 15).titled(THROUGHPUT_TITLE, ("sans-serif", TITLE_FONT))?, "no completed images")
     } else {
         let timeline = Timeline::new(&data.runs, &done);
-        throughput_panel(&right, &done, &timeline)?;
+        throughput_panel(&right, &done, &timeline, data.simulated.is_some())?;
         runs_key(&right_key, &timeline)
     }
 }
@@ -150,7 +153,7 @@ fn tick_style(color: RGBAColor, h: HPos, v: VPos) -> TextStyle<'static> {
     ("sans-serif", TICK_FONT).into_font().color(&color).pos(Pos::new(h, v))
 }
 
-fn latency_panel(area: &Area, classes: &[Class]) -> DrawResult {
+fn latency_panel(area: &Area, classes: &[Class], simulated: bool) -> DrawResult {
     let lo = classes.iter().map(|c| c.v[0]).fold(f64::INFINITY, f64::min);
     let hi = classes.iter().map(|c| c.v[c.v.len() - 1]).fold(0.0, f64::max);
     let (lo, hi) = log_bounds(lo, hi);
@@ -160,7 +163,7 @@ fn latency_panel(area: &Area, classes: &[Class]) -> DrawResult {
         .build_cartesian_2d((lo..hi).log_scale().with_key_points(log_ticks(lo, hi)), 0.0..1.06)?;
     chart
         .configure_mesh()
-        .x_desc("latency (s, log scale)")
+        .x_desc(if simulated { "latency (s, log scale; simulated: provider time)" } else { "latency (s, log scale)" })
         .y_desc("fraction of calls")
         .x_label_formatter(&|v| fmt_secs(*v))
         .y_label_formatter(&|v| format!("{v:.1}"))
@@ -247,7 +250,7 @@ fn runs_key(area: &Area, timeline: &Timeline) -> DrawResult {
     Ok(())
 }
 
-fn throughput_panel(area: &Area, done: &[f64], tl: &Timeline) -> DrawResult {
+fn throughput_panel(area: &Area, done: &[f64], tl: &Timeline, simulated: bool) -> DrawResult {
     let n = done.len();
     let marked = tl.segs.len() > 1;
     // Headroom over the last image for the run labels, so they never sit on the curve.
@@ -260,6 +263,7 @@ fn throughput_panel(area: &Area, done: &[f64], tl: &Timeline) -> DrawResult {
         (true, false) => format!("time since the run started ({})", unit.name),
         (true, true) => format!("time in runs ({}), pauses between runs cut out", unit.name),
     };
+    let x_desc = if simulated { format!("{x_desc}; real time of the simulation") } else { x_desc };
     let label = |x: &f64| fmt_tick(tl.active_at(*x) / unit.secs);
     let mut chart =
         builder(area, THROUGHPUT_TITLE).build_cartesian_2d(TimeAxis { end: x_end * 1.02, ticks }, 0..top)?;
@@ -574,7 +578,7 @@ mod tests {
     }
 
     fn data(latencies: Vec<ClassLatency>, completions: Vec<f64>, runs: Vec<(f64, Option<f64>)>) -> ChartData {
-        ChartData { latencies, min_tail_samples: 20, completions, runs }
+        ChartData { latencies, min_tail_samples: 20, completions, runs, simulated: None }
     }
 
     const T0: f64 = 1_700_000_000.0;

@@ -499,6 +499,7 @@ pub fn write_files(r: &Report, inputs: &ReportInputs, dir: &Path) -> io::Result<
         min_tail_samples: MIN_TAIL_SAMPLES,
         completions: inputs.completions.clone(),
         runs: inputs.runs.clone(),
+        simulated: inputs.time_scale.filter(|s| *s > 0.0),
     };
     chart::write_svg(&data, &dir.join(SVG_FILE))
 }
@@ -506,6 +507,14 @@ pub fn write_files(r: &Report, inputs: &ReportInputs, dir: &Path) -> io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_never_printed_negative() {
+        assert_eq!(secs(Some(-0.0)), "0.00s");
+        assert_eq!(secs(Some(-0.0004)), "0.00s");
+        assert_eq!(secs(Some(1.234)), "1.23s");
+        assert_eq!(secs(None), "-");
+    }
 
     #[test]
     fn nearest_rank_percentiles_match_hand_computed_values() {

@@ -33,6 +33,9 @@ async fn simulated_advice_is_in_the_time_it_stands_for_and_works_when_pasted_bac
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("simulated (--simulate, time scale 0.01)"), "{stdout}");
     assert!(!stdout.contains("6000 starts/min"), "{stdout}");
+    // The chart says which time each axis is in.
+    let svg = std::fs::read_to_string(out.join("latency.svg")).unwrap();
+    assert!(svg.contains("simulated: provider time") && svg.contains("real time of the simulation"), "{svg}");
     let advice = stdout.lines().find_map(|l| l.strip_prefix("timeouts: ")).expect("timeout advice");
     let timeouts: Vec<&str> = advice.split(" (").next().unwrap().split_whitespace().collect();
     assert!(timeouts.len() >= 2 && timeouts[0] == "--timeout", "{advice}");
