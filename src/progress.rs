@@ -47,6 +47,9 @@ pub struct Progress {
     recent: [Mutex<VecDeque<f64>>; 4],
     /// When the provider-wide hold ends (a 429's advice, an endpoint away), if one is on.
     hold: Mutex<Option<SystemTime>>,
+    /// A simulated run's time scale: live latencies are shown in the provider time they
+    /// stand for, as the report gives them (None: real time).
+    time_scale: Mutex<Option<f64>>,
 }
 
 impl Progress {
@@ -60,7 +63,13 @@ impl Progress {
             quiet: mode == ProgressMode::Quiet,
             recent: Default::default(),
             hold: Mutex::new(None),
+            time_scale: Mutex::new(None),
         })
+    }
+
+    /// A simulated run (`--simulate`) at `scale`: latencies are shown divided by it.
+    pub fn set_time_scale(&self, scale: Option<f64>) {
+        *self.time_scale.lock().expect("scale lock") = scale.filter(|s| *s > 0.0);
     }
 
     /// Every call is held for `wait` from now, because of `why`. Shown in the progress
@@ -99,6 +108,10 @@ impl Progress {
 
     /// A successful call's latency, for the live percentiles.
     pub fn record_latency(&self, class: Resolution, secs: f64) {
+        let secs = match *self.time_scale.lock().expect("scale lock") {
+            Some(scale) => secs / scale,
+            None => secs,
+        };
         let mut recent = self.recent[class.index()].lock().expect("latency lock");
         if recent.len() == LIVE_WINDOW {
             recent.pop_front();
@@ -186,7 +199,11 @@ impl Progress {
             c.retry_waiting.load(Ordering::Relaxed),
             self.errors_text(),
             self.hold_text(),
-            if live.is_empty() { String::new() } else { format!("\n  latency (latest calls): {live}") }
+            match (live.is_empty(), self.time_scale.lock().expect("scale lock").is_some()) {
+                (true, _) => String::new(),
+                (false, false) => format!("\n  latency (latest calls): {live}"),
+                (false, true) => format!("\n  latency (latest calls, simulated: provider time): {live}"),
+            }
         )
     }
 
