@@ -294,7 +294,7 @@ async fn an_expired_file_gets_the_real_403() {
         file_ttl: Duration::from_secs(60),
         ..SimConfig::default()
     };
-    let sim = SimServer::start(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let sim = SimServer::start(cfg.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let file = upload(&sim, &png(2), "image/png").await;
     let body = gemini_body(vec![file_part(&file), json!({"text": "p"})]);
     assert_eq!(generate(&sim, "gemini-3-pro-image", &body).await.0, 200);
@@ -316,16 +316,22 @@ async fn an_expired_file_gets_the_real_403() {
         json!({"text": "p"}),
     ]);
     assert_eq!(generate(&sim, "gemini-3-pro-image", &never).await, expected("gemini_file_gone", &[("id", "nope")]));
+    // A deleted file, on a simulator whose files live the Files API's 48 h (172 s here):
+    // with the 60 ms above, a loaded machine saw the file expire before the delete.
+    let sim =
+        SimServer::start(SimConfig { file_ttl: SimConfig::default().file_ttl, ..cfg }, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
     let file = upload(&sim, &png(3), "image/png").await;
     let del = client()
-        .delete(format!("{}/v1beta/files/sim-2", sim.base_url()))
+        .delete(format!("{}/v1beta/files/sim-1", sim.base_url()))
         .header("x-goog-api-key", KEY)
         .send()
         .await
         .unwrap();
     assert_eq!(del.status().as_u16(), 200);
     let body = gemini_body(vec![file_part(&file), json!({"text": "p"})]);
-    assert_eq!(generate(&sim, "gemini-3-pro-image", &body).await, expected("gemini_file_gone", &[("id", "sim-2")]));
+    assert_eq!(generate(&sim, "gemini-3-pro-image", &body).await, expected("gemini_file_gone", &[("id", "sim-1")]));
 }
 
 #[tokio::test]
