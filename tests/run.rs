@@ -122,12 +122,14 @@ async fn a_slow_checkpoint_commit_does_not_bunch_request_starts() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let arrivals = sim.stats().arrivals;
     assert_eq!(arrivals.len(), 30);
-    // The quota's burst is 2 at this rate; allow one more for arrival jitter.
+    // The quota's burst is 2 at this rate; allow two more for arrival jitter on a loaded
+    // machine (3 was exceeded once under a parallel build). The bug this guards against
+    // bunches six: the 300 ms commit's worth of tokens.
     let bunch = (0..arrivals.len())
         .map(|i| arrivals[i..].iter().take_while(|b| **b < arrivals[i] + Duration::from_millis(25)).count())
         .max()
         .unwrap();
-    assert!(bunch <= 3, "{bunch} requests arrived within 25 ms: {arrivals:?}");
+    assert!(bunch <= 4, "{bunch} requests arrived within 25 ms: {arrivals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

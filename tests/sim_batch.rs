@@ -1023,7 +1023,9 @@ async fn large_results_stream_without_being_built_in_memory() {
     assert_eq!(stats.result_bytes, bytes);
     assert_eq!(stats.result_downloads, 1);
     if let Some(before) = before {
-        // Made line by line: memory grows by a few lines' worth, never by the file.
-        assert!(peak.saturating_sub(before) < bytes / 4, "resident memory grew {} MB", (peak - before) >> 20);
+        // Made line by line: memory grows by a few lines' worth, never by the file. The
+        // bound is half the file, not a quarter: the other tests of this binary run in
+        // the same process at the same time, and a loaded machine saw them add 30 MB.
+        assert!(peak.saturating_sub(before) < bytes / 2, "resident memory grew {} MB", (peak - before) >> 20);
     }
 }
