@@ -1373,6 +1373,42 @@ mod tests {
     }
 
     #[test]
+    fn a_row_of_count_c_is_read_as_c_images_in_order() {
+        let f = manifest(b"id,prompt,count\na,x,3\nb,y,\nc,z,1\n");
+        let settings = ReadSettings { default_count: 2, ..ReadSettings::default() };
+        let images: Vec<(String, String, u32, u64, u64)> = ManifestReader::open_with(f.path(), &settings)
+            .unwrap()
+            .map(|r| r.ok().unwrap())
+            .map(|r| (r.id, r.row_id, r.k, r.seq, r.index))
+            .collect();
+        let want = [("a_1", "a", 1, 1, 1), ("a_2", "a", 2, 2, 1), ("a_3", "a", 3, 3, 1)].into_iter().chain([
+            ("b_1", "b", 1, 4, 2),
+            ("b_2", "b", 2, 5, 2),
+            ("c", "c", 1, 6, 3),
+        ]);
+        let want: Vec<_> = want.map(|(i, r, k, s, n)| (i.to_owned(), r.to_owned(), k, s, n)).collect();
+        assert_eq!(images, want);
+        let stats = validate_with(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)), &settings).unwrap();
+        assert_eq!((stats.rows, stats.manifest_rows), (6, 3));
+    }
+
+    #[test]
+    fn counts_out_of_range_and_image_ids_that_clash_are_problems_with_both_lines() {
+        let f = manifest(b"id,prompt,count\na,x,0\nb,x,1.5\nc,x,101\nd_2,x,\nd,y,2\n");
+        let Err(ManifestError::Rows { problems, .. }) =
+            validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)))
+        else {
+            panic!("refused")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(text[0].starts_with("line 2: bad count \"0\""), "{text:?}");
+        assert!(text[1].starts_with("line 3: bad count \"1.5\""), "{text:?}");
+        assert!(text[2].starts_with("line 4: bad count \"101\""), "{text:?}");
+        assert!(text[3].contains("line 6: duplicate id \"d_2\": image 2 of row \"d\" (count 2) and the row on line 5"));
+        assert_eq!(problems.len(), 4, "{text:?}");
+    }
+
+    #[test]
     fn the_delimiter_is_found_from_the_header() {
         let (d, rows) = read_with(b"id;prompt;size\na;a cat, sitting;2K\n", None).unwrap();
         assert_eq!((d, rows[0].prompt.as_str(), rows[0].id.as_str()), (Delimiter::Semicolon, "a cat, sitting", "a"));
