@@ -88,6 +88,8 @@ pub struct RunConfig {
     /// limits.
     #[serde(skip)]
     pub manifest_read: manifest::ReadSettings,
+    /// `--count`: images for rows whose `count` cell is empty (also in `manifest_read`).
+    pub count: u32,
     /// Where relative reference paths (`images`, `mask`) are looked up: `--images-dir`, or
     /// the manifest's folder.
     pub images_dir: PathBuf,
@@ -235,6 +237,13 @@ impl RunConfig {
         if args.concurrency == 0 {
             return Err(err("--concurrency must be at least 1".into()));
         }
+        if !(1..=manifest::MAX_COUNT).contains(&args.count) {
+            return Err(err(format!(
+                "--count {}: give a whole number of images per row from 1 to {}",
+                args.count,
+                manifest::MAX_COUNT
+            )));
+        }
         if args.max_attempts == 0 {
             return Err(err("--max-attempts must be at least 1".into()));
         }
@@ -329,12 +338,14 @@ impl RunConfig {
         let manifest_read = manifest::ReadSettings {
             delimiter: args.delimiter,
             prompt_limit: Some(prompt_limit(&catalog, args.fallback_model.as_deref())),
+            default_count: args.count,
         };
 
         Ok(RunConfig {
             manifest: args.manifest.clone(),
             delimiter: args.delimiter,
             manifest_read,
+            count: args.count,
             images_dir,
             out: args.out.clone(),
             shard_dirs: args.shard_dirs,

@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Deadline of one download of a result URL.
     #[arg(long, env = "BULKGEN_DOWNLOAD_TIMEOUT", default_value = "60s")]
     pub download_timeout: String,
+    /// Images per manifest row, for rows whose `count` cell is empty (1 to 100): files
+    /// `<id>_<k>.<ext>`, k from 1, when over 1.
+    #[arg(long, env = "BULKGEN_COUNT", default_value_t = 1, value_name = "N")]
+    pub count: u32,
     /// Attempts per row for transient errors (and per download).
     #[arg(long, env = "BULKGEN_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,

@@ -32,7 +32,17 @@ pub struct ManifestRow {
     pub line: u64,
     /// Data row number, from 1.
     pub index: u64,
+    /// Image number in the manifest, from 1: a row of count c yields c images, each its own
+    /// `ManifestRow` (its position in the checkpoint's queue).
+    pub seq: u64,
+    /// The image's id: the row's id, or `<row id>_<k>` when the row has more than one image.
     pub id: String,
+    /// The manifest row's own id (the `id` column, or `row-N`).
+    pub row_id: String,
+    /// Which of the row's images this is, from 1.
+    pub k: u32,
+    /// How many images the row asks for (`count` column, else `--count`).
+    pub count: u32,
     pub prompt: String,
     pub size: Option<Size>,
     pub aspect_ratio: Option<AspectRatio>,
@@ -77,6 +87,8 @@ pub enum ProblemKind {
     Reference,
     /// A prompt longer than the row's model takes (the catalogue's `max_prompt_chars`).
     PromptTooLong,
+    /// A `count` that is not an integer in 1..=[`MAX_COUNT`].
+    BadCount,
 }
 
 impl ProblemKind {
@@ -94,6 +106,7 @@ impl ProblemKind {
             ProblemKind::Model => "not renderable by its model",
             ProblemKind::Reference => "bad reference image",
             ProblemKind::PromptTooLong => "prompt too long for its model",
+            ProblemKind::BadCount => "bad count",
         }
     }
 }
@@ -143,8 +156,9 @@ struct Collected {
     total: u64,
     unlisted: BTreeMap<ProblemKind, u64>,
     /// Listed case collisions, whose reason names the other id once it is read again:
-    /// (index in `listed`, the row's id, the line of the other id).
-    collisions: Vec<(usize, String, u64)>,
+    /// (index in `listed`, the row's id, the line and k of the other id, the reason as
+    /// first written).
+    collisions: Vec<(usize, String, (u64, u32), String)>,
 }
 
 impl Collected {
@@ -159,43 +173,67 @@ impl Collected {
         }
     }
 
-    /// The problem of a row whose id clashes with an earlier one.
-    fn clash(&mut self, id: &str, line: u64, clash: Clash) {
-        let (kind, reason) = match clash {
-            Clash::Duplicate(first) => {
+    /// The problem of a row whose id clashes with an earlier one. `image`: (row id, k,
+    /// count) when the id is image k's of a row of count > 1.
+    fn clash(&mut self, id: &str, line: u64, image: Option<(&str, u32, u32)>, clash: Clash) {
+        let (kind, mut reason) = match clash {
+            Clash::Duplicate(first, 0) if image.is_none() => {
                 (ProblemKind::DuplicateId, format!("duplicate id {id:?} (first used on line {first})"))
             }
-            Clash::Case(first) => (ProblemKind::CaseCollision, collision(id, None, first)),
+            Clash::Duplicate(first, first_k) => {
+                let first_is = match first_k {
+                    0 => format!("the row on line {first}"),
+                    k => {
+                        // The same spelling: the first row's id is this id less its `_<k>`.
+                        let row = id.strip_suffix(&format!("_{k}")).unwrap_or(id);
+                        format!("image {k} of row {row:?} on line {first} (its count is over 1)")
+                    }
+                };
+                (
+                    ProblemKind::DuplicateId,
+                    format!(
+                        "duplicate id {id:?}: {} and {first_is} both name images/{id}.<ext>; give one of the rows \
+                         another id",
+                        describe(image)
+                    ),
+                )
+            }
+            Clash::Case(first, _) => (ProblemKind::CaseCollision, collision(id, None, first)),
         };
-        if self.push(Problem { line, kind, reason, id: None })
-            && let Clash::Case(first) = clash
+        if let (Clash::Case(..), Some(_)) = (&clash, image) {
+            reason = format!("{}: {reason}", describe(image));
+        }
+        if self.push(Problem { line, kind, reason: reason.clone(), id: None })
+            && let Clash::Case(first, first_k) = clash
         {
-            self.collisions.push((self.listed.len() - 1, id.to_owned(), first));
+            self.collisions.push((self.listed.len() - 1, id.to_owned(), (first, first_k), reason));
         }
     }
 
     /// Names the other id of each listed case collision: ids are kept only as hashes, so
     /// the lines they were first used on are read again (only when there are collisions).
-    fn spell_collisions(&mut self, path: &Path) {
+    fn spell_collisions(&mut self, path: &Path, settings: &ReadSettings) {
         if self.collisions.is_empty() {
             return;
         }
-        let mut wanted: HashMap<u64, Option<String>> = self.collisions.iter().map(|c| (c.2, None)).collect();
-        let last = wanted.keys().copied().max().unwrap_or(0);
-        if let Ok(reader) = ManifestReader::open(path) {
+        let mut wanted: HashMap<(u64, u32), Option<String>> = self.collisions.iter().map(|c| (c.2, None)).collect();
+        let last = wanted.keys().map(|w| w.0).max().unwrap_or(0);
+        if let Ok(reader) = ManifestReader::open_with(path, settings) {
             let ids = reader.filter_map(|r| match r {
-                Ok(row) => Some((row.line, row.id)),
-                Err(ReadError::Row(p)) => p.id.map(|id| (p.line, id)),
+                Ok(row) => Some(((row.line, if row.count > 1 { row.k } else { 0 }), row.id)),
+                Err(ReadError::Row(p)) => p.id.map(|id| ((p.line, 0), id)),
                 Err(ReadError::Io(_)) => None,
             });
-            for (line, id) in ids.take_while(|(line, _)| *line <= last) {
-                if let Some(slot) = wanted.get_mut(&line) {
+            for (at, id) in ids.take_while(|(at, _)| at.0 <= last) {
+                if let Some(slot) = wanted.get_mut(&at) {
                     *slot = Some(id);
                 }
             }
         }
-        for (i, id, first) in &self.collisions {
-            self.listed[*i].reason = collision(id, wanted[first].as_deref(), *first);
+        for (i, id, first, written) in &self.collisions {
+            let spelled = collision(id, wanted[first].as_deref(), first.0);
+            let generic = collision(id, None, first.0);
+            self.listed[*i].reason = written.replace(&generic, &spelled);
         }
     }
 }
@@ -203,8 +241,11 @@ impl Collected {
 /// What a valid manifest holds, for the plan, the preflight and the progress display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ManifestStats {
+    /// Images the manifest asks for: a row of count c counts c times.
     pub rows: u64,
-    /// Rows per resolution class, in `Resolution::ALL` order, with `default_size` applied.
+    /// Rows of the manifest (data records).
+    pub manifest_rows: u64,
+    /// Images per resolution class, in `Resolution::ALL` order, with `default_size` applied.
     pub per_class: [u64; 4],
     /// The models rows use (the default included when a row names none), up to
     /// [`MAX_MODELS`] of them.
@@ -276,6 +317,9 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
     let mut stats = ManifestStats { delimiter, delimiter_detected, ..ManifestStats::default() };
     let mut problems = Collected::default();
     let mut ids = Ids::default();
+    // Whether the manifest row whose images are being read was refused (its images are
+    // then left out of the counts, though their ids are still claimed).
+    let mut row_refused = false;
     for row in &mut reader {
         match row {
             Err(ReadError::Io(source)) => {
@@ -283,17 +327,31 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
             }
             Err(ReadError::Row(p)) => {
                 if let Some(id) = &p.id
-                    && let Some(clash) = ids.claim(id, p.line)
+                    && let Some(clash) = ids.claim(id, p.line, 0)
                 {
-                    problems.clash(id, p.line, clash);
+                    problems.clash(id, p.line, None, clash);
                 }
                 problems.push(p);
             }
             Ok(row) => {
-                if let Some(clash) = ids.claim(&row.id, row.line) {
-                    problems.clash(&row.id, row.line, clash);
+                let image = (row.count > 1).then_some((row.row_id.as_str(), row.k, row.count));
+                let k = if row.count > 1 { row.k } else { 0 };
+                if let Some(clash) = ids.claim(&row.id, row.line, k) {
+                    problems.clash(&row.id, row.line, image, clash);
+                    if row.k == 1 {
+                        row_refused = true;
+                    }
                     continue;
                 }
+                // A row's other images share its checks: only their ids are new.
+                if row.k > 1 {
+                    if !row_refused {
+                        stats.rows += 1;
+                        stats.per_class[row.size.unwrap_or(rules.default_size).resolution().index()] += 1;
+                    }
+                    continue;
+                }
+                row_refused = true;
                 let size = row.size.unwrap_or(rules.default_size);
                 let model = row.model.as_deref().unwrap_or(rules.default_model);
                 let mut refused = false;
@@ -308,7 +366,7 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
                             reason: format!(
                                 "row {}: the prompt is {chars} characters long, over the {max} that {whose} takes; \
                                  shorten it",
-                                row.id
+                                row.row_id
                             ),
                             id: None,
                         });
@@ -322,7 +380,7 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
                         problems.push(Problem {
                             line: row.line,
                             kind: ProblemKind::Reference,
-                            reason: format!("row {}: {why}", row.id),
+                            reason: format!("row {}: {why}", row.row_id),
                             id: None,
                         });
                     }
@@ -331,7 +389,7 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
                     problems.push(Problem {
                         line: row.line,
                         kind: ProblemKind::Model,
-                        reason: format!("row {}: {why}", row.id),
+                        reason: format!("row {}: {why}", row.row_id),
                         id: None,
                     });
                     continue;
@@ -339,16 +397,18 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
                 if refused {
                     continue;
                 }
+                row_refused = false;
                 if stats.models.len() < MAX_MODELS && !stats.models.contains(model) {
                     stats.models.insert(model.to_owned());
                 }
+                stats.manifest_rows += 1;
                 stats.rows += 1;
                 stats.per_class[size.resolution().index()] += 1;
             }
         }
     }
     if problems.total > 0 {
-        problems.spell_collisions(path);
+        problems.spell_collisions(path, settings);
         let Collected { listed, total, unlisted, .. } = problems;
         return Err(ManifestError::Rows { path: path.to_owned(), problems: listed, total, unlisted });
     }
@@ -364,28 +424,37 @@ pub fn validate_with(path: &Path, rules: &Rules<'_>, settings: &ReadSettings) ->
 /// grows with the number of rows, never with their text.
 #[derive(Default)]
 struct Ids {
-    seen: HashMap<u128, (u64, u64)>,
+    /// Folded hash -> (line, exact hash, k: which image of its row the id names, 0 for a
+    /// row of count 1).
+    seen: HashMap<u128, (u64, u64, u32)>,
 }
 
 /// How an id clashes with the one first used on a line.
 enum Clash {
-    Duplicate(u64),
-    Case(u64),
+    /// The same id: the line of its first use, and which image of that row it names (0:
+    /// the row's own id, count 1).
+    Duplicate(u64, u32),
+    /// The same id in another case: the line of its first use and its k, as above.
+    Case(u64, u32),
 }
 
 impl Ids {
     /// Claims `id`; the clash when an earlier row holds it, or an id that differs from it
     /// only in case.
-    fn claim(&mut self, id: &str, line: u64) -> Option<Clash> {
+    fn claim(&mut self, id: &str, line: u64, k: u32) -> Option<Clash> {
         let exact = exact_hash(id);
         match self.seen.entry(folded_hash(id)) {
             Entry::Vacant(slot) => {
-                slot.insert((line, exact));
+                slot.insert((line, exact, k));
                 None
             }
             Entry::Occupied(first) => {
-                let (first_line, first_exact) = *first.get();
-                Some(if first_exact == exact { Clash::Duplicate(first_line) } else { Clash::Case(first_line) })
+                let (first_line, first_exact, first_k) = *first.get();
+                Some(if first_exact == exact {
+                    Clash::Duplicate(first_line, first_k)
+                } else {
+                    Clash::Case(first_line, first_k)
+                })
             }
         }
     }
@@ -414,6 +483,14 @@ fn exact_hash(id: &str) -> u64 {
     h.write_u8(2);
     h.write(id.as_bytes());
     h.finish()
+}
+
+/// What an id names, for a clash: the row itself, or one of a row's images.
+fn describe(image: Option<(&str, u32, u32)>) -> String {
+    match image {
+        Some((row, k, count)) => format!("image {k} of row {row:?} (count {count})"),
+        None => "this row".to_owned(),
+    }
 }
 
 fn collision(id: &str, first_id: Option<&str>, first_line: u64) -> String {
@@ -551,11 +628,19 @@ pub type PromptLimit = dyn Fn(&str) -> Option<(u64, String)> + Send + Sync;
 /// How a manifest is read beyond what its bytes say: `--delimiter`, and the prompt limits
 /// of the catalogue. Built once with a run's settings (`RunConfig::manifest_read`) and
 /// handed to every reader of its manifest.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ReadSettings {
     /// None: found from the header.
     pub delimiter: Option<Delimiter>,
     pub prompt_limit: Option<Arc<PromptLimit>>,
+    /// Images for a row whose `count` cell is empty or absent (`--count`), 1..=[`MAX_COUNT`].
+    pub default_count: u32,
+}
+
+impl Default for ReadSettings {
+    fn default() -> ReadSettings {
+        ReadSettings { delimiter: None, prompt_limit: None, default_count: 1 }
+    }
 }
 
 impl fmt::Debug for ReadSettings {
@@ -563,6 +648,7 @@ impl fmt::Debug for ReadSettings {
         f.debug_struct("ReadSettings")
             .field("delimiter", &self.delimiter)
             .field("prompt_limit", &self.prompt_limit.as_ref().map(|_| "by model"))
+            .field("default_count", &self.default_count)
             .finish()
     }
 }
@@ -574,7 +660,7 @@ const RESAVE_AS_UTF8: &str = "re-save the file as \"CSV UTF-8\" (Excel: File > S
 fn known_columns(names: &[String]) -> Option<usize> {
     let known = |n: &&String| {
         let lower = n.to_ascii_lowercase();
-        matches!(lower.as_str(), "prompt" | "id" | "size" | "aspect_ratio" | "model" | "images" | "mask")
+        matches!(lower.as_str(), "prompt" | "id" | "size" | "aspect_ratio" | "model" | "images" | "mask" | "count")
             || lower.starts_with("param.")
     };
     names.iter().any(|n| n.eq_ignore_ascii_case("prompt")).then(|| names.iter().filter(known).count())
@@ -652,6 +738,7 @@ struct Layout {
     model: Option<usize>,
     images: Option<usize>,
     mask: Option<usize>,
+    count: Option<usize>,
     /// `param.KEY` columns: where, and KEY.
     params: Vec<usize>,
     param_keys: Vec<String>,
@@ -672,6 +759,12 @@ pub struct ManifestReader {
     layout: Layout,
     extra_columns: Vec<String>,
     index: u64,
+    /// Images yielded so far.
+    seq: u64,
+    default_count: u32,
+    /// A row of count > 1 whose images are being yielded: the row (as image 1) and the
+    /// next k.
+    expanding: Option<(ManifestRow, u32)>,
     delimiter: Delimiter,
     /// Whether the delimiter was found from the header (not given).
     detected: bool,
@@ -728,6 +821,7 @@ impl ManifestReader {
             model: None,
             images: None,
             mask: None,
+            count: None,
             params: Vec::new(),
             param_keys: Vec::new(),
             extra: Vec::new(),
@@ -749,6 +843,7 @@ impl ManifestReader {
                 "model" => &mut layout.model,
                 "images" => &mut layout.images,
                 "mask" => &mut layout.mask,
+                "count" => &mut layout.count,
                 lower if lower.starts_with("param.") => {
                     let key = name["param.".len()..].trim().to_owned();
                     params::check_key(&key).map_err(|e| header_err(format!("column {name:?}: {e}")))?;
@@ -794,6 +889,9 @@ impl ManifestReader {
             layout,
             extra_columns,
             index: 0,
+            seq: 0,
+            default_count: settings.default_count,
+            expanding: None,
             delimiter,
             detected,
         })
@@ -886,11 +984,37 @@ impl ManifestReader {
             }
             let images = optional(self.layout.images)?.map(split_references).unwrap_or_default();
             let mask = optional(self.layout.mask)?.map(str::to_owned);
+            let count = match optional(self.layout.count)? {
+                None => self.default_count,
+                Some(raw) => match raw.parse::<u32>() {
+                    Ok(n) if (1..=MAX_COUNT).contains(&n) => n,
+                    _ => {
+                        return Err(problem(
+                            ProblemKind::BadCount,
+                            format!("bad count {raw:?}: give a whole number of images from 1 to {MAX_COUNT}"),
+                        ));
+                    }
+                },
+            };
+            if count > 1 && image_id(&id, count).len() > MAX_ID_LEN {
+                return Err(problem(
+                    ProblemKind::UnsafeId,
+                    format!(
+                        "with count {count} the row's images are named {id}_1 to {}, longer than {MAX_ID_LEN} \
+                         characters: give the row a shorter id",
+                        image_id(&id, count)
+                    ),
+                ));
+            }
             let extra = self.layout.extra.iter().map(|&c| text(c).map(str::to_owned)).collect::<Result<_, _>>()?;
             Ok(ManifestRow {
                 line,
                 index,
-                id: id.clone(),
+                seq: 0,
+                id: if count > 1 { image_id(&id, 1) } else { id.clone() },
+                row_id: id.clone(),
+                k: 1,
+                count,
                 prompt: prompt.to_owned(),
                 size,
                 aspect_ratio,
@@ -903,6 +1027,17 @@ impl ManifestReader {
         };
         rest().map_err(with_id)
     }
+}
+
+/// The most images one row may ask for. Each image is a checkpoint row, a file and a paid
+/// call: a bound keeps a typo (`1000` for `10`) from turning one line into a thousand paid
+/// images, and keeps `<id>_<k>` at most 4 characters longer than the row's id. A row that
+/// needs more is better written as several rows with their own prompts.
+pub const MAX_COUNT: u32 = 100;
+
+/// The id of image `k` of a row of count > 1: `<row id>_<k>`, k from 1.
+pub fn image_id(row_id: &str, k: u32) -> String {
+    format!("{row_id}_{k}")
 }
 
 /// The `images` column: references separated by `;`, each trimmed, empty pieces ignored
@@ -948,6 +1083,15 @@ impl Iterator for ManifestReader {
     type Item = Result<ManifestRow, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A row of count c is yielded as c images, one after the other.
+        if let Some((row, k)) = self.expanding.take() {
+            let image = ManifestRow { seq: self.seq + 1, id: image_id(&row.row_id, k), k, ..row.clone() };
+            self.seq += 1;
+            if k < row.count {
+                self.expanding = Some((row, k + 1));
+            }
+            return Some(Ok(image));
+        }
         let record = match self.records.next()? {
             Ok(r) => r,
             Err(e) => {
@@ -965,7 +1109,17 @@ impl Iterator for ManifestReader {
         };
         self.index += 1;
         let line = record.position().map_or(0, |p| self.lines.lock().expect("line counter").record_line(p.byte()));
-        Some(self.check(&record, line, self.index).map_err(ReadError::Row))
+        match self.check(&record, line, self.index) {
+            Ok(mut row) => {
+                self.seq += 1;
+                row.seq = self.seq;
+                if row.count > 1 {
+                    self.expanding = Some((row.clone(), 2));
+                }
+                Some(Ok(row))
+            }
+            Err(p) => Some(Err(ReadError::Row(p))),
+        }
     }
 }
 
@@ -1212,10 +1366,46 @@ mod tests {
 
     fn read_with(text: &[u8], delimiter: Option<Delimiter>) -> Result<(Delimiter, Vec<ManifestRow>), String> {
         let f = manifest(text);
-        let settings = ReadSettings { delimiter, prompt_limit: None };
+        let settings = ReadSettings { delimiter, ..ReadSettings::default() };
         let reader = ManifestReader::open_with(f.path(), &settings).map_err(|e| e.to_string())?;
         let (d, _) = reader.delimiter();
         Ok((d, reader.map(|r| r.ok().unwrap()).collect()))
+    }
+
+    #[test]
+    fn a_row_of_count_c_is_read_as_c_images_in_order() {
+        let f = manifest(b"id,prompt,count\na,x,3\nb,y,\nc,z,1\n");
+        let settings = ReadSettings { default_count: 2, ..ReadSettings::default() };
+        let images: Vec<(String, String, u32, u64, u64)> = ManifestReader::open_with(f.path(), &settings)
+            .unwrap()
+            .map(|r| r.ok().unwrap())
+            .map(|r| (r.id, r.row_id, r.k, r.seq, r.index))
+            .collect();
+        let want = [("a_1", "a", 1, 1, 1), ("a_2", "a", 2, 2, 1), ("a_3", "a", 3, 3, 1)].into_iter().chain([
+            ("b_1", "b", 1, 4, 2),
+            ("b_2", "b", 2, 5, 2),
+            ("c", "c", 1, 6, 3),
+        ]);
+        let want: Vec<_> = want.map(|(i, r, k, s, n)| (i.to_owned(), r.to_owned(), k, s, n)).collect();
+        assert_eq!(images, want);
+        let stats = validate_with(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)), &settings).unwrap();
+        assert_eq!((stats.rows, stats.manifest_rows), (6, 3));
+    }
+
+    #[test]
+    fn counts_out_of_range_and_image_ids_that_clash_are_problems_with_both_lines() {
+        let f = manifest(b"id,prompt,count\na,x,0\nb,x,1.5\nc,x,101\nd_2,x,\nd,y,2\n");
+        let Err(ManifestError::Rows { problems, .. }) =
+            validate(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)))
+        else {
+            panic!("refused")
+        };
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(text[0].starts_with("line 2: bad count \"0\""), "{text:?}");
+        assert!(text[1].starts_with("line 3: bad count \"1.5\""), "{text:?}");
+        assert!(text[2].starts_with("line 4: bad count \"101\""), "{text:?}");
+        assert!(text[3].contains("line 6: duplicate id \"d_2\": image 2 of row \"d\" (count 2) and the row on line 5"));
+        assert_eq!(problems.len(), 4, "{text:?}");
     }
 
     #[test]
@@ -1287,7 +1477,7 @@ mod tests {
         let text = format!("prompt,id,model\n{fits},a,small\n{fits}x,b,small\n{fits}x,c,big\n");
         let f = manifest(text.as_bytes());
         let limit = |m: &str| (m == "small").then(|| (10, format!("model {m}")));
-        let settings = ReadSettings { delimiter: None, prompt_limit: Some(Arc::new(limit)) };
+        let settings = ReadSettings { prompt_limit: Some(Arc::new(limit)), ..ReadSettings::default() };
         let err = validate_with(f.path(), &Rules::sizes_only(Size::Class(Resolution::K1)), &settings).unwrap_err();
         let ManifestError::Rows { problems, total, .. } = err else { panic!() };
         assert_eq!(total, 1);

@@ -128,12 +128,17 @@ fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
         Some(c) => Some(c.prepare("SELECT state FROM rows WHERE id = ?1").map_err(checkpoint::CheckpointError::Sql)?),
         None => None,
     };
+    // Manifest rows, beside the images they make (a row of count c is c images below).
+    let mut manifest_rows = 0u64;
     for row in reader {
         let row = match row {
             Ok(r) => r,
             Err(ReadError::Io(e)) => return Err(PlanError::Io { path: cfg.manifest.clone(), source: e }),
             Err(ReadError::Row(p)) => return Err(PlanError::Changed(p.to_string())),
         };
+        if row.k == 1 {
+            manifest_rows += 1;
+        }
         let class = row.size.unwrap_or(cfg.size).resolution();
         let model = row.model.as_deref().unwrap_or(&cfg.model);
         let plan = classes.entry(class).or_default();
@@ -204,6 +209,14 @@ fn plan(cfg: &RunConfig, references: &References) -> Result<String, PlanError> {
         classes.values().map(|p| p.done).sum::<u64>(),
         cfg.out.display()
     );
+    let images: u64 = classes.values().map(|p| p.rows).sum();
+    if images != manifest_rows {
+        let _ = writeln!(
+            out,
+            "{manifest_rows} manifest rows make {images} images (--count / the count column); each image is a \
+             row above, priced and run on its own"
+        );
+    }
     let _ = writeln!(
         out,
         "estimated cost: {}{}",

@@ -48,7 +48,11 @@ pub(super) struct Sink {
 /// One line of metadata.jsonl (field order is the file's).
 #[derive(Serialize)]
 struct Line<'a> {
+    /// The image's id (the file's stem).
     id: &'a str,
+    /// The manifest row's id, and which of its images this is (from 1).
+    row_id: &'a str,
+    k: i64,
     /// Relative to the output folder.
     file: String,
     sha256: Option<String>,
@@ -73,7 +77,8 @@ struct Line<'a> {
 }
 
 const COLUMNS: &str = "id, file, sha256, width, height, prompt, COALESCE(made_by, model), size, size_sent, \
-                       aspect_ratio, params, refs, COALESCE(engine, 'online'), latency_s, e2e_s, attempts, resolution, rid";
+                       aspect_ratio, params, refs, COALESCE(engine, 'online'), latency_s, e2e_s, attempts, resolution, rid, \
+                       COALESCE(row_id, id), k";
 
 /// The line of the done row `r` (selected with [`COLUMNS`]); facts missing from the
 /// checkpoint (images made before it kept them, or adopted by `repair`) are read from
@@ -102,8 +107,11 @@ fn line_of(c: &Connection, r: &rusqlite::Row<'_>, images: &Path, prices: &Prices
     let resolution: String = r.get(16)?;
     let cost_usd = Resolution::parse(&resolution)
         .and_then(|res| prices.price(Engine::parse(&engine).unwrap_or_default(), &model, res));
+    let row_id: String = r.get(18)?;
     let line = Line {
         id: &id,
+        row_id: &row_id,
+        k: r.get(19)?,
         file: format!("{}/{file}", output::IMAGES_DIR),
         sha256: (!facts.sha256.is_empty()).then_some(facts.sha256),
         width: facts.width,

@@ -36,7 +36,7 @@ pub const DB_FILE: &str = "bulkgen.db";
 /// left in place (see [`file_fingerprint`]): recovery never takes that file for the new one.
 /// 4: rows gained `refs`, the content hashes of their reference images (part of a row's
 /// identity); the `uploads` table records Gemini Files API uploads by content hash.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 mod jobs;
 mod metadata;
@@ -979,7 +979,7 @@ impl Checkpoint {
         .await
     }
 
-    /// Writes results.csv, one line per manifest row in manifest order, atomically.
+    /// Writes results.csv, one line per image of the manifest, in manifest order, atomically.
     pub async fn write_results(&self, path: PathBuf) -> Result<(), CheckpointError> {
         self.call(move |c| {
             let extra_names: Vec<String> = c
@@ -990,7 +990,7 @@ impl Checkpoint {
             let mut st = c.prepare(
                 "SELECT id, state, file, resolution, COALESCE(made_by, model), attempts, latency_s, e2e_s, \
                  error_class, error, extra, prompt, size, size_sent, refs, aspect_ratio, \
-                 CASE WHEN state = 'done' THEN COALESCE(engine, 'online') END \
+                 CASE WHEN state = 'done' THEN COALESCE(engine, 'online') END, COALESCE(row_id, id), k \
                  FROM rows WHERE seq IS NOT NULL ORDER BY seq",
             )?;
             let mut rows = st.query([])?;
@@ -998,6 +998,8 @@ impl Checkpoint {
                 let mut csv = csv::Writer::from_writer(w);
                 let mut header: Vec<&str> = vec![
                     "id",
+                    "row_id",
+                    "k",
                     "status",
                     "file",
                     "prompt",
@@ -1034,6 +1036,8 @@ impl Checkpoint {
                         csv.write_field(&buf)
                     };
                     csv.write_field(text(0)?)?;
+                    csv.write_field(text(17)?)?;
+                    formatted(&mut csv, format_args!("{}", r.get::<_, i64>(18).map_err(std::io::Error::other)?))?;
                     csv.write_field(text(1)?)?;
                     match text(2)? {
                         "" => csv.write_field("")?,
@@ -1933,9 +1937,12 @@ fn sync(
     let mut find =
         c.prepare("SELECT rid, prompt, size, aspect_ratio, model, state, params, file, refs FROM rows WHERE id = ?1")?;
     let mut insert = c.prepare(
-        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, refs, state) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending')",
+        "INSERT INTO rows(seq, id, prompt, size, resolution, aspect_ratio, model, extra, params, refs, state, \
+         row_id, k) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?12)",
     )?;
+    // An image's row id and k are kept up to date: `a_2` may have been a row's own id in
+    // an earlier manifest and be image 2 of row `a` now (or the other way round).
+    let mut place = c.prepare("UPDATE rows SET row_id=?1, k=?2 WHERE rid=?3 AND (row_id IS NOT ?1 OR k IS NOT ?2)")?;
     let mut keep = c.prepare("UPDATE rows SET seq=?1, extra=?2 WHERE rid=?3")?;
     let mut requeue =
         c.prepare("UPDATE rows SET seq=?1, extra=?2, state='pending', error_class=NULL, error=NULL WHERE rid=?3")?;
@@ -1974,7 +1981,7 @@ fn sync(
                 ))
             })?
             .to_column();
-        let seq = row.index as i64;
+        let seq = row.seq as i64;
         let known: Option<Known> = find
             .query_row([&row.id], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
@@ -1991,11 +1998,14 @@ fn sync(
                 model,
                 extra,
                 params_text,
-                refs_text
+                refs_text,
+                row.row_id,
+                row.k
             ])?;
             report.new += 1;
             continue;
         };
+        place.execute(params![row.row_id, row.k, rid])?;
         let changed = prompt != row.prompt
             || old_size != size_text
             || old_aspect.as_deref() != aspect
@@ -2113,6 +2123,8 @@ fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointEr
         ("sha256", "TEXT"),
         ("width", "INTEGER"),
         ("height", "INTEGER"),
+        ("row_id", "TEXT"),
+        ("k", "INTEGER NOT NULL DEFAULT 1"),
     ] {
         if !columns.iter().any(|c| c == name) {
             c.execute_batch(&format!("ALTER TABLE rows ADD COLUMN {name} {decl}"))?;
@@ -2140,11 +2152,16 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_code INTEGER,
     settings TEXT NOT NULL
 );
--- seq: position in the current manifest (data row number); NULL for rows it no longer has.
+-- One row per image. seq: position in the current manifest (image number: a manifest row of
+-- count c is c images); NULL for images it no longer has. id: the image's id (the file's
+-- stem); row_id and k: the manifest row it belongs to and which of its images it is (from
+-- 1); row_id NULL (schema 6 and older) means the id itself.
 CREATE TABLE IF NOT EXISTS rows (
     rid INTEGER PRIMARY KEY,
     seq INTEGER,
     id TEXT NOT NULL UNIQUE,
+    row_id TEXT,
+    k INTEGER NOT NULL DEFAULT 1,
     prompt TEXT NOT NULL,
     size TEXT NOT NULL,
     resolution TEXT NOT NULL,
