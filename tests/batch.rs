@@ -319,10 +319,9 @@ async fn deadline_sends_rows_online(dialect: &str, model: &str, stuck: bool) {
         // batches carry the lines they finished, which are taken, not paid for again.
         assert!(online >= 1, "{what}: {by_engine:?}");
         assert!(!st.batch_jobs.is_empty(), "{what}");
-        if dialect == "gemini" {
-            // An expired Gemini job has no results at all.
-            assert_eq!(online, rows.len(), "{what}: {by_engine:?}");
-        }
+        // (Not "every Gemini row online": an expired Gemini job has no results, but the
+        // job resubmitted after it may be cancelled at the deadline with lines done, and
+        // those are taken.)
     }
 }
 

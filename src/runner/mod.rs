@@ -470,7 +470,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
     for note in notes.iter().chain(&fd_note) {
         progress.note(note);
     }
-    announce(&progress, &recovered, &sync, &before);
+    announce(&progress, &recovered, &sync, &before, manifest_stats.manifest_rows);
     if regenerate_expired > 0 {
         progress.note(&format!(
             "{regenerate_expired} row(s) whose result URL expired will be generated and paid for again \
@@ -600,7 +600,7 @@ fn open_files(cfg: &RunConfig, rows: u64) -> Result<Option<String>, RunError> {
     }
 }
 
-fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts) {
+fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, counts: &Counts, manifest_rows: u64) {
     if recovered.done_from_file + recovered.back_to_pending > 0 {
         progress.note(&format!(
             "resuming after an interrupted run: {} row(s) found complete on disk, {} back in the queue",
@@ -642,12 +642,13 @@ fn announce(progress: &Progress, recovered: &Recovered, sync: &SyncReport, count
             sync.failed_kept
         ));
     }
-    progress.note(&format!(
-        "{} rows in the manifest: {} already done, {} to run",
-        counts.total(),
-        counts.done,
-        counts.pending + counts.running
-    ));
+    // With --count or a count column, rows of the checkpoint are images.
+    let what = if manifest_rows != counts.total() {
+        format!("{} images from {manifest_rows} manifest rows", counts.total())
+    } else {
+        format!("{} rows in the manifest", counts.total())
+    };
+    progress.note(&format!("{what}: {} already done, {} to run", counts.done, counts.pending + counts.running));
 }
 
 async fn watch_interrupts(ctx: Arc<Ctx>, interrupts: Interrupts) {
