@@ -210,6 +210,24 @@ pub struct Job {
     pub files: ResultFiles,
 }
 
+/// What one dialect's create says of a new job; the rest every job starts with.
+pub(super) struct NewJob {
+    pub wire: Wire,
+    pub id: String,
+    pub order: u64,
+    pub ordinal: u64,
+    pub display_name: Option<String>,
+    pub metadata: Option<Value>,
+    pub model: String,
+    pub endpoint: Option<String>,
+    pub completion_window: Option<String>,
+    pub input_file: String,
+    /// The dialect's own expiry (`batch_expiry` overrides it), in simulated time.
+    pub expiry: Duration,
+    pub plan: Plan,
+    pub lines: Vec<LinePlan>,
+}
+
 impl Job {
     /// Lines done `since` its creation while running.
     fn done_at(&self, since: Duration) -> usize {
@@ -519,7 +537,47 @@ impl Shared {
     }
 
     /// Adds a job: its stats entry, the count, and a seeded finish order.
-    pub(super) fn add_job(&self, jobs: &mut Jobs, mut job: Job) -> usize {
+    /// Makes a job `created` now from what its create said; it is listed at once.
+    pub(super) fn make_job(&self, jobs: &mut Jobs, new: NewJob, created: Instant) -> usize {
+        let job = Job {
+            wire: new.wire,
+            id: new.id,
+            order: new.order,
+            ordinal: new.ordinal,
+            display_name: new.display_name,
+            metadata: new.metadata,
+            model: new.model,
+            endpoint: new.endpoint,
+            completion_window: new.completion_window,
+            input_file: new.input_file,
+            created,
+            created_wall: SystemTime::now(),
+            timeline: self.timeline(new.expiry),
+            plan: new.plan,
+            image_base: self.next_image.fetch_add(new.lines.len() as u64, std::sync::atomic::Ordering::SeqCst),
+            lines: Arc::new(new.lines),
+            finish_order: Arc::new(Vec::new()),
+            ok_before: Vec::new(),
+            cancelled: None,
+            settled: false,
+            results: None,
+            files: Default::default(),
+        };
+        self.add_job(jobs, job)
+    }
+
+    /// A create's answer: the job at `index` as `json` shows it, after `create_latency`
+    /// (the job exists and is listed meanwhile: a client killed now never hears of it).
+    pub(super) async fn created_answer(&self, index: usize, json: fn(&Job, Instant) -> Value) -> Response {
+        if !self.cfg.create_latency.is_zero() {
+            tokio::time::sleep(self.cfg.create_latency).await;
+        }
+        self.advance_batches();
+        let jobs = self.batches.lock().expect("batches lock");
+        ok(&json(&jobs.jobs[index], Instant::now()))
+    }
+
+    fn add_job(&self, jobs: &mut Jobs, mut job: Job) -> usize {
         let n = job.lines.len();
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.cfg.seed ^ job.order.wrapping_mul(0x9e37_79b9_7f4a_7c15));

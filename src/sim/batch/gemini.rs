@@ -30,7 +30,7 @@ use super::super::refs::{self, GeminiRef};
 use super::super::rules::{Dialect, FIXTURES, Refusal};
 use super::super::wire::{self, Wire};
 use super::super::{Shared, prompt_tag};
-use super::{Job, LinePlan, Outcome, Phase, Plan, RawLine, Results, ok};
+use super::{Job, LinePlan, NewJob, Outcome, Phase, Plan, RawLine, Results, ok};
 
 /// One line of an uploaded JSONL file, as kept: the request without its inline image
 /// payloads (their hashes instead), or why the line is unusable.
@@ -202,7 +202,7 @@ pub(in crate::sim) async fn create(
             (None, Err(error)) => (Plan::Fail(error), Vec::new()),
         };
         let expiry = Duration::from_secs(FIXTURES.batch.gemini_expiry_hours * 3600);
-        let job = Job {
+        let job = NewJob {
             wire: Wire::Gemini,
             id: format!("sim-batch-{}", order + 1),
             order,
@@ -213,28 +213,13 @@ pub(in crate::sim) async fn create(
             endpoint: None,
             completion_window: None,
             input_file: format!("files/{file_id}"),
-            created: now,
-            created_wall: std::time::SystemTime::now(),
-            timeline: s.timeline(expiry),
+            expiry,
             plan,
-            image_base: s.next_image.fetch_add(lines.len() as u64, std::sync::atomic::Ordering::SeqCst),
-            lines: Arc::new(lines),
-            finish_order: Arc::new(Vec::new()),
-            ok_before: Vec::new(),
-            cancelled: None,
-            settled: false,
-            results: None,
-            files: Default::default(),
+            lines,
         };
-        s.add_job(&mut jobs, job)
+        s.make_job(&mut jobs, job, now)
     };
-    // The job exists and is listed; a client killed now never hears of it.
-    if !s.cfg.create_latency.is_zero() {
-        tokio::time::sleep(s.cfg.create_latency).await;
-    }
-    s.advance_batches();
-    let jobs = s.batches.lock().expect("batches lock");
-    ok(&job_json(&jobs.jobs[index], Instant::now()))
+    s.created_answer(index, job_json).await
 }
 
 /// A batch as an operation, shaped by the job's creation order (see the module doc).

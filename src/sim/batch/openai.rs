@@ -25,7 +25,7 @@ use super::super::refs;
 use super::super::rules::{Dialect, FIXTURES, Model, Refusal};
 use super::super::wire::{self, Wire};
 use super::super::{Shared, prompt_tag};
-use super::{Job, LinePlan, Outcome, Phase, Plan, RawLine, Results, ok, unix};
+use super::{Job, LinePlan, NewJob, Outcome, Phase, Plan, RawLine, Results, ok, unix};
 
 const GENERATIONS: &str = "/v1/images/generations";
 const EDITS: &str = "/v1/images/edits";
@@ -450,7 +450,7 @@ pub(in crate::sim) async fn create(
             }
             None => Plan::Run,
         };
-        let job = Job {
+        let job = NewJob {
             wire: Wire::OpenAi,
             id: format!("batch_{}", hex_id(s.cfg.seed, order)),
             order,
@@ -461,28 +461,13 @@ pub(in crate::sim) async fn create(
             endpoint: Some(endpoint.to_owned()),
             completion_window: Some(window_text.to_owned()),
             input_file: input.to_owned(),
-            created: now,
-            created_wall: std::time::SystemTime::now(),
-            timeline: s.timeline(window(window_text)),
+            expiry: window(window_text),
             plan,
-            image_base: s.next_image.fetch_add(plans.len() as u64, std::sync::atomic::Ordering::SeqCst),
-            lines: Arc::new(plans),
-            finish_order: Arc::new(Vec::new()),
-            ok_before: Vec::new(),
-            cancelled: None,
-            settled: false,
-            results: None,
-            files: Default::default(),
+            lines: plans,
         };
-        s.add_job(&mut jobs, job)
+        s.make_job(&mut jobs, job, now)
     };
-    // The batch exists and is listed; a client killed now never hears of it.
-    if !s.cfg.create_latency.is_zero() {
-        tokio::time::sleep(s.cfg.create_latency).await;
-    }
-    s.advance_batches();
-    let jobs = s.batches.lock().expect("batches lock");
-    ok(&job_json(&jobs.jobs[index], Instant::now()))
+    s.created_answer(index, job_json).await
 }
 
 /// A Batch object (openai/types/batch.py).
