@@ -70,6 +70,8 @@ async fn every_image_has_one_line_that_agrees_with_the_file_and_results_csv() {
         assert_eq!(l["params"]["quality"], "high", "{id}");
         assert_eq!(l["engine"], "online");
         assert!(l["latency_s"].as_f64().unwrap() > 0.0, "{id}");
+        // The simulator's GPT image answers carry no revised prompt, as the real ones.
+        assert_eq!((&l["revised_prompt"], &l["finish_reason"]), (&Value::Null, &Value::Null), "{id}");
     }
     // The schema is not a rubber stamp.
     let mut broken = lines[0].clone();
@@ -120,6 +122,8 @@ async fn batch_made_images_have_their_lines() {
     assert_lines_match_disk(&out, &lines);
     for l in &lines {
         assert_eq!(l["engine"], "batch");
+        // What Gemini said beside the image, from the batch result line's response.
+        assert_eq!(l["finish_reason"], "STOP", "{l}");
         // The catalogue's batch price for Nano Banana Pro: half the online one.
         let cost = l["cost_usd"].as_f64().unwrap();
         assert!([0.067, 0.12].iter().any(|p| (cost - p).abs() < 1e-9), "{l}");

@@ -298,7 +298,8 @@ impl Checkpoint {
                 .prepare_cached(
                     "UPDATE rows SET state='done', file=?1, made_by=?2, size_sent=?3, engine='batch', job=NULL, \
                      done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
-                     sha256=?7, width=?8, height=?9 WHERE rid=?5 AND state='batch' AND job=?6",
+                     sha256=?7, width=?8, height=?9, revised_prompt=?10, finish_reason=?11 \
+                     WHERE rid=?5 AND state='batch' AND job=?6",
                 )?
                 .execute(params![
                     file,
@@ -309,7 +310,9 @@ impl Checkpoint {
                     jid,
                     facts.sha256,
                     facts.width,
-                    facts.height
+                    facts.height,
+                    facts.revised_prompt,
+                    facts.finish_reason
                 ])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
             if marked > 0 { sink.append(c, &images, rid) } else { Ok(()) }

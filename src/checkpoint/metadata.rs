@@ -30,12 +30,16 @@ pub struct ImageFacts {
     pub sha256: String,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// What the provider said beside it, where given (`provider::Said`).
+    pub revised_prompt: Option<String>,
+    pub finish_reason: Option<String>,
 }
 
 impl ImageFacts {
     pub fn of(bytes: &[u8]) -> ImageFacts {
         let (width, height) = output::dimensions(bytes).unzip();
-        ImageFacts { sha256: Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect(), width, height }
+        let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        ImageFacts { sha256, width, height, ..ImageFacts::default() }
     }
 }
 
@@ -74,11 +78,15 @@ struct Line<'a> {
     attempts: i64,
     /// At the engine's price (catalogue or --price); null when none is known.
     cost_usd: Option<f64>,
+    /// What the provider said beside the image, where it did (OpenAI's revised prompt,
+    /// Gemini's finishReason); null for a downloaded URL or an image from the stash.
+    revised_prompt: Option<String>,
+    finish_reason: Option<String>,
 }
 
 const COLUMNS: &str = "id, file, sha256, width, height, prompt, COALESCE(made_by, model), size, size_sent, \
                        aspect_ratio, params, refs, COALESCE(engine, 'online'), latency_s, e2e_s, attempts, resolution, rid, \
-                       COALESCE(row_id, id), k";
+                       COALESCE(row_id, id), k, revised_prompt, finish_reason";
 
 /// The line of the done row `r` (selected with [`COLUMNS`]); facts missing from the
 /// checkpoint (images made before it kept them, or adopted by `repair`) are read from
@@ -86,7 +94,12 @@ const COLUMNS: &str = "id, file, sha256, width, height, prompt, COALESCE(made_by
 fn line_of(c: &Connection, r: &rusqlite::Row<'_>, images: &Path, prices: &Prices) -> rusqlite::Result<String> {
     let text = |i: usize| -> rusqlite::Result<Option<String>> { r.get(i) };
     let file: String = r.get(1)?;
-    let mut facts = ImageFacts { sha256: text(2)?.unwrap_or_default(), width: r.get(3)?, height: r.get(4)? };
+    let mut facts = ImageFacts {
+        sha256: text(2)?.unwrap_or_default(),
+        width: r.get(3)?,
+        height: r.get(4)?,
+        ..ImageFacts::default()
+    };
     if facts.sha256.is_empty()
         && let Ok(bytes) = std::fs::read(images.join(&file))
     {
@@ -129,6 +142,8 @@ fn line_of(c: &Connection, r: &rusqlite::Row<'_>, images: &Path, prices: &Prices
         end_to_end_s: r.get(14)?,
         attempts: r.get(15)?,
         cost_usd,
+        revised_prompt: text(20)?,
+        finish_reason: text(21)?,
     };
     let mut json = serde_json::to_string(&line).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     json.push('\n');

@@ -871,7 +871,7 @@ impl Checkpoint {
                 "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
                  made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
                  done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
-                 engine='online', sha256=?7, width=?8, height=?9 WHERE rid=?6",
+                 engine='online', sha256=?7, width=?8, height=?9, revised_prompt=?10, finish_reason=?11 WHERE rid=?6",
             )?
             .execute(params![
                 file,
@@ -882,7 +882,9 @@ impl Checkpoint {
                 rid,
                 facts.sha256,
                 facts.width,
-                facts.height
+                facts.height,
+                facts.revised_prompt,
+                facts.finish_reason
             ])?;
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
             sink.append(c, &images, rid)
@@ -1623,7 +1625,7 @@ pub enum DiskFix {
 
 /// The columns copied from an old checkpoint's rows, and what a column an older schema
 /// lacks stands for (None: the column is required).
-const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 25] = [
+const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 27] = [
     ("id", None),
     ("prompt", None),
     ("size", None),
@@ -1649,6 +1651,8 @@ const SALVAGED_ROW_COLUMNS: [(&str, Option<&str>); 25] = [
     ("sha256", Some("NULL")),
     ("width", Some("NULL")),
     ("height", Some("NULL")),
+    ("revised_prompt", Some("NULL")),
+    ("finish_reason", Some("NULL")),
 ];
 
 fn salvage_into(c: &Connection, old: &Path) -> Salvaged {
@@ -2123,6 +2127,8 @@ fn migrate(c: &Connection, found: i64, images: &Path) -> Result<(), CheckpointEr
         ("sha256", "TEXT"),
         ("width", "INTEGER"),
         ("height", "INTEGER"),
+        ("revised_prompt", "TEXT"),
+        ("finish_reason", "TEXT"),
         ("row_id", "TEXT"),
         ("k", "INTEGER NOT NULL DEFAULT 1"),
     ] {
@@ -2189,6 +2195,9 @@ CREATE TABLE IF NOT EXISTS rows (
     sha256 TEXT,
     width INTEGER,
     height INTEGER,
+    -- What the provider said beside the image (OpenAI revised_prompt, Gemini finishReason).
+    revised_prompt TEXT,
+    finish_reason TEXT,
     -- The open batch job holding the row (state 'batch'), its first submission to any
     -- batch job (the --batch-deadline clock), and the engine that made its image.
     job INTEGER,

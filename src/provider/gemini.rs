@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use base64::Engine;
 
-use super::{Generated, Job, Provider, RefPart, class_by_status, decode_image, snippet};
+use super::{Generated, Job, Provider, RefPart, Said, class_by_status, decode_image, snippet};
 use crate::catalog::WireSize;
 use crate::error::{CallError, ErrorClass};
 use crate::retry::{retry_after, should_retry};
@@ -438,7 +438,7 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
         };
         bad(format!("{}{mime}{cut}", e.message))
     })?;
-    Ok(Generated::Image(bytes))
+    Ok(Generated::Image(bytes, Said { revised_prompt: None, finish_reason: reason.map(str::to_owned) }))
 }
 
 /// The `error` object of a Gemini error body, also when wrapped in a one-element array.
@@ -664,7 +664,7 @@ mod tests {
         let body = format!(
             r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"thinking","thought":true}},{{"inlineData":{{"mimeType":"image/png","data":"{draft}"}},"thought":true}},{{"text":"Here it is"}},{{"inlineData":{{"mimeType":"image/png","data":"{last}"}}}}]}},"finishReason":"STOP"}}],"usageMetadata":{{"promptTokenCount":8}}}}"#
         );
-        assert_eq!(parse(&body).unwrap(), Generated::Image(final_png));
+        assert_eq!(parse(&body).unwrap(), Generated::Image(final_png, Said::finished("STOP")));
     }
 
     #[test]
@@ -737,14 +737,17 @@ mod tests {
     fn max_tokens_keeps_a_complete_image_and_retries_a_cut_one() {
         let png = crate::sim::png::make(4_000, 5, "x");
         assert!(crate::output::is_complete_image(&png));
-        assert_eq!(parse(&answer(&image_part(&png), "MAX_TOKENS")).unwrap(), Generated::Image(png.clone()));
+        assert_eq!(
+            parse(&answer(&image_part(&png), "MAX_TOKENS")).unwrap(),
+            Generated::Image(png.clone(), Said::finished("MAX_TOKENS"))
+        );
         let cut = parse(&answer(&image_part(&png[..png.len() - 20]), "MAX_TOKENS")).unwrap_err();
         assert_eq!(cut.class, ErrorClass::BadResponse);
         assert!(cut.message.contains("cut short"), "{cut}");
         assert_eq!(parse(&answer(r#"{"text":"..."}"#, "MAX_TOKENS")).unwrap_err().class, ErrorClass::BadResponse);
         // No finishReason at all (some relays drop it): the image is the answer.
         let none = format!(r#"{{"candidates":[{{"content":{{"parts":[{}]}}}}]}}"#, image_part(&png));
-        assert_eq!(parse(&none).unwrap(), Generated::Image(png));
+        assert_eq!(parse(&none).unwrap(), Generated::Image(png, Said::default()));
     }
 
     #[test]
@@ -763,9 +766,9 @@ mod tests {
         let body = format!(
             r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"text":"draft","thought":true}},{{"inline_data":{{"mime_type":"image/png","data":"{b64}"}}}}]}},"finish_reason":"STOP","index":0}}],"usage_metadata":{{"prompt_token_count":8}},"model_version":"gemini-3-pro-image"}}"#
         );
-        assert_eq!(parse(&body).unwrap(), Generated::Image(png.clone()));
+        assert_eq!(parse(&body).unwrap(), Generated::Image(png.clone(), Said::finished("STOP")));
         // The same wrapped in a one-element array.
-        assert_eq!(parse(&format!("[{body}]")).unwrap(), Generated::Image(png));
+        assert_eq!(parse(&format!("[{body}]")).unwrap(), Generated::Image(png, Said::finished("STOP")));
         let blocked = parse(
             r#"{"prompt_feedback":{"block_reason":"PROHIBITED_CONTENT","block_reason_message":"The prompt was blocked."}}"#,
         )
@@ -789,7 +792,7 @@ mod tests {
             r#"{{"candidates":[{{"content":{{"parts":[{}]}},"finishReason":"STOP"}}],"promptFeedback":{{"blockReason":"BLOCKED_REASON_UNSPECIFIED"}}}}"#,
             image_part(&png)
         );
-        assert_eq!(parse(&fine).unwrap(), Generated::Image(png));
+        assert_eq!(parse(&fine).unwrap(), Generated::Image(png, Said::finished("STOP")));
     }
 
     #[test]

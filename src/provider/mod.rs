@@ -41,12 +41,28 @@ pub enum RefPart {
     File { mime: &'static str, uri: String },
 }
 
-/// A successful generation: the image bytes, or where to fetch them.
+/// A successful generation: the image bytes (and what the provider said of it), or where
+/// to fetch them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Generated {
     /// Decoded image bytes, checked to be PNG, JPEG or WebP.
-    Image(Vec<u8>),
+    Image(Vec<u8>, Said),
     Url(String),
+}
+
+/// What a provider said beside an image, kept in metadata.jsonl where given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Said {
+    /// OpenAI's `data[0].revised_prompt`: the prompt the model used, when it revised it.
+    pub revised_prompt: Option<String>,
+    /// Gemini's `candidates[0].finishReason` (STOP, MAX_TOKENS...).
+    pub finish_reason: Option<String>,
+}
+
+impl Said {
+    pub fn finished(reason: &str) -> Said {
+        Said { finish_reason: Some(reason.to_owned()), ..Said::default() }
+    }
 }
 
 pub trait Provider: Send + Sync {

@@ -11,7 +11,7 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Generated, Job, Provider, RefPart, class_by_status, decode_image, snippet};
+use super::{Generated, Job, Provider, RefPart, Said, class_by_status, decode_image, snippet};
 use crate::error::{CallError, ErrorClass};
 use crate::retry::{retry_after, should_retry};
 use crate::secret::ApiKey;
@@ -133,6 +133,8 @@ struct Datum<'a> {
     #[serde(borrow)]
     b64_json: Option<Cow<'a, str>>,
     url: Option<String>,
+    /// openai-python `types/image.py` `Image.revised_prompt`.
+    revised_prompt: Option<String>,
 }
 
 impl Provider for OpenAi {
@@ -176,14 +178,17 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
         };
         CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16())
     })?;
+    let said = Said { revised_prompt: datum.revised_prompt.filter(|p| !p.is_empty()), finish_reason: None };
     if let Some(b64) = datum.b64_json.filter(|s| !s.is_empty()) {
-        return decode_image(&b64).map(Generated::Image);
+        return decode_image(&b64).map(|bytes| Generated::Image(bytes, said));
     }
     if let Some(url) = datum.url.filter(|s| !s.is_empty()) {
         // A relay that puts the image itself in `url` as a data: URL: nothing to fetch
         // (downloads are http(s) only), the image is here.
         if url.starts_with("data:") {
-            return decode_image(&url).map(Generated::Image).map_err(|e| e.with_status(status.as_u16()));
+            return decode_image(&url)
+                .map(|bytes| Generated::Image(bytes, said))
+                .map_err(|e| e.with_status(status.as_u16()));
         }
         return Ok(Generated::Url(url));
     }
@@ -412,7 +417,10 @@ mod tests {
     fn url_safe_b64_json_is_an_image() {
         let png = crate::sim::png::make(3_000, 3, "x");
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&png);
-        assert_eq!(parse(&format!(r#"{{"data":[{{"b64_json":"{b64}"}}]}}"#)).unwrap(), Generated::Image(png));
+        assert_eq!(
+            parse(&format!(r#"{{"data":[{{"b64_json":"{b64}"}}]}}"#)).unwrap(),
+            Generated::Image(png, Said::default())
+        );
     }
 
     #[test]
@@ -421,16 +429,16 @@ mod tests {
         let png = base64::engine::general_purpose::STANDARD.encode(&image);
         assert_eq!(
             parse(&format!(r#"{{"created":1,"data":[{{"b64_json":"{png}","revised_prompt":"x"}}]}}"#)).unwrap(),
-            Generated::Image(image.clone())
+            Generated::Image(image.clone(), Said { revised_prompt: Some("x".into()), finish_reason: None })
         );
         assert_eq!(
             parse(&format!(r#"{{"data":[{{"b64_json":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
-            Generated::Image(image.clone())
+            Generated::Image(image.clone(), Said::default())
         );
         // A data: URL in `url` is the image itself: nothing is fetched.
         assert_eq!(
             parse(&format!(r#"{{"data":[{{"url":"data:image/png;base64,{png}"}}]}}"#)).unwrap(),
-            Generated::Image(image.clone())
+            Generated::Image(image.clone(), Said::default())
         );
         // A PNG signature in front of anything else, or a PNG cut short, is no image.
         let cut = base64::engine::general_purpose::STANDARD.encode(&image[..image.len() - 30]);

@@ -758,7 +758,7 @@ impl LineTaker {
         ctx.ckpt.record_attempt(record);
         Progress::sub(&ctx.progress.counters.in_batch, 1);
         match result {
-            Ok(Generated::Image(bytes)) => {
+            Ok(Generated::Image(bytes, said)) => {
                 let size_sent = ctx
                     .cfg
                     .catalog
@@ -766,7 +766,7 @@ impl LineTaker {
                     .map(|s| s.to_string())
                     .unwrap_or_default();
                 let made = MadeBy { model: row.model.clone(), size_sent };
-                finish(ctx, &row, bytes, Maker::Batch { jid: self.jid, made }).await;
+                finish(ctx, &row, bytes, said, Maker::Batch { jid: self.jid, made }).await;
             }
             Ok(Generated::Url(_)) => {
                 let e = CallError::new(ErrorClass::BadResponse, "a batch result line gave a URL, not the image");

@@ -4,6 +4,7 @@
 
 use super::rows::{Maker, fail_row, finish};
 use super::*;
+use crate::provider::Said;
 
 /// Hands every pending row to its own task, never more rows at once than can be in
 /// flight or waiting to retry (so a million-row manifest is never all in memory).
@@ -64,7 +65,7 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         // Received in an earlier run, not yet written: no call needed.
         match ctx.ckpt.stashed(row.rid).await {
             Ok(Some(bytes)) if output::is_complete_image(&bytes) => {
-                return finish(ctx, &row, bytes, Maker::Online { latency: None, made: None }).await;
+                return finish(ctx, &row, bytes, Said::default(), Maker::Online { latency: None, made: None }).await;
             }
             // Damaged in the checkpoint: made again (the new image replaces the stash).
             Ok(_) => {}
@@ -74,8 +75,8 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
     let (url, model) = match row.result_url.clone() {
         Some(url) => (url, row.model.clone()),
         None => match generate(ctx, &row).await {
-            Some(Made { generated: Generated::Image(bytes), latency_s, made, slot }) => {
-                finish(ctx, &row, bytes, Maker::Online { latency: Some(latency_s), made: Some(made) }).await;
+            Some(Made { generated: Generated::Image(bytes, said), latency_s, made, slot }) => {
+                finish(ctx, &row, bytes, said, Maker::Online { latency: Some(latency_s), made: Some(made) }).await;
                 drop(slot);
                 return;
             }
@@ -101,7 +102,9 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
         record(ctx, &row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
         match result {
             // The model and size were recorded with the URL.
-            Ok(bytes) => return finish(ctx, &row, bytes, Maker::Online { latency: None, made: None }).await,
+            Ok(bytes) => {
+                return finish(ctx, &row, bytes, Said::default(), Maker::Online { latency: None, made: None }).await;
+            }
             Err(e) if tries < ctx.cfg.max_attempts && e.disposition() == Disposition::Retry => {
                 let Some(wait) = ctx.retry_wait(tries, &e) else { return ctx.ckpt.mark_pending(row.rid) };
                 if !wait_or_stop(ctx, wait).await {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::checkpoint::ImageFacts;
+use crate::provider::Said;
 
 pub(super) fn fail_row(ctx: &Ctx, row: &PendingRow, e: &CallError) {
     ctx.ckpt.mark_failed(row.rid, e.class, e.detail());
@@ -21,7 +22,9 @@ pub(super) enum Maker {
 
 /// Puts the image in place, then marks the row done — in that order. If the output folder
 /// fails, the bytes are kept in the checkpoint so the rerun does not pay for them again.
-pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: Maker) {
+/// `said` is what the provider said beside the image (nothing for a stashed image or a
+/// downloaded URL), kept in metadata.jsonl.
+pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, said: Said, maker: Maker) {
     // Answers, downloads and the stash were checked already; this is the last gate
     // before a file is named done.
     let ext = match output::check_image(&bytes) {
@@ -36,7 +39,10 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, maker: M
     // The image's hash and pixel size (for metadata.jsonl) are read on the same blocking
     // thread as it is written, off the async workers.
     let written = tokio::task::spawn_blocking(move || {
-        output::write_image(&images, &id, ext, &to_write, shard).map(|file| (file, ImageFacts::of(&to_write)))
+        output::write_image(&images, &id, ext, &to_write, shard).map(|file| {
+            let facts = ImageFacts::of(&to_write);
+            (file, ImageFacts { revised_prompt: said.revised_prompt, finish_reason: said.finish_reason, ..facts })
+        })
     })
     .await
     .expect("writing a file does not panic");
