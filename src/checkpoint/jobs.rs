@@ -292,31 +292,7 @@ impl Checkpoint {
     /// after the images are made durable, as online). Only a row still in its job is
     /// marked: a result is never taken twice.
     pub fn mark_done_batch(&self, rid: i64, jid: i64, file: String, made: super::Made, facts: super::ImageFacts) {
-        let (sink, images) = (self.metadata.clone(), self.images.clone());
-        self.post_job(true, move |c| {
-            let marked = c
-                .prepare_cached(
-                    "UPDATE rows SET state='done', file=?1, made_by=?2, size_sent=?3, engine='batch', job=NULL, \
-                     done_at=?4, e2e_s = ?4 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
-                     sha256=?7, width=?8, height=?9, revised_prompt=?10, finish_reason=?11 \
-                     WHERE rid=?5 AND state='batch' AND job=?6",
-                )?
-                .execute(params![
-                    file,
-                    made.model,
-                    made.size_sent,
-                    now_unix(),
-                    rid,
-                    jid,
-                    facts.sha256,
-                    facts.width,
-                    facts.height,
-                    facts.revised_prompt,
-                    facts.finish_reason
-                ])?;
-            c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
-            if marked > 0 { sink.append(c, &images, rid) } else { Ok(()) }
-        });
+        self.mark_done_by(rid, Some(jid), file, None, Some(made), facts);
     }
 }
 

@@ -863,29 +863,51 @@ impl Checkpoint {
     /// durable, so the file is as durable as the mark).
     /// `made` is None when the row's maker was recorded with its URL or stash already.
     pub fn mark_done(&self, rid: i64, file: String, latency_s: Option<f64>, made: Option<Made>, facts: ImageFacts) {
+        self.mark_done_by(rid, None, file, latency_s, made, facts);
+    }
+
+    /// A row's image is in place: done, by the online engine (`job` None) or by batch job
+    /// `job` (then only a row still in that job is marked: a result is never taken
+    /// twice); its stash cleared and its metadata line appended. Committed after the
+    /// images are made durable, so the file is as durable as the mark.
+    fn mark_done_by(
+        &self,
+        rid: i64,
+        job: Option<i64>,
+        file: String,
+        latency_s: Option<f64>,
+        made: Option<Made>,
+        facts: ImageFacts,
+    ) {
         let (sink, images) = (self.metadata.clone(), self.images.clone());
         self.post_job(true, move |c| {
-            let done_at = now_unix();
             let (model, size_sent) = made.map(|m| (m.model, m.size_sent)).unzip();
-            c.prepare_cached(
-                "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
-                 made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
-                 done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
-                 engine='online', sha256=?7, width=?8, height=?9, revised_prompt=?10, finish_reason=?11 WHERE rid=?6",
-            )?
-            .execute(params![
-                file,
-                latency_s,
-                model,
-                size_sent,
-                done_at,
-                rid,
-                facts.sha256,
-                facts.width,
-                facts.height,
-                facts.revised_prompt,
-                facts.finish_reason
-            ])?;
+            let marked = c
+                .prepare_cached(
+                    "UPDATE rows SET state='done', file=?1, latency_s=COALESCE(?2, latency_s), \
+                     made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
+                     done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
+                     engine=CASE WHEN ?7 IS NULL THEN 'online' ELSE 'batch' END, job=NULL, \
+                     sha256=?8, width=?9, height=?10, revised_prompt=?11, finish_reason=?12 \
+                     WHERE rid=?6 AND (?7 IS NULL OR (state='batch' AND job=?7))",
+                )?
+                .execute(params![
+                    file,
+                    latency_s,
+                    model,
+                    size_sent,
+                    now_unix(),
+                    rid,
+                    job,
+                    facts.sha256,
+                    facts.width,
+                    facts.height,
+                    facts.revised_prompt,
+                    facts.finish_reason
+                ])?;
+            if marked == 0 {
+                return Ok(());
+            }
             c.prepare_cached("DELETE FROM stash WHERE rid = ?1")?.execute([rid])?;
             sink.append(c, &images, rid)
         });

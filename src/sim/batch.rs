@@ -573,6 +573,11 @@ impl Shared {
             tokio::time::sleep(self.cfg.create_latency).await;
         }
         self.advance_batches();
+        self.job_answer(index, json)
+    }
+
+    /// The job at `index` as `json` shows it now (a create's or a get's answer).
+    pub(super) fn job_answer(&self, index: usize, json: fn(&Job, Instant) -> Value) -> Response {
         let jobs = self.batches.lock().expect("batches lock");
         ok(&json(&jobs.jobs[index], Instant::now()))
     }

@@ -562,12 +562,10 @@ pub(in crate::sim) async fn retrieve(
         return r;
     }
     s.advance_batches();
-    let index = match find(&s, &id) {
-        Ok(i) => i,
-        Err(r) => return Wire::refusal(&r),
-    };
-    let jobs = s.batches.lock().expect("batches lock");
-    ok(&job_json(&jobs.jobs[index], Instant::now()))
+    match find(&s, &id) {
+        Ok(index) => s.job_answer(index, job_json),
+        Err(r) => Wire::refusal(&r),
+    }
 }
 
 /// `POST /v1/batches/{id}/cancel`: `cancelling`, then `cancelled` with the lines done by
