@@ -183,6 +183,11 @@ pub struct ModelEntry {
     /// checked): longer prompts are refused at the manifest check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prompt_chars: Option<u64>,
+    /// The most images one call may ask for (the openai dialect's `n`): images of one
+    /// manifest row (`--count`) share a call up to this many. 1 (the default): a call per
+    /// image, which is all Gemini's `generateContent` makes.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub images_per_call: u32,
     pub price: Option<Price>,
     pub source: String,
     pub as_of: String,
@@ -324,6 +329,17 @@ impl Catalog {
             if m.max_prompt_chars == Some(0) {
                 return Err(at("max_prompt_chars must be above 0 (leave it out when not known)".into()));
             }
+            if m.images_per_call == 0 {
+                return Err(at("images_per_call must be at least 1 (1: one call per image)".into()));
+            }
+            if m.images_per_call > 1 && m.dialect != Dialect::Openai {
+                return Err(at(format!(
+                    "images_per_call = {}: only the openai dialect asks for several images in one call (`n`); a \
+                     {} model makes one image per call, so leave it out",
+                    m.images_per_call,
+                    m.dialect.as_str()
+                )));
+            }
             if let Some(p) = &m.price {
                 for (class, usd) in p.online.iter().chain(&p.batch) {
                     if Resolution::parse(class).is_none() || !(usd.is_finite() && *usd >= 0.0) {
@@ -359,6 +375,16 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// How many images one call of `model` may ask for in `dialect`: its entry's
+    /// `images_per_call` in the openai dialect (the only one with `n`), else 1. A model the
+    /// catalogue does not know gets 1: `n` is sent only where it is known to be taken.
+    pub fn images_per_call(&self, dialect: Dialect, model: &str) -> u32 {
+        match (dialect, self.lookup(model)) {
+            (Dialect::Openai, Some(m)) => m.images_per_call.max(1),
+            _ => 1,
+        }
     }
 
     /// The entry of `model`, by name or alias; an aggregator's `vendor/name` also finds
@@ -437,6 +463,9 @@ impl Catalog {
             if let Some(max) = m.max_prompt_chars {
                 facts.push(format!("prompt: at most {max} characters"));
             }
+            if m.images_per_call > 1 {
+                facts.push(format!("up to {} images per call (n)", m.images_per_call));
+            }
             if let Some(p) = &m.price {
                 let list = |t: &BTreeMap<String, f64>| {
                     t.iter().map(|(c, u)| format!("{c} ${u}")).collect::<Vec<_>>().join(" ")
@@ -490,6 +519,14 @@ impl ModelEntry {
     pub fn batch_price(&self, class: Resolution) -> Option<f64> {
         self.price.as_ref()?.batch.get(class.as_str()).copied()
     }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// The formats a reference may be in, as the catalogue spells them.

@@ -90,6 +90,8 @@ pub struct RunConfig {
     pub manifest_read: manifest::ReadSettings,
     /// `--count`: images for rows whose `count` cell is empty (also in `manifest_read`).
     pub count: u32,
+    /// `--images-per-call`: a cap on the catalogue's `images_per_call` (None: no cap).
+    pub images_per_call: Option<u32>,
     /// Where relative reference paths (`images`, `mask`) are looked up: `--images-dir`, or
     /// the manifest's folder.
     pub images_dir: PathBuf,
@@ -244,6 +246,9 @@ impl RunConfig {
                 manifest::MAX_COUNT
             )));
         }
+        if args.images_per_call == Some(0) {
+            return Err(err("--images-per-call must be at least 1 (1: one call per image)".into()));
+        }
         if args.max_attempts == 0 {
             return Err(err("--max-attempts must be at least 1".into()));
         }
@@ -346,6 +351,7 @@ impl RunConfig {
             delimiter: args.delimiter,
             manifest_read,
             count: args.count,
+            images_per_call: args.images_per_call,
             images_dir,
             out: args.out.clone(),
             shard_dirs: args.shard_dirs,
@@ -391,6 +397,13 @@ impl RunConfig {
             simulate,
             origin: None,
         })
+    }
+
+    /// How many images of one manifest row one call of `model` asks for at most: the
+    /// catalogue's `images_per_call` (openai dialect only), capped by `--images-per-call`.
+    pub fn images_per_call(&self, model: &str) -> u32 {
+        let catalogue = self.catalog.images_per_call(self.dialect, model);
+        self.images_per_call.map_or(catalogue, |cap| catalogue.min(cap))
     }
 }
 

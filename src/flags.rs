@@ -91,6 +91,11 @@ pub struct RunArgs {
     /// `<id>_<k>.<ext>`, k from 1, when over 1.
     #[arg(long, env = "BULKGEN_COUNT", default_value_t = 1, value_name = "N")]
     pub count: u32,
+    /// At most N images of one manifest row in one call (the openai dialect's `n`), for
+    /// models whose catalogue entry takes several (`images_per_call`); 1: a call per image.
+    /// [default: the catalogue's]
+    #[arg(long, env = "BULKGEN_IMAGES_PER_CALL", value_name = "N")]
+    pub images_per_call: Option<u32>,
     /// Attempts per row for transient errors (and per download).
     #[arg(long, env = "BULKGEN_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,

@@ -120,9 +120,9 @@ impl Caller {
         Caller { client, downloads, provider, key, limits }
     }
 
-    /// One generation, bounded by `deadline` from the first byte sent to the last byte
-    /// of the body received.
-    pub async fn generate(&self, job: &Job<'_>, deadline: Duration) -> Result<Generated, CallError> {
+    /// One generation (of `job.n` images), bounded by `deadline` from the first byte sent
+    /// to the last byte of the body received.
+    pub async fn generate(&self, job: &Job<'_>, deadline: Duration) -> Result<Vec<Generated>, CallError> {
         let result = async {
             let req = self.provider.request(&self.client, self.key.as_ref(), job);
             let (status, headers, body) = exchange(req, deadline, self.limits.max_response_bytes, "the answer").await?;

@@ -379,9 +379,9 @@ async fn repair_carries_over_failed_rows_and_paid_result_urls() {
         .await
         .unwrap();
     let rows = old.pending_page(0, 10).await.unwrap();
-    old.start_attempt(rows[0].rid, 1.0).await.unwrap();
+    old.start_attempt(vec![rows[0].rid], 1.0).await.unwrap();
     old.mark_failed(rows[0].rid, ErrorClass::Refused, "blocked".into());
-    old.start_attempt(rows[1].rid, 1.0).await.unwrap();
+    old.start_attempt(vec![rows[1].rid], 1.0).await.unwrap();
     let made = Made { model: "m".into(), size_sent: "1024x1024".into() };
     old.save_url(rows[1].rid, "http://127.0.0.1:9/files/x".into(), 2.0, made).await.unwrap();
     old.close().await.unwrap();

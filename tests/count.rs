@@ -116,22 +116,24 @@ async fn a_mixed_manifest_makes_each_image_once_named_by_row_and_k() {
     for (id, prompt, count) in rows {
         assert_eq!(made(&sim, prompt), u64::from(count), "{id}");
     }
-    assert_eq!(sim.stats().requests, 6, "one call per image");
+    // gpt-image-2 takes `n` (images_per_call = 10): one call per manifest row.
+    assert_eq!(sim.stats().requests, 3, "one call per manifest row");
     let report = json_report(&out).await;
     assert_eq!(report["overall"]["done"], 6, "the report counts images: {report}");
 
     // The same command again: nothing is sent.
     let again = run(&sim, &manifest, &out, &["--count", "2"]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    assert_eq!(sim.stats().requests, 6);
+    assert_eq!(sim.stats().requests, 3);
     // BULKGEN_COUNT is --count.
     let env = run_cmd(&sim.base_url(), &manifest, &out, &[]).env("BULKGEN_COUNT", "2").output().await.unwrap();
     assert_eq!(env.status.code(), Some(0), "{}", text(&env));
-    assert_eq!(sim.stats().requests, 6, "BULKGEN_COUNT=2 is the same manifest: {}", text(&env));
+    assert_eq!(sim.stats().requests, 3, "BULKGEN_COUNT=2 is the same manifest: {}", text(&env));
 }
 
 /// SIGKILL in the middle of a run of many images per row, then a resume: no image is
-/// lost, each is on disk once, and at most `-c` calls are paid twice.
+/// lost, each is on disk once, and at most `-c` calls (of up to 4 images each, `n`) are
+/// paid twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_mid_way_resumes_without_losing_or_paying_twice_for_an_image() {
     let sim = sim(fixed(Duration::from_millis(30))).await;
@@ -154,7 +156,8 @@ async fn a_run_killed_mid_way_resumes_without_losing_or_paying_twice_for_an_imag
     let want: Vec<(&str, &str, u32)> = prompts.iter().map(|(id, p)| (id.as_str(), p.as_str(), 4)).collect();
     assert_outputs(&out, &expected(&want));
     let paid = sim.stats().successes;
-    assert!(paid >= 60 && paid <= 60 + concurrency, "{paid} images paid for 60 (at most -c {concurrency} twice)");
+    let most = 60 + concurrency * 4;
+    assert!(paid >= 60 && paid <= most, "{paid} images paid for 60 (at most -c {concurrency} calls of 4 twice)");
 }
 
 /// Count changed between runs: 2 -> 3 makes image 3 only; 3 -> 2 sends nothing and
@@ -174,34 +177,37 @@ async fn a_changed_count_adds_or_leaves_out_only_the_images_that_changed() {
             assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         }
     };
+    // gpt-image-2 takes `n`: the images of one row that are pending share a call.
     go(with("2")).await;
-    assert_eq!(sim.stats().requests, 3);
+    assert_eq!(sim.stats().requests, 2);
     go(with("3")).await;
-    assert_eq!(sim.stats().requests, 4, "2 -> 3 makes image 3 only");
+    assert_eq!(sim.stats().requests, 3, "2 -> 3 makes image 3 only");
+    assert_eq!(sim.stats().successes, 4);
     assert_outputs(&out, &expected(&[("m", "a red fox", 3), ("s", "a blue jay", 1)]));
     go(with("2")).await;
-    assert_eq!(sim.stats().requests, 4, "3 -> 2 sends nothing");
+    assert_eq!(sim.stats().requests, 3, "3 -> 2 sends nothing");
     assert_eq!(results(&out).len(), 3, "image 3 is no longer a manifest line");
     assert!(out.join("images/m_3.png").is_file(), "image 3's file stays");
 
     // 1 -> 2: the image of count 1 is kept (a row no longer in the manifest); the two
     // images of count 2 are made.
     go(with("1")).await;
-    assert_eq!(sim.stats().requests, 5, "count 1 is image `m`, not yet made");
+    assert_eq!(sim.stats().requests, 4, "count 1 is image `m`, not yet made");
     go(with("2")).await;
-    assert_eq!(sim.stats().requests, 5, "back to 2: m_1 and m_2 are still done");
+    assert_eq!(sim.stats().requests, 4, "back to 2: m_1 and m_2 are still done");
     assert!(out.join("images/m.png").is_file(), "the count-1 image stays on disk");
     go(with("1")).await;
-    assert_eq!(sim.stats().requests, 5, "back to 1: `m` is done already");
+    assert_eq!(sim.stats().requests, 4, "back to 1: `m` is done already");
 
     // A changed prompt regenerates a row's images only with --regenerate-changed.
     let changed = counted(dir.path(), &[("m", "a grey fox", "1K", "2"), ("s", "a blue jay", "1K", "1")]);
     let o = run(&sim, &changed, &out, &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(sim.stats().requests, 5, "changed rows are listed, not paid for");
+    assert_eq!(sim.stats().requests, 4, "changed rows are listed, not paid for");
     let o = run(&sim, &changed, &out, &["--regenerate-changed"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(sim.stats().requests, 7, "both images of the changed row are made again");
+    assert_eq!(sim.stats().requests, 5, "both images of the changed row are made again, in one call");
+    assert_eq!(sim.stats().successes, 7);
     assert_outputs(&out, &expected(&[("m", "a grey fox", 2), ("s", "a blue jay", 1)]));
 }
 

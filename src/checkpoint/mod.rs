@@ -203,6 +203,8 @@ pub struct PendingRow {
     pub old_file: Option<String>,
     /// Image bytes received but not yet written (the disk failed): write them, no call.
     pub stashed: bool,
+    /// The manifest row it is an image of (its own id unless the row has a count).
+    pub row_id: String,
 }
 
 /// Which pending rows a page holds.
@@ -222,7 +224,7 @@ pub enum Pending {
 
 /// The columns [`pending_row`] reads, in its order.
 const PENDING_COLUMNS: &str = "rid, seq, id, prompt, size, aspect_ratio, model, result_url, file, \
-     EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params, refs";
+     EXISTS (SELECT 1 FROM stash WHERE stash.rid = rows.rid), params, refs, COALESCE(row_id, id)";
 
 fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRow> {
     let size: String = r.get(4)?;
@@ -242,6 +244,7 @@ fn pending_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingRow> {
         result_url: r.get(7)?,
         old_file: r.get(8)?,
         stashed: r.get(9)?,
+        row_id: r.get(12)?,
     })
 }
 
@@ -756,15 +759,17 @@ impl Checkpoint {
         .await
     }
 
-    /// Marks the row in flight before its call is sent, so that a crash can never leave
-    /// a paid-for call unaccounted for. Returns once committed.
-    pub async fn start_attempt(&self, rid: i64, at: f64) -> Result<(), CheckpointError> {
+    /// Marks the rows of one call in flight before it is sent, so that a crash can never
+    /// leave a paid-for call unaccounted for. Returns once committed (one transaction).
+    pub async fn start_attempt(&self, rids: Vec<i64>, at: f64) -> Result<(), CheckpointError> {
         self.call(move |c| {
-            c.prepare_cached(
+            let mut st = c.prepare_cached(
                 "UPDATE rows SET state='running', attempts = attempts + 1, \
                  first_dispatch = COALESCE(first_dispatch, ?1) WHERE rid = ?2",
-            )?
-            .execute(params![at, rid])?;
+            )?;
+            for rid in rids {
+                st.execute(params![at, rid])?;
+            }
             Ok(())
         })
         .await

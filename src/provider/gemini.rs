@@ -102,8 +102,9 @@ impl Provider for Gemini {
         with_key(client.post(url).json(&body(job)), key)
     }
 
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
-        parse_answer(status, headers, body)
+    /// One image per answer: generateContent has no `n`.
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Generated>, CallError> {
+        parse_answer(status, headers, body).map(|image| vec![image])
     }
 }
 
@@ -882,6 +883,7 @@ mod tests {
             params: &params,
             refs: &[],
             mask: None,
+            n: 1,
         };
         let req = p.request(&client, Some(&key), &job).build().unwrap();
         assert_eq!(req.headers()["x-goog-api-key"], "k-123456");
@@ -918,6 +920,7 @@ mod tests {
             params: &params,
             refs: &refs,
             mask: None,
+            n: 1,
         };
         let req = p.request(&client, None, &job).build().unwrap();
         let v: Value = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();

@@ -29,6 +29,8 @@ pub struct Job<'a> {
     pub refs: &'a [RefPart],
     /// The edit mask (openai edits only).
     pub mask: Option<&'a RefPart>,
+    /// Images asked for (the openai dialect's `n`; 1 everywhere else).
+    pub n: u32,
 }
 
 /// A reference image as one request carries it (`attach.rs` decides which).
@@ -69,8 +71,9 @@ pub trait Provider: Send + Sync {
     /// The request for one generation (without the deadline, which the caller sets).
     fn request(&self, client: &Client, key: Option<&ApiKey>, job: &Job<'_>) -> RequestBuilder;
 
-    /// The answer, whole: an image, or an error in one of the classes of `error.rs`.
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError>;
+    /// The answer, whole: its images (at least one; as many as `n` asked, or fewer when
+    /// the provider gave fewer), or an error in one of the classes of `error.rs`.
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Generated>, CallError>;
 }
 
 pub fn for_dialect(dialect: Dialect, base_url: &reqwest::Url) -> Box<dyn Provider> {

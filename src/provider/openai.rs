@@ -77,7 +77,9 @@ fn fields_of(body: &mut serde_json::Map<String, Value>, job: &Job<'_>) {
     // which answer 400 unknown_parameter), the size as the catalogue resolved it.
     body.insert("model".into(), job.model.into());
     body.insert("prompt".into(), job.prompt.into());
-    body.insert("n".into(), 1.into());
+    // `n`: 1 to 10 (openai-python 3.54.0 image_generate_params.py, image_edit_params.py);
+    // above 1 only for a model whose catalogue entry says it takes it.
+    body.insert("n".into(), job.n.max(1).into());
     body.insert("size".into(), job.size.to_string().into());
     if let Some(format) = job.response_format {
         body.insert("response_format".into(), format.as_str().into());
@@ -149,13 +151,22 @@ impl Provider for OpenAi {
         with_key(req, key)
     }
 
-    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
-        parse_answer(status, headers, body)
+    fn parse(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Generated>, CallError> {
+        parse_images(status, headers, body)
     }
 }
 
-/// An answer, whole: the image (or its URL), or the classified error.
+/// An answer of one image (a Batch API line, which asks for one): the first of
+/// [`parse_images`].
 pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Generated, CallError> {
+    parse_images(status, headers, body).map(|images| images.into_iter().next().expect("never empty"))
+}
+
+/// An answer, whole: its images (or their URLs), one per `data` element, never empty; or
+/// the classified error. An element that is not a complete image is left out as long as
+/// another is one (the rows it would have gone to are asked for again; the good images
+/// were paid for and are kept); when none is, the first element's error is the answer's.
+pub fn parse_images(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Generated>, CallError> {
     if !status.is_success() {
         return Err(classify(status, headers, body));
     }
@@ -169,15 +180,31 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
                 .with_status(status.as_u16()),
         }
     })?;
-    let datum = response.data.into_iter().next().ok_or_else(|| {
-        let why = match serde_json::from_slice::<Value>(body) {
-            Ok(v) if v.get("error").is_some() => {
-                return classify(StatusCode::BAD_REQUEST, headers, body);
+    if response.data.is_empty() {
+        return Err(match serde_json::from_slice::<Value>(body) {
+            Ok(v) if v.get("error").is_some() => classify(StatusCode::BAD_REQUEST, headers, body),
+            _ => CallError::new(ErrorClass::BadResponse, "the response has no image (empty `data`)")
+                .with_status(status.as_u16()),
+        });
+    }
+    let mut images = Vec::with_capacity(response.data.len());
+    let mut first_error = None;
+    for (i, datum) in response.data.into_iter().enumerate() {
+        match image_of(datum, i) {
+            Ok(image) => images.push(image),
+            Err(e) => {
+                first_error.get_or_insert(e.with_status(status.as_u16()));
             }
-            _ => "the response has no image (empty `data`)",
-        };
-        CallError::new(ErrorClass::BadResponse, why).with_status(status.as_u16())
-    })?;
+        }
+    }
+    match first_error {
+        Some(e) if images.is_empty() => Err(e),
+        _ => Ok(images),
+    }
+}
+
+/// One `data` element: its image, decoded and checked, or its URL.
+fn image_of(datum: Datum<'_>, i: usize) -> Result<Generated, CallError> {
     let said = Said { revised_prompt: datum.revised_prompt.filter(|p| !p.is_empty()), finish_reason: None };
     if let Some(b64) = datum.b64_json.filter(|s| !s.is_empty()) {
         return decode_image(&b64).map(|bytes| Generated::Image(bytes, said));
@@ -186,14 +213,11 @@ pub fn parse_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Res
         // A relay that puts the image itself in `url` as a data: URL: nothing to fetch
         // (downloads are http(s) only), the image is here.
         if url.starts_with("data:") {
-            return decode_image(&url)
-                .map(|bytes| Generated::Image(bytes, said))
-                .map_err(|e| e.with_status(status.as_u16()));
+            return decode_image(&url).map(|bytes| Generated::Image(bytes, said));
         }
         return Ok(Generated::Url(url));
     }
-    Err(CallError::new(ErrorClass::BadResponse, "the response's `data[0]` has neither `b64_json` nor `url`")
-        .with_status(status.as_u16()))
+    Err(CallError::new(ErrorClass::BadResponse, format!("the response's `data[{i}]` has neither `b64_json` nor `url`")))
 }
 
 /// What to do when OpenAI wants the organization verified before it serves the model.

@@ -472,6 +472,8 @@ impl BatchEngine {
                 params: &row.params,
                 refs: &images,
                 mask: mask.as_ref(),
+                // A line per image: each has its own key, result and price.
+                n: 1,
             };
             input.extend_from_slice(&self.wire.line(&row.id, &job.endpoint, &job_of));
         }

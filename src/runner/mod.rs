@@ -156,6 +156,8 @@ struct Ctx {
     unreachable: Mutex<Option<(Instant, u32)>>,
     /// Whether `unreachable` is set: every call's answer reads this, not the lock.
     endpoint_away: std::sync::atomic::AtomicBool,
+    /// An answer held fewer images than its call asked for (`n`): said once a run.
+    said_short: std::sync::Once,
 }
 
 /// See `Ctx::writers`.
@@ -529,6 +531,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         budget: max_cost.map(|cap| (micro_usd(cap), AtomicU64::new(micro_usd(spent)))),
         unreachable: Mutex::new(None),
         endpoint_away: std::sync::atomic::AtomicBool::new(false),
+        said_short: std::sync::Once::new(),
     });
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 

@@ -1,17 +1,20 @@
-//! The online engine: one call per image. Pages of pending rows become one task per row;
-//! each passes the gate (slot, rate, hold), calls the provider, and hands the image to
-//! the row lifecycle (`rows.rs`).
+//! The online engine: a call per image, or per group of images of one manifest row where
+//! the model takes `n`. Pages of pending rows become one task per call; each passes the
+//! gate (slot, rate, hold), calls the provider, and hands each image to the row lifecycle
+//! (`rows.rs`).
 
 use super::rows::{Maker, fail_row, finish};
 use super::*;
 use crate::provider::Said;
 
-/// Hands every pending row to its own task, never more rows at once than can be in
-/// flight or waiting to retry (so a million-row manifest is never all in memory).
+/// Hands every pending row to a task — alone, or with the other images of its manifest
+/// row that one call can ask for — never more tasks at once than can be in flight or
+/// waiting to retry (so a million-row manifest is never all in memory).
 pub(super) async fn dispatch(ctx: Arc<Ctx>, which: checkpoint::Pending) {
     let active = Arc::new(Semaphore::new(ctx.cfg.concurrency * 4 + 16));
     let mut tasks = JoinSet::new();
     let mut after = 0i64;
+    let mut group: Vec<PendingRow> = Vec::new();
     'pages: loop {
         if ctx.stop.is_cancelled() {
             break;
@@ -28,6 +31,14 @@ pub(super) async fn dispatch(ctx: Arc<Ctx>, which: checkpoint::Pending) {
         }
         for row in page {
             after = row.seq;
+            if joins(&ctx, &group, &row) {
+                group.push(row);
+                continue;
+            }
+            let ready = std::mem::replace(&mut group, vec![row]);
+            if ready.is_empty() {
+                continue;
+            }
             let slot = tokio::select! {
                 biased;
                 _ = ctx.stop.cancelled() => break 'pages,
@@ -35,7 +46,7 @@ pub(super) async fn dispatch(ctx: Arc<Ctx>, which: checkpoint::Pending) {
             };
             let ctx = ctx.clone();
             tasks.spawn(async move {
-                drive_row(&ctx, row).await;
+                drive(&ctx, ready).await;
                 drop(slot);
             });
             while let Some(done) = tasks.try_join_next() {
@@ -43,48 +54,119 @@ pub(super) async fn dispatch(ctx: Arc<Ctx>, which: checkpoint::Pending) {
             }
         }
     }
+    // The last group (pages read to the end); a stopped run leaves it pending.
+    if !group.is_empty() && !ctx.stop.is_cancelled() {
+        drive(&ctx, group).await;
+    }
     while let Some(done) = tasks.join_next().await {
         reap(done);
     }
 }
 
+/// Whether `row` goes into the same call as `group`: another image of the same manifest
+/// row (so the same prompt, size, model, params and references), needing a generation,
+/// within what one call of the model may ask for (and of the fallback, which may take the
+/// call over).
+fn joins(ctx: &Ctx, group: &[PendingRow], row: &PendingRow) -> bool {
+    let Some(lead) = group.first() else { return false };
+    let needs_call = |r: &PendingRow| !r.stashed && r.result_url.is_none();
+    let mut most = ctx.cfg.images_per_call(&lead.model);
+    if let Some(fallback) = ctx.cfg.fallback_model.as_deref() {
+        most = most.min(ctx.cfg.images_per_call(fallback));
+    }
+    (group.len() as u32) < most
+        && row.row_id == lead.row_id
+        && needs_call(row)
+        && needs_call(lead)
+        && row.prompt == lead.prompt
+        && row.size == lead.size
+        && row.aspect_ratio == lead.aspect_ratio
+        && row.model == lead.model
+        && row.params == lead.params
+        && row.refs == lead.refs
+}
+
 /// What a successful generation produced.
 struct Made {
-    generated: Generated,
+    /// One per image the answer held, for the call's rows in order (the first
+    /// `images.len()` of them).
+    images: Vec<Generated>,
+    /// How many of the call's rows were sent (asked for): the rest were left for a later
+    /// call (`--max-cost` held the price of fewer).
+    asked: usize,
     latency_s: f64,
     /// The model that made it (the fallback, if the row switched) and the size it was sent.
     made: MadeBy,
-    /// The concurrency slot, kept until the image is on disk: a crash can then lose at
-    /// most `--concurrency` paid-for images, as many as there are calls in flight.
+    /// The concurrency slot, kept until the images are on disk: a crash can then lose at
+    /// most `--concurrency` paid-for calls' images, as many as there are calls in flight.
     slot: OwnedSemaphorePermit,
 }
 
-/// One row from pending to done, failed, or back to pending if the run stops.
-async fn drive_row(ctx: &Ctx, row: PendingRow) {
-    if row.stashed {
-        // Received in an earlier run, not yet written: no call needed.
-        match ctx.ckpt.stashed(row.rid).await {
-            Ok(Some(bytes)) if output::is_complete_image(&bytes) => {
-                return finish(ctx, &row, bytes, Said::default(), Maker::Online { latency: None, made: None }).await;
+/// The rows of one call from pending to done, failed, or back to pending if the run
+/// stops. Images an answer did not hold are asked for again in a further call.
+async fn drive(ctx: &Ctx, mut rows: Vec<PendingRow>) {
+    if let [row] = rows.as_slice() {
+        if row.stashed {
+            // Received in an earlier run, not yet written: no call needed.
+            match ctx.ckpt.stashed(row.rid).await {
+                Ok(Some(bytes)) if output::is_complete_image(&bytes) => {
+                    let maker = Maker::Online { latency: None, made: None };
+                    return finish(ctx, row, bytes, Said::default(), maker).await;
+                }
+                // Damaged in the checkpoint: made again (the new image replaces the stash).
+                Ok(_) => {}
+                Err(e) => return ctx.stop_run(StopReason::Local(e.to_string())),
             }
-            // Damaged in the checkpoint: made again (the new image replaces the stash).
-            Ok(_) => {}
-            Err(e) => return ctx.stop_run(StopReason::Local(e.to_string())),
+        }
+        if let Some(url) = row.result_url.clone() {
+            // The model and size were recorded with the URL.
+            return download(ctx, row, url, row.model.clone()).await;
         }
     }
-    let (url, model) = match row.result_url.clone() {
-        Some(url) => (url, row.model.clone()),
-        None => match generate(ctx, &row).await {
-            Some(Made { generated: Generated::Image(bytes, said), latency_s, made, slot }) => {
-                finish(ctx, &row, bytes, said, Maker::Online { latency: Some(latency_s), made: Some(made) }).await;
-                drop(slot);
-                return;
+    while !rows.is_empty() {
+        let Some(Made { images, asked, latency_s, made, slot }) = generate(ctx, &rows).await else { return };
+        let got = images.len().min(asked);
+        let mut rest = rows.split_off(got);
+        let short = asked - got;
+        if short > 0 {
+            // Sent and not answered (the attempt recorded so): not made, so asked for again.
+            for row in &rest[..short] {
+                ctx.ckpt.mark_pending(row.rid);
             }
-            Some(Made { generated: Generated::Url(url), made, .. }) => (url, made.model),
-            None => return,
-        },
-    };
-    // The image exists at the provider: only the download is retried from here on.
+            ctx.said_short.call_once(|| {
+                ctx.progress.note(&format!(
+                    "bulkgen: an answer held {got} of the {asked} images asked for in one call (row {}); the rest \
+                     are asked for again. If the endpoint ignores `n`, run with --images-per-call 1",
+                    rows[0].row_id
+                ))
+            });
+        }
+        let mut urls = Vec::new();
+        for (row, image) in rows.iter().zip(images) {
+            match image {
+                Generated::Image(bytes, said) => {
+                    let maker = Maker::Online { latency: Some(latency_s), made: Some(made.clone()) };
+                    finish(ctx, row, bytes, said, maker).await;
+                }
+                Generated::Url(url) => urls.push((row, url)),
+            }
+        }
+        drop(slot);
+        // The images exist at the provider: only the downloads are retried from here on.
+        let downloads = urls.into_iter().map(|(row, url)| download(ctx, row, url, made.model.clone()));
+        futures::future::join_all(downloads).await;
+        if ctx.stop.is_cancelled() {
+            for row in &rest {
+                ctx.ckpt.mark_pending(row.rid);
+            }
+            rest.clear();
+        }
+        rows = rest;
+    }
+}
+
+/// Fetches a row's image from its committed result URL, retried as a download.
+async fn download(ctx: &Ctx, row: &PendingRow, url: String, model: String) {
     let resolution = row.size.resolution().as_str();
     let mut tries = 0;
     loop {
@@ -99,11 +181,11 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
                 ctx.caller.download(&url).await
             } => r,
         };
-        record(ctx, &row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
+        record(ctx, row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
         match result {
             // The model and size were recorded with the URL.
             Ok(bytes) => {
-                return finish(ctx, &row, bytes, Said::default(), Maker::Online { latency: None, made: None }).await;
+                return finish(ctx, row, bytes, Said::default(), Maker::Online { latency: None, made: None }).await;
             }
             Err(e) if tries < ctx.cfg.max_attempts && e.disposition() == Disposition::Retry => {
                 let Some(wait) = ctx.retry_wait(tries, &e) else { return ctx.ckpt.mark_pending(row.rid) };
@@ -111,7 +193,7 @@ async fn drive_row(ctx: &Ctx, row: PendingRow) {
                     return ctx.ckpt.mark_pending(row.rid);
                 }
             }
-            Err(e) => return fail_row(ctx, &row, &expired(&row, &e, tries)),
+            Err(e) => return fail_row(ctx, row, &expired(row, &e, tries)),
         }
     }
 }
@@ -156,12 +238,21 @@ pub(super) async fn wait_or_stop(ctx: &Ctx, wait: Duration) -> bool {
     !stopped
 }
 
-/// Attempts the generation until it succeeds, fails for good, or the run stops. Returns
-/// None when the row's fate is already recorded.
-async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
-    let deadline = ctx.cfg.timeouts.get(row.size.resolution());
-    let mut model = row.model.as_str();
-    let mut size = resolve(ctx, row, model)?;
+/// Every row of a call back in the queue.
+fn pending(ctx: &Ctx, rows: &[PendingRow]) {
+    for row in rows {
+        ctx.ckpt.mark_pending(row.rid);
+    }
+}
+
+/// Attempts the generation of a call's rows (all alike but for their ids) until it
+/// succeeds, fails for good, or the run stops. Returns None when the rows' fate is
+/// already recorded.
+async fn generate(ctx: &Ctx, rows: &[PendingRow]) -> Option<Made> {
+    let lead = &rows[0];
+    let deadline = ctx.cfg.timeouts.get(lead.size.resolution());
+    let mut model = lead.model.as_str();
+    let mut size = resolve(ctx, rows, model)?;
     let mut overloaded = 0;
     let mut attempt = 0;
     loop {
@@ -169,57 +260,57 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         let mut admission = tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => {
-                ctx.ckpt.mark_pending(row.rid);
+                pending(ctx, rows);
                 return None;
             }
             a = ctx.gate.admit() => a,
         };
         if ctx.stop.is_cancelled() {
-            ctx.ckpt.mark_pending(row.rid);
+            pending(ctx, rows);
             return None;
         }
-        // The row's references (uploads included) before the call is counted: an upload
+        // The rows' references (uploads included) before the call is counted: an upload
         // that fails is retried like a call, but nothing was sent that could be paid
         // for. Done holding the slot, so the bytes loaded are bounded by the calls in
         // flight.
         let prepared = tokio::select! {
             biased;
             _ = ctx.stop.cancelled() => {
-                ctx.ckpt.mark_pending(row.rid);
+                pending(ctx, rows);
                 return None;
             }
-            p = ctx.attach.prepare(&ctx.caller, &row.refs, deadline) => p,
+            p = ctx.attach.prepare(&ctx.caller, &lead.refs, deadline) => p,
         };
         let (prepared, e) = match prepared {
-            Ok(prepared) => match call(ctx, row, &mut admission, &prepared, model, &size, deadline).await? {
-                Ok((generated, latency_s, made)) => {
+            Ok(prepared) => match call(ctx, rows, &mut admission, &prepared, model, &size, deadline).await? {
+                Ok((images, asked, latency_s, made)) => {
                     ctx.attach.succeeded(&prepared);
-                    return Some(Made { generated, latency_s, made, slot: admission.permit });
+                    return Some(Made { images, asked, latency_s, made, slot: admission.permit });
                 }
                 Err(e) => (prepared, e),
             },
             Err(NotReady::Call(e)) => (Prepared::default(), e),
             Err(NotReady::Local(why)) => {
-                ctx.ckpt.mark_pending(row.rid);
+                pending(ctx, rows);
                 ctx.stop_run(StopReason::Local(why));
                 return None;
             }
         };
         if e.class == ErrorClass::Unreachable {
-            // The call reached nobody: not paid, and not one of the row's attempts. Every
+            // The call reached nobody: not paid, and not one of the rows' attempts. Every
             // call pauses while the endpoint is away; past --max-wait the run stops.
             attempt -= 1;
             let wait = ctx.unreachable(&e);
             drop(admission.permit);
             if wait.is_none() || !wait_or_stop(ctx, wait.unwrap_or_default()).await {
-                ctx.ckpt.mark_pending(row.rid);
+                pending(ctx, rows);
                 return None;
             }
             continue;
         }
         if e.class == ErrorClass::FileGone {
-            // Not paid for, and no fault of the row's: the reference is uploaded again
-            // (once, however many rows saw it gone) and the row tried again at once.
+            // Not paid for, and no fault of the rows': the reference is uploaded again
+            // (once, however many rows saw it gone) and the call tried again at once.
             match ctx.attach.gone(&prepared, &e).await {
                 Gone::UploadAgain => {
                     attempt -= 1;
@@ -227,7 +318,7 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
                     continue;
                 }
                 Gone::Stop(why) => {
-                    ctx.ckpt.mark_pending(row.rid);
+                    pending(ctx, rows);
                     ctx.stop_run(StopReason::Api(CallError { message: format!("{}; {why}", e.message), ..e }));
                     return None;
                 }
@@ -238,16 +329,21 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         drop(prepared);
         if e.class == ErrorClass::Overloaded {
             overloaded += 1;
-            // The fallback takes over only a row it can render as asked, references included.
+            // The fallback takes over only rows it can render as asked, references included.
             if let Some(fallback) = ctx.cfg.fallback_model.as_deref().filter(|f| *f != model)
                 && overloaded >= ctx.cfg.fallback_after
-                && (row.refs.is_empty()
+                && (lead.refs.is_empty()
                     || ctx
                         .attach
                         .references()
-                        .fit(&ctx.cfg.catalog.reference_rules(ctx.cfg.dialect, fallback), &row.refs))
-                && let Ok(fallback_size) =
-                    ctx.cfg.catalog.resolve(ctx.cfg.dialect, fallback, row.size, row.aspect_ratio, ctx.cfg.size_policy)
+                        .fit(&ctx.cfg.catalog.reference_rules(ctx.cfg.dialect, fallback), &lead.refs))
+                && let Ok(fallback_size) = ctx.cfg.catalog.resolve(
+                    ctx.cfg.dialect,
+                    fallback,
+                    lead.size,
+                    lead.aspect_ratio,
+                    ctx.cfg.size_policy,
+                )
             {
                 model = fallback;
                 size = fallback_size;
@@ -259,17 +355,17 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         let retry_in = match disposition {
             Disposition::Retry if attempt < ctx.cfg.max_attempts => {
                 let Some(wait) = ctx.retry_wait(attempt, &e) else {
-                    ctx.ckpt.mark_pending(row.rid);
+                    pending(ctx, rows);
                     return None;
                 };
                 if e.class == ErrorClass::RateLimited {
-                    // The limit is the account's, not this row's: hold every worker.
+                    // The limit is the account's, not this call's: hold every worker.
                     ctx.hold(wait, &format!("the provider is rate limiting ({e})"));
                 }
                 Some(wait)
             }
             Disposition::StopRun => {
-                ctx.ckpt.mark_pending(row.rid);
+                pending(ctx, rows);
                 ctx.stop_run(StopReason::Api(e));
                 return None;
             }
@@ -279,58 +375,87 @@ async fn generate(ctx: &Ctx, row: &PendingRow) -> Option<Made> {
         match retry_in {
             Some(wait) => {
                 if !wait_or_stop(ctx, wait).await {
-                    ctx.ckpt.mark_pending(row.rid);
+                    pending(ctx, rows);
                     return None;
                 }
             }
             None => {
-                fail_row(ctx, row, &e);
+                for row in rows {
+                    fail_row(ctx, row, &e);
+                }
                 return None;
             }
         }
     }
 }
 
-/// One call of an admitted row: the budget held, the row marked running (committed), the
-/// rate token, the request, its record. None when the row's fate is settled already
-/// (the run stopped, or the call was abandoned); the caller handles an error.
+/// What one call gave: its images (for the first rows, in order), how many rows it asked
+/// for, its latency and what made them.
+type Answer = (Vec<Generated>, usize, f64, MadeBy);
+
+/// One call of admitted rows: the budget held (for as many of them as the cap allows, at
+/// least one), the rows marked running (committed), the rate token, the request (`n` =
+/// the rows sent), its record per row. None when the rows' fate is settled already (the
+/// run stopped, or the call was abandoned); the caller handles an error.
 async fn call(
     ctx: &Ctx,
-    row: &PendingRow,
+    rows: &[PendingRow],
     admission: &mut limits::Admission,
     prepared: &Prepared,
     model: &str,
     size: &WireSize,
     deadline: Duration,
-) -> Option<Result<(Generated, f64, MadeBy), CallError>> {
-    let resolution = row.size.resolution();
+) -> Option<Result<Answer, CallError>> {
+    let lead = &rows[0];
+    let resolution = lead.size.resolution();
     let counters = &ctx.progress.counters;
-    let Some(reserved) = ctx.reserve(model, resolution) else {
-        ctx.ckpt.mark_pending(row.rid);
-        ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
+    let mut reserved = 0;
+    let mut sent = 0;
+    for _ in rows {
+        match ctx.reserve(model, resolution) {
+            Some(price) => {
+                reserved += price;
+                sent += 1;
+            }
+            None => {
+                // The cap is reached: the images whose price is held go (the run lets a
+                // call held within the cap go), the rest stay pending.
+                ctx.stop_run(StopReason::Budget(ctx.cfg.max_cost.unwrap_or_default()));
+                break;
+            }
+        }
+    }
+    if sent == 0 {
+        pending(ctx, rows);
         return None;
-    };
-    if let Err(e) = ctx.ckpt.start_attempt(row.rid, now_unix()).await {
+    }
+    let (rows, unsent) = rows.split_at(sent);
+    pending(ctx, unsent);
+    if let Err(e) = ctx.ckpt.start_attempt(rows.iter().map(|r| r.rid).collect(), now_unix()).await {
         ctx.stop_run(StopReason::Local(e.to_string()));
         return None;
     }
     // The rate token last, just before the request is written: see limits.rs.
     if !pace_or_stop(ctx, admission).await {
         ctx.release(reserved);
-        ctx.ckpt.mark_pending_unsent(row.rid);
+        for row in rows {
+            ctx.ckpt.mark_pending_unsent(row.rid);
+        }
         return None;
     }
     let started_at = now_unix();
-    Progress::add(&counters.in_flight, 1);
+    let images = rows.len() as u64;
+    Progress::add(&counters.in_flight, images);
     let t = Instant::now();
     let job = Job {
-        prompt: &row.prompt,
+        prompt: &lead.prompt,
         model,
         size,
         response_format: response_format(ctx, model),
-        params: &row.params,
+        params: &lead.params,
         refs: &prepared.images,
         mask: prepared.mask.as_ref(),
+        n: sent as u32,
     };
     let result = tokio::select! {
         biased;
@@ -338,49 +463,87 @@ async fn call(
         r = ctx.caller.generate(&job, deadline) => Some(r),
     };
     let took = t.elapsed();
-    Progress::sub(&counters.in_flight, 1);
-    if result.as_ref().is_none_or(|r| r.is_err()) {
+    Progress::sub(&counters.in_flight, images);
+    let Some(mut result) = result else {
         ctx.release(reserved);
-    }
-    let Some(result) = result else {
-        // Abandoned by a second Ctrl-C: the row goes back to the queue, and the call,
+        // Abandoned by a second Ctrl-C: the rows go back to the queue, and the call,
         // which may have been billed, is counted with its outcome unknown.
-        ctx.ckpt.record_abandoned(AttemptRecord {
-            rid: row.rid,
-            run_id: ctx.run_id,
-            kind: AttemptKind::Generate,
-            model: model.to_owned(),
-            resolution: resolution.as_str(),
-            started_at,
-            duration_s: took.as_secs_f64(),
-            wait_s: admission.waited.as_secs_f64(),
-            http_status: None,
-            error: None,
-        });
-        ctx.ckpt.mark_pending(row.rid);
+        for row in rows {
+            ctx.ckpt.record_abandoned(AttemptRecord {
+                rid: row.rid,
+                run_id: ctx.run_id,
+                kind: AttemptKind::Generate,
+                model: model.to_owned(),
+                resolution: resolution.as_str(),
+                started_at,
+                duration_s: took.as_secs_f64(),
+                wait_s: admission.waited.as_secs_f64(),
+                http_status: None,
+                error: None,
+            });
+        }
+        pending(ctx, rows);
         return None;
     };
-    record(ctx, row, model, AttemptKind::Generate, resolution.as_str(), started_at, took, admission.waited, &result);
-
+    if let Ok(images) = &mut result {
+        // More images than asked for are not this call's to keep: no row is waiting
+        // for them.
+        images.truncate(rows.len());
+    }
+    // Each row's attempt: the call's outcome, or for rows past the images the answer
+    // held, that it held too few (they are asked for again).
+    let got = result.as_ref().map_or(0, Vec::len);
+    let short = CallError::new(
+        ErrorClass::BadResponse,
+        format!("the answer held {got} of the {sent} images asked for (n={sent}); the rest are asked for again"),
+    );
+    for (i, row) in rows.iter().enumerate() {
+        let outcome = match &result {
+            Ok(_) if i >= got => Err(short.clone()),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        record(
+            ctx,
+            row,
+            model,
+            AttemptKind::Generate,
+            resolution.as_str(),
+            started_at,
+            took,
+            admission.waited,
+            &outcome,
+        );
+    }
     if !matches!(&result, Err(e) if e.class == ErrorClass::Unreachable) {
         ctx.reachable();
     }
-    let generated = match result {
-        Ok(generated) => generated,
-        Err(e) => return Some(Err(e)),
+    let price = |n: usize| reserved / sent as u64 * n as u64;
+    let images = match result {
+        Ok(images) => {
+            // Images asked for and not given were not made: their price is given back.
+            ctx.release(price(sent - got));
+            images
+        }
+        Err(e) => {
+            ctx.release(reserved);
+            return Some(Err(e));
+        }
     };
     let latency_s = took.as_secs_f64();
     let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
-    if let Generated::Url(url) = &generated {
-        // Committed before the download starts: from now on this row is only ever
-        // downloaded, never generated again.
-        if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made.clone()).await {
-            ctx.stop_run(StopReason::Local(e.to_string()));
-            return None;
+    for (row, image) in rows.iter().zip(&images) {
+        if let Generated::Url(url) = image {
+            // Committed before the download starts: from now on this row is only ever
+            // downloaded, never generated again.
+            if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made.clone()).await {
+                ctx.stop_run(StopReason::Local(e.to_string()));
+                return None;
+            }
         }
     }
     ctx.progress.record_latency(resolution, latency_s);
-    Some(Ok((generated, latency_s, made)))
+    Some(Ok((images, sent, latency_s, made)))
 }
 
 /// Waits for the rate token; false when the run stopped first. A stop for `--max-cost`
@@ -405,14 +568,18 @@ async fn pace_or_stop(ctx: &Ctx, admission: &mut limits::Admission) -> bool {
     }
 }
 
-/// What the row's model is sent for its size. The manifest check refused rows that
+/// What the rows' model is sent for their size. The manifest check refused rows that
 /// cannot be resolved, so a failure here means the catalogue changed under a stored row:
-/// the row fails with the reason.
-fn resolve(ctx: &Ctx, row: &PendingRow, model: &str) -> Option<WireSize> {
-    match ctx.cfg.catalog.resolve(ctx.cfg.dialect, model, row.size, row.aspect_ratio, ctx.cfg.size_policy) {
+/// the rows fail with the reason.
+fn resolve(ctx: &Ctx, rows: &[PendingRow], model: &str) -> Option<WireSize> {
+    let lead = &rows[0];
+    match ctx.cfg.catalog.resolve(ctx.cfg.dialect, model, lead.size, lead.aspect_ratio, ctx.cfg.size_policy) {
         Ok(size) => Some(size),
         Err(why) => {
-            fail_row(ctx, row, &CallError::new(ErrorClass::InvalidRequest, why));
+            let e = CallError::new(ErrorClass::InvalidRequest, why);
+            for row in rows {
+                fail_row(ctx, row, &e);
+            }
             None
         }
     }

@@ -240,6 +240,9 @@ pub struct SimConfig {
     pub batch_max_lines: Option<u64>,
     /// Overrides the bytes an OpenAI batch file may hold (200 MB), for tests.
     pub batch_max_bytes: Option<u64>,
+    /// An OpenAI-compatible relay that ignores `n`: answers hold at most this many images
+    /// whatever was asked (None: as many as `n` asks).
+    pub max_images_per_answer: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -274,6 +277,7 @@ impl Default for SimConfig {
             line_faults: Vec::new(),
             batch_max_lines: None,
             batch_max_bytes: None,
+            max_images_per_answer: None,
         }
     }
 }
@@ -806,28 +810,43 @@ async fn answer(s: &Shared, a: Accepted<'_>, headers: &HeaderMap) -> Response {
         _ => {}
     }
 
-    let n = s.next_image.fetch_add(1, Ordering::SeqCst);
-    let mut text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
-    if !refs.is_empty() {
-        text.push_str(&format!(";refs={}", refs.join(",")));
-    }
-    if let Some(mask) = &mask {
-        text.push_str(&format!(";mask={mask}"));
-    }
-    let seed = u64::from_str_radix(&tag, 16).unwrap_or(n);
-    let image = png::make(s.cfg.image_bytes, seed, &text);
-    let url = req.url_mode.then(|| {
-        let name = format!("{n}.png");
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
-        (format!("http://{host}/files/{name}"), name)
-    });
-    let draft = if wire == Wire::Gemini { png::make(64, n, "prompt=draft") } else { Vec::new() };
-    let body = match &url {
-        Some((url, _)) => wire.success(wire::Image::Url(url), &draft, &req.model, n),
-        None => wire.success(wire::Image::Png(&image), &draft, &req.model, n),
+    // One image per `n` asked (OpenAI; checked against the fixtures' range already), each
+    // its own draw: numbered, tagged, and (in URL mode) its own file.
+    let asked = req.n.max(1).min(s.cfg.max_images_per_answer.unwrap_or(usize::MAX)) as u64;
+    let first = s.next_image.fetch_add(asked, Ordering::SeqCst);
+    let made: Vec<(Vec<u8>, u64)> = (first..first + asked)
+        .map(|n| {
+            let mut text = format!("prompt={tag};model={};size={};n={n}", req.model, req.size);
+            if !refs.is_empty() {
+                text.push_str(&format!(";refs={}", refs.join(",")));
+            }
+            if let Some(mask) = &mask {
+                text.push_str(&format!(";mask={mask}"));
+            }
+            let seed = u64::from_str_radix(&tag, 16).unwrap_or(n) ^ (n - first);
+            (png::make(s.cfg.image_bytes, seed, &text), n)
+        })
+        .collect();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let urls: Option<Vec<(String, String)>> = req
+        .url_mode
+        .then(|| made.iter().map(|(_, n)| (format!("http://{host}/files/{n}.png"), format!("{n}.png"))).collect());
+    let draft = if wire == Wire::Gemini { png::make(64, first, "prompt=draft") } else { Vec::new() };
+    let body = match &urls {
+        Some(urls) => {
+            let images: Vec<wire::Image> = urls.iter().map(|(url, _)| wire::Image::Url(url)).collect();
+            wire.success_of(&images, &draft, &req.model, first)
+        }
+        None => {
+            let images: Vec<wire::Image> = made.iter().map(|(png, _)| wire::Image::Png(png)).collect();
+            wire.success_of(&images, &draft, &req.model, first)
+        }
     };
-    if let Some((_, name)) = url {
-        s.files.lock().expect("files lock").insert(name, (image, fail_download));
+    if let Some(urls) = urls {
+        let mut files = s.files.lock().expect("files lock");
+        for ((_, name), (image, _)) in urls.into_iter().zip(made) {
+            files.insert(name, (image, fail_download));
+        }
     }
 
     if fault == Some(Fault::Reset) {
@@ -851,9 +870,9 @@ async fn answer(s: &Shared, a: Accepted<'_>, headers: &HeaderMap) -> Response {
     }
     {
         let mut st = s.stats.lock().expect("stats lock");
-        st.successes += 1;
-        st.per_prompt.entry(tag).or_default().successes += 1;
-        *st.per_model.entry(req.model.clone()).or_default() += 1;
+        st.successes += asked;
+        st.per_prompt.entry(tag).or_default().successes += asked;
+        *st.per_model.entry(req.model.clone()).or_default() += asked;
     }
     wire::json_response(StatusCode::OK, body)
 }

@@ -306,6 +306,9 @@ pub struct Fixtures {
     /// OpenAI parameters whose values the SDK gives as a Literal, checked for GPT image
     /// models: `(parameter, values)`.
     pub openai_enums: Vec<(String, Vec<String>)>,
+    /// `n`, the images one OpenAI request may ask for: least and most (the SDK's
+    /// docstring, "Must be between 1 and 10").
+    pub openai_n: (u64, u64),
     /// The error-body templates (`hand_written.errors`).
     errors: Value,
     pub files: FileLimits,
@@ -363,7 +366,12 @@ impl Fixtures {
             max_request_bytes: number("gemini_inline_request_max_bytes")?,
         };
         let batch = BatchRules::parse(&v["batch"])?;
-        Ok(Fixtures { models, sdk_versions, openai_enums, errors, files, batch })
+        let n = &v["openai"]["n"];
+        let openai_n = match (n["min"].as_u64(), n["max"].as_u64()) {
+            (Some(min), Some(max)) if min <= max => (min, max),
+            _ => return Err("openai.n needs min <= max".into()),
+        };
+        Ok(Fixtures { models, sdk_versions, openai_enums, openai_n, errors, files, batch })
     }
 
     pub fn model(&self, id: &str) -> Option<&Model> {
@@ -470,8 +478,16 @@ impl Fixtures {
     /// fixtures do not know (a test's `primary`/`backup`), and Gemini models behind
     /// Google's OpenAI-compatible root, are let through.
     pub fn check_openai(&self, model: Option<&Model>, body: &Value) -> Result<(), Refusal> {
-        let Some(m) = model.filter(|m| m.dialect == Dialect::Openai) else { return Ok(()) };
         let field = |name: &str| body.get(name).filter(|v| !v.is_null());
+        if let Some(n) = field("n") {
+            // A number in JSON, text in an edit's multipart form.
+            let value = n.as_u64().or_else(|| n.as_str().and_then(|t| t.parse().ok()));
+            let (min, max) = self.openai_n;
+            if !value.is_some_and(|v| (min..=max).contains(&v)) {
+                return Err(self.openai_invalid("n", &text_of(n), &format!("Must be between {min} and {max}.")));
+            }
+        }
+        let Some(m) = model.filter(|m| m.dialect == Dialect::Openai) else { return Ok(()) };
         if let Some(rf) = field("response_format") {
             match &m.response_format {
                 None => return Err(self.error("openai_unknown_parameter", &[("param", "response_format")])),

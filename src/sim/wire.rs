@@ -26,6 +26,9 @@ pub struct Request {
     pub url_mode: bool,
     /// The key presented, or "" when none.
     pub key: String,
+    /// Images asked for: OpenAI's `n` (a number in JSON, text in an edit's form; checked
+    /// against the fixtures' range before it is used), 1 for Gemini.
+    pub n: usize,
 }
 
 /// The key of an OpenAI-dialect request (`Authorization: Bearer KEY`), or "".
@@ -53,6 +56,7 @@ impl Wire {
                 size: text(&v["size"]),
                 url_mode: v["response_format"] == "url",
                 key: openai_key(headers),
+                n: v["n"].as_u64().or_else(|| v["n"].as_str().and_then(|t| t.parse().ok())).map_or(1, |n| n as usize),
             }),
             Wire::Gemini => {
                 let model = model_path
@@ -78,6 +82,7 @@ impl Wire {
                     size: size.as_str().unwrap_or("1K").to_owned(),
                     url_mode: false,
                     key: gemini_key(headers),
+                    n: 1,
                 })
             }
         }
@@ -290,32 +295,46 @@ impl Wire {
     /// machine with the client under test, so it must not spend more than it needs (no JSON
     /// tree holding a copy of the base64, no escaping pass over it: base64 needs none).
     pub fn success(self, image: Image<'_>, draft_png: &[u8], model: &str, n: u64) -> String {
-        let size = match image {
-            Image::Png(png) => png.len().div_ceil(3) * 4,
-            Image::Text(t) | Image::Url(t) => t.len() + 16,
-        };
-        let mut out = String::with_capacity(size + draft_png.len() * 2 + 512);
-        let push_image = |out: &mut String| match image {
+        self.success_of(&[image], draft_png, model, n)
+    }
+
+    /// The success body of several images: OpenAI's `data` holds one element per image
+    /// (`n`); Gemini answers one, the first.
+    pub fn success_of(self, images: &[Image<'_>], draft_png: &[u8], model: &str, n: u64) -> String {
+        let size: usize = images
+            .iter()
+            .map(|image| match image {
+                Image::Png(png) => png.len().div_ceil(3) * 4,
+                Image::Text(t) | Image::Url(t) => t.len() + 16,
+            })
+            .sum();
+        let mut out = String::with_capacity(size + draft_png.len() * 2 + 512 + 64 * images.len());
+        let push_image = |out: &mut String, image: &Image<'_>| match image {
             Image::Png(png) => base64::engine::general_purpose::STANDARD.encode_string(png, out),
             Image::Text(t) => out.push_str(t),
             Image::Url(_) => unreachable!("a URL is not inline data"),
         };
         match self {
             Wire::OpenAi => {
-                out.push_str("{\"created\":1713833628,\"data\":[{");
-                match image {
-                    Image::Url(u) => {
-                        out.push_str("\"url\":");
-                        out.push_str(&json_string(u));
-                        out.push_str(",\"revised_prompt\":null");
+                out.push_str("{\"created\":1713833628,\"data\":[");
+                for (i, image) in images.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
                     }
-                    _ => {
-                        out.push_str("\"b64_json\":\"");
-                        push_image(&mut out);
-                        out.push('"');
+                    match image {
+                        Image::Url(u) => {
+                            out.push_str("{\"url\":");
+                            out.push_str(&json_string(u));
+                            out.push_str(",\"revised_prompt\":null}");
+                        }
+                        _ => {
+                            out.push_str("{\"b64_json\":\"");
+                            push_image(&mut out, image);
+                            out.push_str("\"}");
+                        }
                     }
                 }
-                out.push_str("}],\"usage\":{\"total_tokens\":100}}");
+                out.push_str("],\"usage\":{\"total_tokens\":100}}");
             }
             Wire::Gemini => {
                 out.push_str("{\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[");
@@ -324,7 +343,9 @@ impl Wire {
                 base64::engine::general_purpose::STANDARD.encode_string(draft_png, &mut out);
                 out.push_str("\"},\"thought\":true},{\"text\":\"Here is the image.\"},");
                 out.push_str("{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"");
-                push_image(&mut out);
+                if let Some(image) = images.first() {
+                    push_image(&mut out, image);
+                }
                 out.push_str("\"}}]},\"finishReason\":\"STOP\",\"index\":0}],");
                 out.push_str("\"usageMetadata\":{\"promptTokenCount\":8,\"candidatesTokenCount\":1120,");
                 out.push_str("\"totalTokenCount\":1128},\"modelVersion\":");
