@@ -286,3 +286,83 @@ async fn the_batch_engine_makes_one_line_per_image() {
     assert_eq!(made(&sim, "one batch dog"), 2);
     assert!(results(&out).iter().all(|r| r["engine"] == "batch"));
 }
+
+/// `--count 3 --shard-dirs`: each image lands in `images/<2 hex of its id>/<id>_<k>.png`,
+/// results.csv and metadata.jsonl name those paths, and the same command again sends
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_with_shard_dirs_puts_each_image_in_its_ids_folder() {
+    let sim = sim(fixed(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = counted(dir.path(), &[("a", "sharded cats", "1K", ""), ("b", "sharded dogs", "2K", "")]);
+    let out = dir.path().join("out");
+    let args = ["--count", "3", "--shard-dirs", "-c", "4"];
+    let o = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let want = expected(&[("a", "sharded cats", 3), ("b", "sharded dogs", 3)]);
+    let path_of = |id: &str| format!("images/{}/{id}.png", bulkgen::output::shard_of(id));
+
+    for (id, (_, _, prompt)) in &want {
+        let bytes = std::fs::read(out.join(path_of(id))).unwrap_or_else(|e| panic!("{}: {e}", path_of(id)));
+        assert_eq!(read_tag(&bytes).unwrap()["prompt"], prompt_tag(prompt), "{id}");
+    }
+    let flat: Vec<_> =
+        std::fs::read_dir(out.join("images")).unwrap().map(|e| e.unwrap().path()).filter(|p| !p.is_dir()).collect();
+    assert!(flat.is_empty(), "no image outside a shard folder: {flat:?}");
+
+    let rows = results(&out);
+    assert_eq!(rows.len(), 6, "one results line per image");
+    for r in &rows {
+        let id = &r["id"];
+        let (row_id, k, _) = want.get(id).unwrap_or_else(|| panic!("results.csv names {id}"));
+        assert_eq!(r["status"], "done", "{id}");
+        assert_eq!(r["file"], path_of(id), "{id}");
+        assert_eq!((&r["row_id"], &r["k"]), (row_id, &k.to_string()), "{id}");
+    }
+    let lines = metadata(&out);
+    assert_eq!(lines.len(), 6, "one metadata line per image");
+    let named: HashSet<(String, String)> =
+        lines.iter().map(|l| (l["id"].as_str().unwrap().to_owned(), l["file"].as_str().unwrap().to_owned())).collect();
+    let wanted: HashSet<(String, String)> = want.keys().map(|id| (id.clone(), path_of(id))).collect();
+    assert_eq!(named, wanted, "metadata.jsonl names each image's sharded path");
+    assert_eq!(sim.stats().requests, 6);
+
+    let again = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(sim.stats().requests, 6, "the second run sends nothing: {}", text(&again));
+}
+
+/// The checkpoint of a counted folder lost: `bulkgen repair` with the run's `--count`
+/// adopts every `<id>_<k>` image, and the same run command then sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_adopts_every_image_of_a_counted_folder() {
+    let sim = sim(fixed(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = counted(
+        dir.path(),
+        &[("r", "repaired cats", "1K", ""), ("s", "repaired dogs", "1K", ""), ("t", "a lone owl", "1K", "1")],
+    );
+    let out = dir.path().join("out");
+    let args = ["--count", "2", "-c", "4"];
+    let o = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let made_before = sim.stats().requests;
+    assert_eq!(made_before, 5);
+
+    for f in ["bulkgen.db", "bulkgen.db-wal", "bulkgen.db-shm"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+    let repair = bin().arg("repair").arg(&manifest).arg("-o").arg(&out).args(["--count", "2"]).output();
+    let repair = tokio::time::timeout(Duration::from_secs(60), repair).await.expect("repair finishes").unwrap();
+    assert_eq!(repair.status.code(), Some(0), "{}", text(&repair));
+    assert!(text(&repair).contains("5 row(s) adopted as done"), "{}", text(&repair));
+    let after_repair = states(&out);
+    let ids: HashSet<&str> = after_repair.keys().map(String::as_str).collect();
+    assert_eq!(ids, HashSet::from(["r_1", "r_2", "s_1", "s_2", "t"]));
+    assert!(after_repair.values().all(|s| s == "done"), "{after_repair:?}");
+
+    let o = run(&sim, &manifest, &out, &args).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(sim.stats().requests, made_before, "repair adopted every image: nothing sent again");
+    assert_outputs(&out, &expected(&[("r", "repaired cats", 2), ("s", "repaired dogs", 2), ("t", "a lone owl", 1)]));
+}
