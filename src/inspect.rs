@@ -162,9 +162,17 @@ fn status_text(out: &Path) -> Result<String, Failed> {
         }
     }
     let total: [u64; 4] = by_class.values().fold([0; 4], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
+    // With counts (a manifest row of count > 1), the checkpoint's rows are images: say so,
+    // and how many manifest rows they come from.
+    let counted = counted_rows(&c).map_err(sql)?;
+    let (unit, from) = match counted {
+        Some(1) => ("images", " (from 1 manifest row)".to_owned()),
+        Some(manifest_rows) => ("images", format!(" (from {manifest_rows} manifest rows)")),
+        None => ("rows", String::new()),
+    };
     let _ = writeln!(
         text,
-        "{} rows: {} done, {} failed, {} pending, {} running",
+        "{} {unit}{from}: {} done, {} failed, {} pending, {} running",
         total.iter().sum::<u64>(),
         total[2],
         total[3],
@@ -180,7 +188,7 @@ fn status_text(out: &Path) -> Result<String, Failed> {
         .map_err(sql)?;
     if in_batch > 0 {
         let _ =
-            writeln!(text, "{in_batch} of the pending rows are in open batch jobs (paid for there, not sent online)");
+            writeln!(text, "{in_batch} of the pending {unit} are in open batch jobs (paid for there, not sent online)");
     }
     // A checkpoint from before batch jobs has no jobs table: no jobs.
     let jobs = checkpoint::list_jobs(&c, true).unwrap_or_default();
@@ -193,7 +201,7 @@ fn status_text(out: &Path) -> Result<String, Failed> {
             let ended = j.closed_at.map_or(String::new(), |t| format!(", closed {} ago", progress::human(now - t)));
             let _ = writeln!(
                 text,
-                "  {:<28} {:<10} {:<22} {:>6} rows {:>6} done {:>5} failed  age {}{ended}{}",
+                "  {:<28} {:<10} {:<22} {:>6} {unit} {:>6} done {:>5} failed  age {}{ended}{}",
                 j.name.as_deref().unwrap_or("(not created yet)"),
                 j.step.as_str(),
                 j.state.as_deref().unwrap_or("-"),
@@ -246,4 +254,22 @@ fn status_text(out: &Path) -> Result<String, Failed> {
         let _ = writeln!(text, "latest errors (newest first):\n{}", errors.join("\n"));
     }
     Ok(text)
+}
+
+/// How many manifest rows the current manifest's images come from, when some row asked
+/// for several (an image whose row id is not its own id, `<id>_<k>`); None for a folder
+/// whose rows are one image each (or a checkpoint from before counts, with no row ids).
+fn counted_rows(c: &Connection) -> rusqlite::Result<Option<u64>> {
+    let has_row_id: bool =
+        c.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('rows') WHERE name = 'row_id'", [], |r| r.get(0))?;
+    if !has_row_id {
+        return Ok(None);
+    }
+    let (counted, manifest_rows): (bool, u64) = c.query_row(
+        "SELECT COALESCE(MAX(COALESCE(row_id, id) <> id), 0), COUNT(DISTINCT COALESCE(row_id, id)) FROM rows \
+         WHERE seq IS NOT NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(counted.then_some(manifest_rows))
 }

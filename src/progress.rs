@@ -3,7 +3,7 @@
 //! with `--quiet`. Messages go through [`Progress::note`] so they never tear the bar.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,9 +37,13 @@ pub struct Counters {
 
 pub struct Progress {
     pub counters: Counters,
-    /// Rows of the manifest, and how many were already done or failed at the start.
+    /// Rows of the checkpoint (images, with counts), and how many were already done or
+    /// failed at the start.
     total: u64,
     settled_before: u64,
+    /// The manifest asks for several images of some row (`--count`, a `count` column):
+    /// what is settled is then images, not manifest rows, and the display says so.
+    counting_images: AtomicBool,
     started: Instant,
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
@@ -58,6 +62,7 @@ impl Progress {
             counters: Counters::default(),
             total,
             settled_before,
+            counting_images: AtomicBool::new(false),
             started: Instant::now(),
             bar: Mutex::new(None),
             quiet: mode == ProgressMode::Quiet,
@@ -65,6 +70,29 @@ impl Progress {
             hold: Mutex::new(None),
             time_scale: Mutex::new(None),
         })
+    }
+
+    /// The run's manifest has a row of count > 1 (its images outnumber its rows): the bar
+    /// and the plain line count "images settled" instead of "rows settled". Set before
+    /// [`start`].
+    pub fn counting_images(&self, yes: bool) {
+        self.counting_images.store(yes, Ordering::Relaxed);
+    }
+
+    /// What the bar and the plain line count: "images" when the manifest uses counts,
+    /// "rows" otherwise (where a row is one image).
+    fn unit(&self) -> &'static str {
+        if self.counting_images.load(Ordering::Relaxed) { "images" } else { "rows" }
+    }
+
+    /// "12/40 rows settled" (or images), as the plain line starts.
+    fn settled(&self) -> String {
+        format!("{}/{} {} settled", self.position(), self.total, self.unit())
+    }
+
+    /// The bar's template: the same words as [`Progress::settled`], drawn by indicatif.
+    fn bar_template(&self) -> String {
+        format!("{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {} settled\n{{msg}}", self.unit())
     }
 
     /// A simulated run (`--simulate`) at `scale`: latencies are shown divided by it.
@@ -247,9 +275,7 @@ pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
     let task = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(Some(progress.total), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows settled\n{msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(&progress.bar_template()).expect("valid template").progress_chars("=> "),
         );
         bar.set_position(progress.position());
         *progress.bar.lock().expect("bar lock") = Some(bar.clone());
@@ -269,7 +295,7 @@ pub fn start(progress: Arc<Progress>, mode: ProgressMode) -> Display {
             loop {
                 tick.tick().await;
                 let t = p.started.elapsed().as_secs();
-                eprintln!("[{:02}:{:02}] {}/{} rows settled; {}", t / 60, t % 60, p.position(), p.total, p.line());
+                eprintln!("[{:02}:{:02}] {}; {}", t / 60, t % 60, p.settled(), p.line());
             }
         })
     };
@@ -285,5 +311,22 @@ impl Display {
             bar.set_position(self.progress.position());
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_display_counts_rows_unless_the_manifest_uses_counts() {
+        let p = Progress::new(12, 2, ProgressMode::Quiet);
+        Progress::add(&p.counters.done, 3);
+        assert_eq!(p.settled(), "5/12 rows settled");
+        assert_eq!(p.bar_template(), "{elapsed_precise} [{wide_bar}] {pos}/{len} rows settled\n{msg}");
+        p.counting_images(true);
+        assert_eq!(p.settled(), "5/12 images settled");
+        assert_eq!(p.bar_template(), "{elapsed_precise} [{wide_bar}] {pos}/{len} images settled\n{msg}");
+        assert!(ProgressStyle::with_template(&p.bar_template()).is_ok());
     }
 }
