@@ -468,6 +468,8 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
 
     let progress = Progress::new(before.total(), before.done + before.failed, cfg.progress);
     progress.set_time_scale(cfg.simulate.as_ref().map(|s| s.time_scale));
+    // A manifest with counts is counted in images (more of them than manifest rows).
+    progress.counting_images(manifest_stats.rows != manifest_stats.manifest_rows);
     Progress::add(&progress.counters.in_batch, before.batch);
     for note in notes.iter().chain(&fd_note) {
         progress.note(note);
