@@ -394,6 +394,35 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_of_n_images_gives_each_and_keeps_the_good_ones_when_one_is_bad() {
+        let png = |seed: u64| crate::sim::png::make(300, seed, "x");
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let (a, b) = (png(1), png(2));
+        let body = format!(
+            r#"{{"data":[{{"b64_json":"{}","revised_prompt":"ra"}},{{"b64_json":"{}"}},{{"url":"https://cdn.example/c.png"}}]}}"#,
+            b64(&a),
+            b64(&b)
+        );
+        let images = parse_images(StatusCode::OK, &HeaderMap::new(), body.as_bytes()).unwrap();
+        assert_eq!(
+            images,
+            vec![
+                Generated::Image(a.clone(), Said { revised_prompt: Some("ra".into()), finish_reason: None }),
+                Generated::Image(b, Said::default()),
+                Generated::Url("https://cdn.example/c.png".into()),
+            ]
+        );
+        // A damaged element is left out; the good image (paid for) is kept.
+        let body = format!(r#"{{"data":[{{"b64_json":"aGVsbG8="}},{{"b64_json":"{}"}}]}}"#, b64(&a));
+        let images = parse_images(StatusCode::OK, &HeaderMap::new(), body.as_bytes()).unwrap();
+        assert_eq!(images, vec![Generated::Image(a, Said::default())]);
+        // None good: the first element's error.
+        let e = parse_images(StatusCode::OK, &HeaderMap::new(), br#"{"data":[{},{"b64_json":"!!"}]}"#).unwrap_err();
+        assert_eq!(e.class, ErrorClass::BadResponse);
+        assert!(e.message.contains("`data[0]`"), "{}", e.message);
+    }
+
+    #[test]
     fn relay_refusals_are_refusals_however_they_are_wrapped() {
         for (status, body) in [
             (

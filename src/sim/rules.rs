@@ -672,6 +672,21 @@ mod tests {
     }
 
     #[test]
+    fn n_is_taken_within_the_sdks_range_as_a_number_or_form_text() {
+        assert_eq!(f().openai_n, (1, 10));
+        let m = f().model("gpt-image-2");
+        for ok in [json!({"n": 1}), json!({"n": 10}), json!({"n": "4"}), json!({})] {
+            assert_eq!(f().check_openai(m, &ok), Ok(()), "{ok}");
+        }
+        for bad in [json!({"n": 0}), json!({"n": 11}), json!({"n": "two"}), json!({"n": 2.5})] {
+            let r = f().check_openai(m, &bad).unwrap_err();
+            assert_eq!((r.status, &r.body["error"]["param"]), (400, &json!("n")), "{bad}");
+        }
+        // Whatever the model: the range is the endpoint's.
+        assert!(f().check_openai(None, &json!({"n": 12})).is_err());
+    }
+
+    #[test]
     fn refusals_are_the_real_bodies() {
         let m = f().model("gpt-image-2");
         let r = f().check_openai(m, &json!({"model": "gpt-image-2", "response_format": "url"})).unwrap_err();
