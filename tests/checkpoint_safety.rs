@@ -383,7 +383,7 @@ async fn repair_carries_over_failed_rows_and_paid_result_urls() {
     old.mark_failed(rows[0].rid, ErrorClass::Refused, "blocked".into());
     old.start_attempt(vec![rows[1].rid], 1.0).await.unwrap();
     let made = Made { model: "m".into(), size_sent: "1024x1024".into() };
-    old.save_url(rows[1].rid, "http://127.0.0.1:9/files/x".into(), 2.0, made).await.unwrap();
+    old.save_url(rows[1].rid, "http://127.0.0.1:9/files/x".into(), 2.0, made, Default::default()).await.unwrap();
     old.close().await.unwrap();
 
     let new = Checkpoint::open(&new_dir).unwrap();

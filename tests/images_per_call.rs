@@ -232,6 +232,12 @@ async fn a_call_answered_with_urls_downloads_every_image() {
     let on_disk = images(&out);
     assert_eq!(on_disk.len(), 3);
     assert_eq!(on_disk.iter().map(|(_, _, n)| n).collect::<HashSet<_>>().len(), 3, "{on_disk:?}");
+    // What the answer said beside each URL is kept through the download into metadata.
+    let lines = metadata(&out);
+    assert_eq!(lines.len(), 3);
+    for line in &lines {
+        assert_eq!(line["revised_prompt"], bulkgen::sim::SIM_REVISED_PROMPT, "{line}");
+    }
 
     // A Gemini entry cannot claim several images per call.
     std::fs::write(

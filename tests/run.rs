@@ -153,6 +153,12 @@ async fn url_results_whose_download_fails_are_downloaded_again_not_generated_aga
     // Downloads take no generation slot but are bounded by -c too (each holds a socket).
     assert!((2..=6).contains(&stats.max_downloads_in_flight), "{}", stats.max_downloads_in_flight);
     assert_images_match(&out, &prompts);
+    // What the answer said beside each URL is kept through failed downloads to the done
+    // mark (it was saved with the URL).
+    let metadata = std::fs::read_to_string(out.join("metadata.jsonl")).unwrap();
+    let said: Vec<serde_json::Value> = metadata.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(said.len(), 30);
+    assert!(said.iter().all(|l| l["revised_prompt"] == bulkgen::sim::SIM_REVISED_PROMPT), "{metadata}");
 }
 
 /// `run_cmd` with the child's open-file limits set to (soft, hard) before it starts.

@@ -27,6 +27,7 @@ use crate::error::{Disposition, ErrorClass};
 use crate::manifest::{ManifestReader, ReadError, ReadSettings};
 use crate::output;
 use crate::params::Params;
+use crate::provider::Said;
 use crate::refs::{References, RowRefs};
 use crate::size::{AspectRatio, Resolution, Size};
 
@@ -765,7 +766,8 @@ impl Checkpoint {
         self.call(move |c| {
             let mut st = c.prepare_cached(
                 "UPDATE rows SET state='running', attempts = attempts + 1, \
-                 first_dispatch = COALESCE(first_dispatch, ?1) WHERE rid = ?2",
+                 first_dispatch = COALESCE(first_dispatch, ?1), revised_prompt=NULL, finish_reason=NULL \
+                 WHERE rid = ?2",
             )?;
             for rid in rids {
                 st.execute(params![at, rid])?;
@@ -855,10 +857,28 @@ impl Checkpoint {
 
     /// Keeps a generated image's URL before downloading it, so that neither a failed
     /// download nor a crash ever leads to generating the row again. Returns once committed.
-    pub async fn save_url(&self, rid: i64, url: String, latency_s: f64, made: Made) -> Result<(), CheckpointError> {
+    pub async fn save_url(
+        &self,
+        rid: i64,
+        url: String,
+        latency_s: f64,
+        made: Made,
+        said: Said,
+    ) -> Result<(), CheckpointError> {
         self.call(move |c| {
-            c.prepare_cached("UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3, size_sent=?4 WHERE rid=?5")?
-                .execute(params![url, latency_s, made.model, made.size_sent, rid])?;
+            c.prepare_cached(
+                "UPDATE rows SET result_url=?1, latency_s=?2, made_by=?3, size_sent=?4, revised_prompt=?6, \
+                 finish_reason=?7 WHERE rid=?5",
+            )?
+            .execute(params![
+                url,
+                latency_s,
+                made.model,
+                made.size_sent,
+                rid,
+                said.revised_prompt,
+                said.finish_reason
+            ])?;
             Ok(())
         })
         .await
@@ -893,7 +913,8 @@ impl Checkpoint {
                      made_by=COALESCE(?3, made_by), size_sent=COALESCE(?4, size_sent), \
                      done_at=?5, e2e_s = ?5 - first_dispatch, error_class=NULL, error=NULL, stale_sig=NULL, \
                      engine=CASE WHEN ?7 IS NULL THEN 'online' ELSE 'batch' END, job=NULL, \
-                     sha256=?8, width=?9, height=?10, revised_prompt=?11, finish_reason=?12 \
+                     sha256=?8, width=?9, height=?10, revised_prompt=COALESCE(?11, revised_prompt), \
+                     finish_reason=COALESCE(?12, finish_reason) \
                      WHERE rid=?6 AND (?7 IS NULL OR (state='batch' AND job=?7))",
                 )?
                 .execute(params![
@@ -932,9 +953,15 @@ impl Checkpoint {
 
     /// Keeps image bytes the output folder would not take, so a rerun writes them
     /// without paying for the generation again. Returns once committed.
-    pub async fn stash(&self, rid: i64, bytes: Vec<u8>) -> Result<(), CheckpointError> {
+    /// Keeps an image the output folder refused, and what the provider said of it (kept
+    /// on the row until its done mark), for the next run to write without a call.
+    pub async fn stash(&self, rid: i64, bytes: Vec<u8>, said: Said) -> Result<(), CheckpointError> {
         self.call(move |c| {
             c.execute("INSERT OR REPLACE INTO stash(rid, bytes) VALUES (?1, ?2)", params![rid, bytes])?;
+            c.execute(
+                "UPDATE rows SET revised_prompt=?1, finish_reason=?2 WHERE rid=?3",
+                params![said.revised_prompt, said.finish_reason, rid],
+            )?;
             Ok(())
         })
         .await
@@ -1980,7 +2007,7 @@ fn sync(
     let mut replace = c.prepare(
         "UPDATE rows SET seq=?1, extra=?2, prompt=?3, size=?4, resolution=?5, aspect_ratio=?6, model=?7, \
          params=?8, refs=?9, state='pending', result_url=NULL, error_class=NULL, error=NULL, \
-         first_dispatch=NULL, e2e_s=NULL WHERE rid=?10",
+         first_dispatch=NULL, e2e_s=NULL, revised_prompt=NULL, finish_reason=NULL WHERE rid=?10",
     )?;
     let mut report = SyncReport::default();
     for row in reader {

@@ -49,7 +49,8 @@ pub enum RefPart {
 pub enum Generated {
     /// Decoded image bytes, checked to be PNG, JPEG or WebP.
     Image(Vec<u8>, Said),
-    Url(String),
+    /// Where to fetch the image, and what the provider said of it.
+    Url(String, Said),
 }
 
 /// What a provider said beside an image, kept in metadata.jsonl where given.

@@ -215,7 +215,7 @@ fn image_of(datum: Datum<'_>, i: usize) -> Result<Generated, CallError> {
         if url.starts_with("data:") {
             return decode_image(&url).map(|bytes| Generated::Image(bytes, said));
         }
-        return Ok(Generated::Url(url));
+        return Ok(Generated::Url(url, said));
     }
     Err(CallError::new(ErrorClass::BadResponse, format!("the response's `data[{i}]` has neither `b64_json` nor `url`")))
 }
@@ -409,7 +409,7 @@ mod tests {
             vec![
                 Generated::Image(a.clone(), Said { revised_prompt: Some("ra".into()), finish_reason: None }),
                 Generated::Image(b, Said::default()),
-                Generated::Url("https://cdn.example/c.png".into()),
+                Generated::Url("https://cdn.example/c.png".into(), Said::default()),
             ]
         );
         // A damaged element is left out; the good image (paid for) is kept.
@@ -503,7 +503,7 @@ mod tests {
         }
         assert_eq!(
             parse(r#"{"data":[{"url":"https://cdn.example/x.png"}]}"#).unwrap(),
-            Generated::Url("https://cdn.example/x.png".into())
+            Generated::Url("https://cdn.example/x.png".into(), Said::default())
         );
         for bad in [
             r#"{"data":[]}"#,

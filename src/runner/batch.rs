@@ -770,7 +770,7 @@ impl LineTaker {
                 let made = MadeBy { model: row.model.clone(), size_sent };
                 finish(ctx, &row, bytes, said, Maker::Batch { jid: self.jid, made }).await;
             }
-            Ok(Generated::Url(_)) => {
+            Ok(Generated::Url(..)) => {
                 let e = CallError::new(ErrorClass::BadResponse, "a batch result line gave a URL, not the image");
                 line_failed(ctx, &row, &e);
             }

@@ -148,7 +148,7 @@ async fn drive(ctx: &Ctx, mut rows: Vec<PendingRow>) {
                     let maker = Maker::Online { latency: Some(latency_s), made: Some(made.clone()) };
                     finish(ctx, row, bytes, said, maker).await;
                 }
-                Generated::Url(url) => urls.push((row, url)),
+                Generated::Url(url, _) => urls.push((row, url)),
             }
         }
         drop(slot);
@@ -533,10 +533,10 @@ async fn call(
     let latency_s = took.as_secs_f64();
     let made = MadeBy { model: model.to_owned(), size_sent: size.to_string() };
     for (row, image) in rows.iter().zip(&images) {
-        if let Generated::Url(url) = image {
+        if let Generated::Url(url, said) = image {
             // Committed before the download starts: from now on this row is only ever
-            // downloaded, never generated again.
-            if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made.clone()).await {
+            // downloaded, never generated again. What the provider said is kept with it.
+            if let Err(e) = ctx.ckpt.save_url(row.rid, url.clone(), latency_s, made.clone(), said.clone()).await {
                 ctx.stop_run(StopReason::Local(e.to_string()));
                 return None;
             }

@@ -22,8 +22,9 @@ pub(super) enum Maker {
 
 /// Puts the image in place, then marks the row done — in that order. If the output folder
 /// fails, the bytes are kept in the checkpoint so the rerun does not pay for them again.
-/// `said` is what the provider said beside the image (nothing for a stashed image or a
-/// downloaded URL), kept in metadata.jsonl.
+/// `said` is what the provider said beside the image, kept in metadata.jsonl (nothing
+/// for a stashed image or a downloaded URL: what was said of those was recorded on the
+/// row with the stash or the URL, and the done mark keeps it).
 pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, said: Said, maker: Maker) {
     // Answers, downloads and the stash were checked already; this is the last gate
     // before a file is named done.
@@ -35,6 +36,8 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, said: Sa
     let id = row.id.clone();
     let bytes = Arc::new(bytes);
     let to_write = bytes.clone();
+    // Kept with the stash if the folder refuses the image.
+    let said_again = said.clone();
     let writer = ctx.writers.acquire().await.expect("never closed");
     // The image's hash and pixel size (for metadata.jsonl) are read on the same blocking
     // thread as it is written, off the async workers.
@@ -72,7 +75,7 @@ pub(super) async fn finish(ctx: &Ctx, row: &PendingRow, bytes: Vec<u8>, said: Sa
         Err(e) => {
             ctx.ckpt.mark_pending(row.rid);
             let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone());
-            let kept = match ctx.ckpt.stash(row.rid, bytes).await {
+            let kept = match ctx.ckpt.stash(row.rid, bytes, said_again).await {
                 Ok(()) => "the image is kept in the checkpoint and will be written by the next run without a new call"
                     .to_owned(),
                 Err(db) => format!("the checkpoint could not keep the image either ({db}): it will be generated again"),

@@ -59,6 +59,7 @@ use wire::Wire;
 
 pub use batch::SimBatchJob;
 pub use png::{prompt_tag, read_refs, read_tag};
+pub use wire::SIM_REVISED_PROMPT;
 
 /// A fault the simulator injects at a given rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

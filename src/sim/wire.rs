@@ -325,7 +325,10 @@ impl Wire {
                         Image::Url(u) => {
                             out.push_str("{\"url\":");
                             out.push_str(&json_string(u));
-                            out.push_str(",\"revised_prompt\":null}");
+                            // As DALL-E 3 answered URLs: with the prompt it used.
+                            out.push_str(",\"revised_prompt\":\"");
+                            out.push_str(SIM_REVISED_PROMPT);
+                            out.push_str("\"}");
                         }
                         _ => {
                             out.push_str("{\"b64_json\":\"");
@@ -364,6 +367,9 @@ impl Wire {
 
 /// The image of a success: PNG bytes (sent as base64), text put in the base64 field as it
 /// is (to break it; it must need no JSON escaping), or a URL (openai dialect only).
+/// The `revised_prompt` beside every URL answer (plain text: no JSON escaping needed).
+pub const SIM_REVISED_PROMPT: &str = "the prompt as the simulated model revised it";
+
 #[derive(Clone, Copy)]
 pub enum Image<'a> {
     Png(&'a [u8]),
