@@ -47,13 +47,18 @@ pub struct Repaired {
     pub damaged_dir: Option<PathBuf>,
     /// The manifest's rows per state afterwards.
     pub counts: Counts,
+    /// The manifest rows the images come from, when some row has a count over 1 (then
+    /// every count here is of images).
+    pub manifest_rows: Option<u64>,
 }
 
 /// Rebuilds `cfg.out`'s checkpoint; `cfg` is a run's settings (the identity of rows, the
 /// manifest and the folder come from it; nothing is sent, so no key is needed).
 pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
     // The references are read and hashed too: they are part of every row's identity.
-    let references = std::sync::Arc::new(runner::check_manifest(cfg).await?.references);
+    let checked = runner::check_manifest(cfg).await?;
+    let stats = checked.stats;
+    let references = std::sync::Arc::new(checked.references);
     let out = OutDir::create(&cfg.out).map_err(|source| RunError::Output { path: cfg.out.clone(), source })?;
     let _lock = output::lock(&out.root).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock => RunError::Settings(e.to_string()),
@@ -67,8 +72,13 @@ pub async fn repair(cfg: &RunConfig) -> Result<Repaired, RunError> {
 
     let ckpt = Checkpoint::open(&out.root).map_err(|e| e.with_manifest(&cfg.manifest))?;
     ckpt.set_manifest(cfg.manifest.clone());
-    let mut done =
-        Repaired { out: out.root.clone(), old_checkpoint: old_checkpoint.clone(), moved, ..Repaired::default() };
+    let mut done = Repaired {
+        out: out.root.clone(),
+        old_checkpoint: old_checkpoint.clone(),
+        moved,
+        manifest_rows: (stats.rows != stats.manifest_rows).then_some(stats.manifest_rows),
+        ..Repaired::default()
+    };
     if let Some(old) = old_checkpoint.filter(|p| fs::metadata(p).is_ok_and(|m| m.len() > 0)) {
         done.salvaged = Some(ckpt.salvage(old).await?);
     }
@@ -228,8 +238,13 @@ pub fn summary(r: &Repaired, manifest: &Path) -> String {
         manifest.display(),
         r.out.join(output::IMAGES_DIR).display()
     );
-    let _ = writeln!(t, "  {} row(s) adopted as done from their image", r.adopted);
-    let _ = writeln!(t, "  {} done, {} pending, {} failed for good ({} rows)", c.done, c.pending, c.failed, c.total());
+    // A manifest with counts is counted in images, each its own row `<id>_<k>`.
+    let (what, total) = match r.manifest_rows {
+        Some(rows) => ("image(s)", format!("{} images from {rows} manifest rows", c.total())),
+        None => ("row(s)", format!("{} rows", c.total())),
+    };
+    let _ = writeln!(t, "  {} {what} adopted as done from their file", r.adopted);
+    let _ = writeln!(t, "  {} done, {} pending, {} failed for good ({total})", c.done, c.pending, c.failed);
     if r.lost > 0 {
         let _ = writeln!(t, "  {} row(s) marked done had no complete image: pending again", r.lost);
     }
