@@ -87,6 +87,8 @@ async fn the_images_of_a_row_share_one_call_with_n() {
     assert!(results.iter().all(|r| r["status"] == "done" && r["attempts"] == "1"), "{results:?}");
     let hashes: HashSet<String> = metadata(&out).iter().map(|l| l["sha256"].as_str().unwrap().to_owned()).collect();
     assert_eq!(hashes.len(), 16, "one metadata line per image, each its own");
+    let report = json_report(&out).await;
+    assert_eq!((&report["overall"]["done"], &report["overall"]["attempts"]), (&16.into(), &3.into()), "{report}");
 
     let again = run(&sim, &manifest, &out, &[]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));

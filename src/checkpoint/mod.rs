@@ -1914,7 +1914,9 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     }
     let mut st = c.prepare(
         "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class, \
-         a.outcome = 'unknown', CASE WHEN a.kind = 'batch' THEN 'batch' ELSE 'online' END \
+         a.outcome = 'unknown', CASE WHEN a.kind = 'batch' THEN 'batch' ELSE 'online' END, \
+         a.kind <> 'generate' OR ROW_NUMBER() OVER (PARTITION BY a.run_id, a.kind, a.model, a.started_at, \
+         a.duration_s ORDER BY a.rowid) = 1 \
          FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
@@ -1922,7 +1924,10 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         let i = cell_of(&mut cells, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?, r.get_ref(8)?.as_str()?);
         let cell = &mut cells[i];
         let (generate, ok): (bool, bool) = (r.get(2)?, r.get(3)?);
-        cell.calls += 1;
+        // The images of one call (`n`) each record the call, with the same start and
+        // duration: it is one call, and each image an attempt.
+        let first_of_call: bool = r.get(9)?;
+        cell.calls += u64::from(first_of_call);
         if r.get(7)? {
             // Neither its latency nor its wait is known.
             cell.unknown += 1;
