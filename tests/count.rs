@@ -435,7 +435,8 @@ async fn plain_progress_lines(sim: &SimServer, manifest: &Path, out: &Path) -> V
 /// A counted run's plain line counts images: "N/3 images settled" for one row of count 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_progress_line_of_a_counted_run_counts_images() {
-    let sim = sim(fixed(Duration::from_millis(150))).await;
+    // One call of n=3 (gpt-image-2 takes `n`): 300 ms spans several 100 ms ticks.
+    let sim = sim(fixed(Duration::from_millis(300))).await;
     let dir = tempfile::tempdir().unwrap();
     let manifest = counted(dir.path(), &[("a", "progress cats", "1K", "3")]);
     let lines = plain_progress_lines(&sim, &manifest, &dir.path().join("out")).await;

@@ -173,6 +173,10 @@ async fn an_endpoint_that_ignores_n_still_gets_every_image_asked_for_once() {
     let mut attempts: Vec<&str> = results.iter().map(|r| r["attempts"].as_str()).collect();
     attempts.sort();
     assert_eq!(attempts, ["1", "2", "3"], "an image left out of an answer spent an attempt");
+    // Three calls, two of which came back short: each is one error of the call's.
+    let report = json_report(&out).await;
+    assert_eq!(report["overall"]["attempts"], 3, "{report}");
+    assert_eq!(report["overall"]["errors"]["bad_response"], 2, "{report}");
 }
 
 /// `--max-cost` holds the price of every image a call asks for: with room for two of a
@@ -252,4 +256,23 @@ async fn a_call_answered_with_urls_downloads_every_image() {
     let o = run(&sim, &manifest, &dir.path().join("g"), &["--models-file", models.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("only the openai dialect asks for several images in one call"), "{}", text(&o));
+}
+
+/// Errors are counted by call, on the progress line as in the report: a call of three
+/// images that the provider refused as overloaded is one error, not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_of_n_images_is_one_error() {
+    let sim = sim(SimConfig { fail_first: Some(Fault::Overloaded), ..fixed(Duration::from_millis(300)) }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = counted(dir.path(), &[("o", "three otters", "3")]);
+    let out = dir.path().join("out");
+    let o = run(&sim, &manifest, &out, &["--progress-interval", "100ms"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(ns(&sim), vec![3, 3], "the call is retried whole");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let last = stderr.lines().rfind(|l| l.starts_with("[00:0")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(last.contains("errors so far: overloaded 1;"), "{last}");
+    let report = json_report(&out).await;
+    assert_eq!(report["overall"]["errors"]["overloaded"], 1, "{report}");
+    assert_eq!(report["overall"]["attempts"], 2, "{report}");
 }

@@ -1916,7 +1916,9 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         "SELECT a.resolution, a.model, a.kind = 'generate', a.outcome = 'ok', a.duration_s, a.wait_s, a.error_class, \
          a.outcome = 'unknown', CASE WHEN a.kind = 'batch' THEN 'batch' ELSE 'online' END, \
          a.kind <> 'generate' OR ROW_NUMBER() OVER (PARTITION BY a.run_id, a.kind, a.model, a.started_at, \
-         a.duration_s ORDER BY a.rowid) = 1 \
+         a.duration_s ORDER BY a.rowid) = 1, \
+         a.kind <> 'generate' OR ROW_NUMBER() OVER (PARTITION BY a.run_id, a.kind, a.model, a.started_at, \
+         a.duration_s, a.error_class ORDER BY a.rowid) = 1 \
          FROM attempts a JOIN rows r ON r.rid = a.rid WHERE r.seq IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
@@ -1937,7 +1939,11 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
                 cell.latency.push(r.get(4)?);
             }
         }
-        if let Some(class) = r.get_ref(6)?.as_str_or_null()? {
+        // An error is the call's: once per call (a call that came back short is one).
+        let first_of_class: bool = r.get(10)?;
+        if let Some(class) = r.get_ref(6)?.as_str_or_null()?
+            && first_of_class
+        {
             *cell.errors.entry(class.to_owned()).or_default() += 1;
         }
     }

@@ -182,6 +182,9 @@ async fn download(ctx: &Ctx, row: &PendingRow, url: String, model: String) {
             } => r,
         };
         record(ctx, row, &model, AttemptKind::Download, resolution, started_at, t.elapsed(), Duration::ZERO, &result);
+        if let Err(e) = &result {
+            ctx.progress.error(e.class);
+        }
         match result {
             // The model and size were recorded with the URL.
             Ok(bytes) => {
@@ -515,6 +518,13 @@ async fn call(
             &outcome,
         );
     }
+    // The progress line counts errors by call, as the report does: a call of n images
+    // that failed is one error, and one that came back short is one too.
+    match &result {
+        Err(e) => ctx.progress.error(e.class),
+        Ok(_) if got < sent => ctx.progress.error(short.class),
+        Ok(_) => {}
+    }
     if !matches!(&result, Err(e) if e.class == ErrorClass::Unreachable) {
         ctx.reachable();
     }
@@ -609,10 +619,7 @@ fn record<T>(
 ) {
     let (http_status, error) = match result {
         Ok(_) => (None, None),
-        Err(e) => {
-            ctx.progress.error(e.class);
-            (e.status, Some((e.class, e.message.clone())))
-        }
+        Err(e) => (e.status, Some((e.class, e.message.clone()))),
     };
     ctx.ckpt.record_attempt(AttemptRecord {
         rid: row.rid,
