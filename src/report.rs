@@ -132,6 +132,9 @@ pub struct Report {
     pub simulated_time_scale: Option<f64>,
     /// The last run's rate cap, as starts per minute of real time.
     pub rate_cap_per_minute: Option<f64>,
+    /// The manifest rows the images come from, when some row has a count over 1 (then
+    /// each group's `rows` are images).
+    pub manifest_rows: Option<u64>,
 }
 
 #[derive(Default)]
@@ -216,7 +219,9 @@ pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
     let overall = grouped(inputs, prices, |_| "all".into())
         .pop()
         .unwrap_or_else(|| Acc::default().finish("all".into(), inputs.rate_per_s));
-    let wall_time_s: f64 = inputs.runs.iter().filter_map(|(start, end)| end.map(|e| (e - start).max(0.0))).sum();
+    // A fold from +0.0: an empty f64 `sum` is -0.0, which would print as "-0.0s".
+    let wall_time_s: f64 =
+        inputs.runs.iter().filter_map(|(start, end)| end.map(|e| (e - start).max(0.0))).fold(0.0, |a, b| a + b);
     let images_per_minute = (wall_time_s > 0.0).then(|| overall.done as f64 / wall_time_s * 60.0);
     Report {
         version: VERSION,
@@ -232,6 +237,7 @@ pub fn build(inputs: &ReportInputs, prices: &Prices) -> Report {
         images_per_minute,
         rate_cap_per_minute: inputs.rate_per_s.map(|r| r * 60.0),
         simulated_time_scale: inputs.time_scale,
+        manifest_rows: inputs.manifest_rows,
     }
 }
 
@@ -301,10 +307,13 @@ pub fn render(r: &Report, md: bool) -> String {
     if md {
         let _ = writeln!(out, "# bulkgen latency report\n");
     }
+    let rows = match r.manifest_rows {
+        Some(from) => format!("{} images from {from} manifest rows", o.rows),
+        None => format!("{} rows", o.rows),
+    };
     let _ = writeln!(
         out,
-        "{} rows: {} done, {} failed, {} pending; {} calls over {} run(s), {:.1}s{}",
-        o.rows,
+        "{rows}: {} done, {} failed, {} pending; {} calls over {} run(s), {:.1}s{}",
         o.done,
         o.failed,
         o.pending,
@@ -413,7 +422,7 @@ pub fn render(r: &Report, md: bool) -> String {
 pub fn unknown_text(g: &Group) -> Option<String> {
     (g.outcome_unknown > 0).then(|| {
         format!(
-            "{} call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)",
+            "{} image(s) from calls with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)",
             g.outcome_unknown
         )
     })
@@ -433,11 +442,11 @@ pub fn spend_text(g: &Group) -> String {
     match (g.outcome_unknown, g.spend_up_to_usd) {
         (0, _) => text,
         (n, Some(up_to)) => format!(
-            "up to {}: {text}, plus {} for {n} call(s) with outcome unknown",
+            "up to {}: {text}, plus {} for {n} image(s) from calls with outcome unknown",
             Usd(up_to),
             Usd(up_to - g.spend_usd.unwrap_or(0.0))
         ),
-        (n, None) => format!("{text}, plus {n} call(s) with outcome unknown and no known price"),
+        (n, None) => format!("{text}, plus {n} image(s) from calls with outcome unknown and no known price"),
     }
 }
 
@@ -582,6 +591,7 @@ mod tests {
             runs: vec![(100.0, Some(160.0))],
             rate_per_s: Some(1.0),
             time_scale: None,
+            manifest_rows: None,
         };
         let r = build(&inputs, &Prices::with_overrides(&crate::catalog::Catalog::built_in(), &[]).unwrap());
         let k1 = &r.classes[0];
@@ -615,22 +625,26 @@ mod tests {
         let (spend, up_to) = (r.overall.spend_usd.unwrap(), r.overall.spend_up_to_usd.unwrap());
         assert!((spend - 0.15).abs() < 1e-9 && (up_to - 0.25).abs() < 1e-9, "{spend} {up_to}");
         let text = render(&r, false);
+        assert!(!text.contains("-0.0s"), "{text}");
         assert!(
             text.contains(
-                "2 call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
+                "2 image(s) from calls with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "spend: up to $0.250: $0.150 estimated for 3 done image(s), plus $0.100 for 2 call(s) with outcome \
-                 unknown"
+                "spend: up to $0.250: $0.150 estimated for 3 done image(s), plus $0.100 for 2 image(s) from calls with \
+                 outcome unknown"
             ),
             "{text}"
         );
         let unpriced = build(&inputs, &Prices::with_overrides(&crate::catalog::Catalog::built_in(), &[]).unwrap());
         assert_eq!(unpriced.overall.spend_up_to_usd, None);
-        assert!(spend_text(&unpriced.overall).ends_with("plus 2 call(s) with outcome unknown and no known price"));
+        assert!(
+            spend_text(&unpriced.overall)
+                .ends_with("plus 2 image(s) from calls with outcome unknown and no known price")
+        );
         let none = build(&ReportInputs::default(), &prices);
         assert_eq!((none.overall.outcome_unknown, none.overall.spend_up_to_usd), (0, None));
         assert!(!render(&none, false).contains("outcome unknown"));

@@ -153,7 +153,7 @@ async fn calls_in_flight_at_a_kill_are_counted_as_outcome_unknown_and_priced_as_
     assert!((up_to - spend - 0.05 * unknown as f64).abs() < 1e-9, "{all}");
 
     let line = format!(
-        "{unknown} call(s) with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
+        "{unknown} image(s) from calls with outcome unknown (abandoned by a kill or a second Ctrl-C; they may have been billed)"
     );
     let status = status_of(&out).await;
     assert!(status.contains(&line) && status.contains("spend: up to $"), "{status}");

@@ -89,6 +89,8 @@ async fn the_images_of_a_row_share_one_call_with_n() {
     assert_eq!(hashes.len(), 16, "one metadata line per image, each its own");
     let report = json_report(&out).await;
     assert_eq!((&report["overall"]["done"], &report["overall"]["attempts"]), (&16.into(), &3.into()), "{report}");
+    assert_eq!(report["manifest_rows"], 2, "{report}");
+    assert!(text(&o).contains("16 images from 2 manifest rows: 16 done, 0 failed, 0 pending; 3 calls"), "{}", text(&o));
 
     let again = run(&sim, &manifest, &out, &[]).await;
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));

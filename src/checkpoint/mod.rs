@@ -409,6 +409,9 @@ pub struct ReportInputs {
     /// rates are given here in the provider time they stand for (real seconds divided by
     /// the scale), so the advice pasted back into the same command holds.
     pub time_scale: Option<f64>,
+    /// The manifest rows the images come from, when some row has a count over 1 (then
+    /// the rows counted here are images).
+    pub manifest_rows: Option<u64>,
 }
 
 type Reply = Box<dyn FnOnce() + Send>;
@@ -1933,7 +1936,8 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
         if r.get(7)? {
             // Neither its latency nor its wait is known.
             cell.unknown += 1;
-        } else if generate {
+        } else if generate && first_of_call {
+            // One sample per call: a call's latency and wait are not its images' each.
             cell.wait.push(r.get(5)?);
             if ok {
                 cell.latency.push(r.get(4)?);
@@ -1958,7 +1962,13 @@ pub fn report_inputs(c: &Connection) -> Result<ReportInputs, CheckpointError> {
     let settings = last_settings(c)?;
     let rate_per_s = settings.as_deref().and_then(rate_of);
     let time_scale = settings.as_deref().and_then(time_scale_of);
-    let mut inputs = ReportInputs { cells, completions, runs, rate_per_s, time_scale };
+    let (images, manifest_rows): (u64, u64) = c.query_row(
+        "SELECT COUNT(*), COUNT(DISTINCT COALESCE(row_id, id)) FROM rows WHERE seq IS NOT NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let manifest_rows = (manifest_rows < images).then_some(manifest_rows);
+    let mut inputs = ReportInputs { cells, completions, runs, rate_per_s, time_scale, manifest_rows };
     if let Some(scale) = time_scale.filter(|s| *s > 0.0) {
         for cell in &mut inputs.cells {
             for xs in [&mut cell.latency, &mut cell.e2e, &mut cell.batch_e2e, &mut cell.wait] {
