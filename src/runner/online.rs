@@ -126,7 +126,7 @@ async fn drive(ctx: &Ctx, mut rows: Vec<PendingRow>) {
     while !rows.is_empty() {
         let Some(Made { images, asked, latency_s, made, slot }) = generate(ctx, &rows).await else { return };
         let got = images.len().min(asked);
-        let mut rest = rows.split_off(got);
+        let rest = rows.split_off(got);
         let short = asked - got;
         if short > 0 {
             // Sent and not answered (the attempt recorded so): not made, so asked for again.
@@ -155,12 +155,7 @@ async fn drive(ctx: &Ctx, mut rows: Vec<PendingRow>) {
         // The images exist at the provider: only the downloads are retried from here on.
         let downloads = urls.into_iter().map(|(row, url)| download(ctx, row, url, made.model.clone()));
         futures::future::join_all(downloads).await;
-        if ctx.stop.is_cancelled() {
-            for row in &rest {
-                ctx.ckpt.mark_pending(row.rid);
-            }
-            rest.clear();
-        }
+        // The rest go round again (a stopped run puts them back as pending there).
         rows = rest;
     }
 }
