@@ -278,3 +278,24 @@ async fn a_failed_call_of_n_images_is_one_error() {
     assert_eq!(report["overall"]["errors"]["overloaded"], 1, "{report}");
     assert_eq!(report["overall"]["attempts"], 2, "{report}");
 }
+
+/// A call never asks for more images than one answer within `--max-response-bytes` can
+/// hold at the size sent (each counted as uncompressed RGBA in base64), so an answer is
+/// never cut at the cap with paid images in it: 1024x1024 is 5.6 MB that way, so 20 MiB
+/// holds three; the 128 MiB default holds three 3840x2160 images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_asks_for_no_more_images_than_an_answer_may_hold() {
+    let sim = sim(fixed(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = counted(dir.path(), &[("s", "five squares", "5")]);
+    let o = run(&sim, &manifest, &dir.path().join("a"), &["-c", "1", "--max-response-bytes", "20MiB"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(ns(&sim), vec![3, 2]);
+
+    let sim = common::sim(fixed(Duration::from_millis(5))).await;
+    let path = dir.path().join("4k.csv");
+    std::fs::write(&path, "id,prompt,size,aspect_ratio,count\nw,five wide views,4K,16:9,5\n").unwrap();
+    let o = run(&sim, &path, &dir.path().join("b"), &["-c", "1"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(ns(&sim), vec![3, 2], "3840x2160 x 4 x 4/3 = 44 MB an image");
+}

@@ -70,12 +70,8 @@ pub(super) async fn dispatch(ctx: Arc<Ctx>, which: checkpoint::Pending) {
 fn joins(ctx: &Ctx, group: &[PendingRow], row: &PendingRow) -> bool {
     let Some(lead) = group.first() else { return false };
     let needs_call = |r: &PendingRow| !r.stashed && r.result_url.is_none();
-    let mut most = ctx.cfg.images_per_call(&lead.model);
-    if let Some(fallback) = ctx.cfg.fallback_model.as_deref() {
-        most = most.min(ctx.cfg.images_per_call(fallback));
-    }
-    (group.len() as u32) < most
-        && row.row_id == lead.row_id
+    // The cheap tests first: most rows are another manifest row's.
+    row.row_id == lead.row_id
         && needs_call(row)
         && needs_call(lead)
         && row.prompt == lead.prompt
@@ -84,6 +80,30 @@ fn joins(ctx: &Ctx, group: &[PendingRow], row: &PendingRow) -> bool {
         && row.model == lead.model
         && row.params == lead.params
         && row.refs == lead.refs
+        && (group.len() as u32) < images_per_call(ctx, lead)
+}
+
+/// How many images of `row`'s manifest row one call may ask for: the model's `n`
+/// (`RunConfig::images_per_call`), the fallback's too (it may take the call over), and no
+/// more than one answer within `--max-response-bytes` can hold at the size sent. Each
+/// image is counted at its size as uncompressed RGBA in base64, which no PNG, JPEG or
+/// WebP of it passes by more than the margin: an answer cut at the cap would throw away
+/// images already paid for (gpt-image-2 at 3840x2160 under the 128 MiB default: 3).
+fn images_per_call(ctx: &Ctx, row: &PendingRow) -> u32 {
+    let cfg = &ctx.cfg;
+    let mut most = u32::MAX;
+    for model in std::iter::once(row.model.as_str()).chain(cfg.fallback_model.as_deref()) {
+        most = most.min(cfg.images_per_call(model));
+        if most <= 1 {
+            return 1;
+        }
+        let sent = cfg.catalog.resolve(cfg.dialect, model, row.size, row.aspect_ratio, cfg.size_policy);
+        if let Ok(WireSize::Pixels { width, height }) = sent {
+            let per_image = u64::from(width) * u64::from(height) * 4 * 4 / 3 + 64 * 1024;
+            most = most.min(u32::try_from(cfg.max_response_bytes / per_image).unwrap_or(u32::MAX));
+        }
+    }
+    most.max(1)
 }
 
 /// What a successful generation produced.
