@@ -24,6 +24,7 @@ const LIVE_WINDOW: usize = 500;
 pub struct Counters {
     pub done: AtomicU64,
     pub failed: AtomicU64,
+    /// Calls in flight (a call of several images, `n`, is one).
     pub in_flight: AtomicU64,
     pub retry_waiting: AtomicU64,
     /// Rows in open batch jobs.

@@ -274,6 +274,10 @@ async fn a_failed_call_of_n_images_is_one_error() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let last = stderr.lines().rfind(|l| l.starts_with("[00:0")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(last.contains("errors so far: overloaded 1;"), "{last}");
+    // A call of three images is one call in flight.
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("[00:0")).collect();
+    assert!(lines.iter().all(|l| l.contains(" 0 in flight") || l.contains(" 1 in flight")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains(" 1 in flight")), "{lines:?}");
     let report = json_report(&out).await;
     assert_eq!(report["overall"]["errors"]["overloaded"], 1, "{report}");
     assert_eq!(report["overall"]["attempts"], 2, "{report}");

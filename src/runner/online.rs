@@ -462,8 +462,8 @@ async fn call(
         return None;
     }
     let started_at = now_unix();
-    let images = rows.len() as u64;
-    Progress::add(&counters.in_flight, images);
+    // Calls in flight, as `-c` bounds them (a call of n images is one).
+    Progress::add(&counters.in_flight, 1);
     let t = Instant::now();
     let job = Job {
         prompt: &lead.prompt,
@@ -481,7 +481,7 @@ async fn call(
         r = ctx.caller.generate(&job, deadline) => Some(r),
     };
     let took = t.elapsed();
-    Progress::sub(&counters.in_flight, images);
+    Progress::sub(&counters.in_flight, 1);
     let Some(mut result) = result else {
         ctx.release(reserved);
         // Abandoned by a second Ctrl-C: the rows go back to the queue, and the call,
