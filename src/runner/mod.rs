@@ -535,6 +535,7 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         endpoint_away: std::sync::atomic::AtomicBool::new(false),
         said_short: std::sync::Once::new(),
     });
+    let both = (interrupts.first.clone(), interrupts.second.clone());
     let watcher = tokio::spawn(watch_interrupts(ctx.clone(), interrupts));
 
     match ctx.cfg.engine {
@@ -550,7 +551,13 @@ pub async fn run(cfg: RunConfig, interrupts: Interrupts) -> Result<Option<Outcom
         }
         Engine::Batch => batch::run(ctx.clone()).await,
     }
-    watcher.abort();
+    if both.0.is_cancelled() && both.1.is_cancelled() {
+        // Past both waits: the second Ctrl-C's note is said before the run ends, not lost
+        // to an abort that came first (the calls it abandoned can end before it is said).
+        let _ = watcher.await;
+    } else {
+        watcher.abort();
+    }
     display.finish();
 
     if let Err(e) = ckpt.flush().await {
